@@ -1,0 +1,515 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import {
+  checkFieldValue,
+  checkRetry,
+  dataToText,
+  encodeComment,
+  encodeData,
+  encodeRetry,
+} from './protocol/encode';
+import { HTTP1_HEADERS, STREAM_HEADERS } from './protocol/headers';
+import type { ResolvedOptions } from './options';
+
+/** Options of one `send()`. */
+export interface SendOptions<Name extends string = string> {
+  /** The event name (`event:` field). Without it the browser dispatches a `message` event. */
+  event?: Name;
+  /** The event id (`id:` field); the browser sends it back as `Last-Event-ID` when it reconnects. */
+  id?: string | number;
+}
+
+/**
+ * What `res.sse` is: one client's event stream. The stream opens lazily on
+ * the first call (or `open()`); every method is safe to call after the stream
+ * closed (it returns `false`).
+ */
+export interface SseStream {
+  /** Sends one event. `false` when the stream is closed or the write was queued behind backpressure. */
+  send(data: unknown, options?: SendOptions): boolean;
+  /** Sends a comment frame (`: text`), which the browser ignores. */
+  comment(text?: string): boolean;
+  /** Sets the browser's reconnection delay (`retry: ms`). */
+  retry(ms: number): boolean;
+  /** Opens the stream now (idempotent). `false` when it could not open (refused origin, limit) or is closed. */
+  open(): boolean;
+  /** Ends the response (idempotent). Before the stream opened it answers 204, which stops EventSource from reconnecting. */
+  close(): void;
+  /** The `Last-Event-ID` header, else the `lastEventId` query parameter. */
+  readonly lastEventId: string | undefined;
+  /** True once the client left or `close()` ran. */
+  readonly closed: boolean;
+  /** Aborted when the stream ends, for any reason. */
+  readonly signal: AbortSignal;
+}
+
+const NEW = 0;
+const OPEN = 1;
+const CLOSED = 2;
+
+const KEEP_ALIVE_FRAME = ': keep-alive\n\n';
+const kConnection = Symbol('sse-relay.connection');
+
+type Res = ServerResponse & { [kConnection]?: Connection; flush?: () => void };
+
+/** A random reconnection delay between `min` and `min + spread` ms, so reconnects spread out. */
+export function jitter(min: number, spread: number): number {
+  return min + Math.floor(Math.random() * spread);
+}
+
+// ---------------------------------------------------------------------------
+// Shared timers: one interval per tick period for every open stream in the
+// process, not one timer per stream. A stream is idle when no tick saw a write
+// since its last keep-alive; the keep-alive goes out between `keepAlive` and
+// `keepAlive + tick` ms after the last write, never earlier.
+
+class Ticker {
+  readonly members = new Set<Connection>();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(readonly period: number) {
+    this.timer = setInterval(() => {
+      for (const conn of this.members) conn.tick();
+    }, period);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
+
+const tickers = new Map<number, Ticker>();
+
+function joinTicker(conn: Connection, period: number): void {
+  let ticker = tickers.get(period);
+  if (ticker === undefined) {
+    ticker = new Ticker(period);
+    tickers.set(period, ticker);
+  }
+  ticker.members.add(conn);
+}
+
+function leaveTicker(conn: Connection, period: number): void {
+  const ticker = tickers.get(period);
+  if (ticker === undefined) return;
+  ticker.members.delete(conn);
+  if (ticker.members.size === 0) {
+    ticker.stop();
+    tickers.delete(period);
+  }
+}
+
+/** How many shared timers are running (0 once every stream has ended). For tests. */
+export function activeTimerCount(): number {
+  return tickers.size;
+}
+
+// ---------------------------------------------------------------------------
+// Frames pushed during one event-loop turn are written with one `write()` per
+// connection at the end of the turn (process.nextTick).
+
+let dirty: Connection[] = [];
+let flushScheduled = false;
+
+function flushDirty(): void {
+  const list = dirty;
+  dirty = [];
+  flushScheduled = false;
+  for (const conn of list) conn.flush();
+}
+
+// Shared listeners: `this` is the response, which carries its connection.
+function onResponseClose(this: Res): void {
+  this[kConnection]?.gone();
+}
+function onResponseDrain(this: Res): void {
+  this[kConnection]?.drained();
+}
+
+// ---------------------------------------------------------------------------
+
+/**
+ * The streams opened by one `sse()` middleware or one hub: their options,
+ * connection counts, limits and graceful shutdown.
+ */
+export class Pool {
+  readonly open = new Set<Connection>();
+  private readonly perKey = new Map<string, number>();
+  /** Streams cut for a limit (backlog, drain timeout). */
+  dropped = 0;
+  /** Tick period of the shared timer, 0 = no timer needed. */
+  readonly period: number;
+  readonly keepAliveTicks: number;
+  readonly drainTicks: number;
+
+  constructor(readonly opts: ResolvedOptions) {
+    const base = opts.keepAlive > 0 ? Math.min(opts.keepAlive, opts.drainTimeout) : opts.drainTimeout;
+    this.period = Math.max(1, Math.floor(base / 5));
+    this.keepAliveTicks = opts.keepAlive > 0 ? Math.ceil(opts.keepAlive / this.period) : 0;
+    this.drainTicks = Math.ceil(opts.drainTimeout / this.period);
+  }
+
+  /**
+   * Decides whether `conn` may open. On a refusal it has answered the request
+   * (403, 429, or 200 + retry + end) and returns false.
+   */
+  admit(conn: Connection): boolean {
+    const { req, res } = conn;
+    const opts = this.opts;
+    const origin = req.headers.origin;
+    if (opts.originAllowed !== undefined && origin !== undefined) {
+      let ok = false;
+      try {
+        ok = opts.originAllowed(origin) === true;
+      } catch {
+        ok = false;
+      }
+      if (!ok) {
+        res.writeHead(403, { 'Content-Type': 'text/plain; charset=utf-8', Vary: 'Origin' });
+        res.end('Forbidden');
+        return false;
+      }
+    }
+    if (this.open.size >= opts.maxConnections) {
+      // A non-200 would make EventSource give up for good; an overload is transient.
+      conn.writeHead();
+      res.end(encodeRetry(jitter(3000, 4000)));
+      return false;
+    }
+    if (opts.maxConnectionsPerKey !== Infinity) {
+      const key = String(opts.connectionKey(req));
+      const n = this.perKey.get(key) ?? 0;
+      if (n >= opts.maxConnectionsPerKey) {
+        res.writeHead(429, { 'Content-Type': 'text/plain; charset=utf-8', 'Retry-After': '5' });
+        res.end('Too Many Requests');
+        return false;
+      }
+      this.perKey.set(key, n + 1);
+      conn.key = key;
+    }
+    return true;
+  }
+
+  add(conn: Connection): void {
+    this.open.add(conn);
+    if (this.period > 0) joinTicker(conn, this.period);
+  }
+
+  remove(conn: Connection): void {
+    if (!this.open.delete(conn)) return;
+    if (this.period > 0) leaveTicker(conn, this.period);
+    const key = conn.key;
+    if (key !== undefined) {
+      const n = (this.perKey.get(key) ?? 1) - 1;
+      if (n <= 0) this.perKey.delete(key);
+      else this.perKey.set(key, n);
+    }
+  }
+
+  /** Sends `retry:` (jittered) to every open stream and ends it, so browsers reconnect to a peer. */
+  closeAll(retryMin = 1000, retrySpread = 4000): void {
+    for (const conn of [...this.open]) conn.end(encodeRetry(jitter(retryMin, retrySpread)));
+  }
+}
+
+/**
+ * One client's stream: the response head, a bounded write queue, keep-alive
+ * and drain accounting on the shared ticker, and an idempotent close that
+ * releases every listener and timer. This is the object `res.sse` points at.
+ */
+export class Connection implements SseStream {
+  private state = NEW;
+  /** Per-key limit accounting (set by Pool.admit). */
+  key: string | undefined = undefined;
+  /** Frames of this turn, not yet handed to the socket. */
+  private pending = '';
+  /** Frames held back while the socket is over its high-water mark; '' marks a coalesced slot. */
+  private queue: string[] | null = null;
+  private queueKeys: Map<string, number> | null = null;
+  private queued = 0;
+  private waiting = false;
+  private written = false;
+  private idleTicks = 0;
+  private drainWait = 0;
+  private durationTimer: NodeJS.Timeout | undefined = undefined;
+  private controller: AbortController | undefined = undefined;
+  private cachedLastEventId: string | null | undefined = undefined;
+  /** Called once when the stream ends, for any reason (the hub unsubscribes here). */
+  onEnd: ((conn: Connection) => void) | undefined = undefined;
+
+  constructor(
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly pool: Pool,
+  ) {}
+
+  get closed(): boolean {
+    return this.state === CLOSED;
+  }
+
+  get isOpen(): boolean {
+    return this.state === OPEN;
+  }
+
+  get signal(): AbortSignal {
+    if (this.controller === undefined) {
+      this.controller = new AbortController();
+      if (this.state === CLOSED) this.controller.abort();
+    }
+    return this.controller.signal;
+  }
+
+  get lastEventId(): string | undefined {
+    if (this.cachedLastEventId === undefined) {
+      const header = this.req.headers['last-event-id'];
+      if (typeof header === 'string') {
+        this.cachedLastEventId = header;
+      } else {
+        const url = this.req.url ?? '';
+        const q = url.indexOf('?');
+        this.cachedLastEventId = q === -1 ? null : new URLSearchParams(url.slice(q + 1)).get('lastEventId');
+      }
+    }
+    return this.cachedLastEventId ?? undefined;
+  }
+
+  /** Writes the 200 head with the stream headers (and CORS headers for an allowed origin). */
+  writeHead(): void {
+    const { req, res } = this;
+    const opts = this.pool.opts;
+    for (const name in STREAM_HEADERS) res.setHeader(name, STREAM_HEADERS[name]!);
+    if (req.httpVersionMajor < 2) for (const name in HTTP1_HEADERS) res.setHeader(name, HTTP1_HEADERS[name]!);
+    const origin = req.headers.origin;
+    if (opts.originAllowed !== undefined) {
+      res.setHeader('Vary', 'Origin');
+      if (origin !== undefined) {
+        res.setHeader('Access-Control-Allow-Origin', origin);
+        res.setHeader('Access-Control-Allow-Credentials', 'true');
+      }
+    }
+    for (const [name, value] of opts.headers) res.setHeader(name, value);
+    res.writeHead(200);
+    res.flushHeaders();
+  }
+
+  open(): boolean {
+    if (this.state !== NEW) return this.state === OPEN;
+    const res = this.res as Res;
+    if (res.headersSent || res.writableEnded || res.destroyed) {
+      this.state = CLOSED;
+      return false;
+    }
+    if (!this.pool.admit(this)) {
+      this.state = CLOSED;
+      this.controller?.abort();
+      return false;
+    }
+    this.state = OPEN;
+    this.writeHead();
+    this.req.socket?.setNoDelay(true);
+    res[kConnection] = this;
+    res.on('close', onResponseClose);
+    this.pool.add(this);
+    const { maxDuration, retry } = this.pool.opts;
+    if (maxDuration > 0) {
+      this.durationTimer = setTimeout(() => this.close(), maxDuration - Math.floor(Math.random() * maxDuration * 0.1));
+      this.durationTimer.unref();
+    }
+    if (retry !== undefined) this.write(encodeRetry(retry));
+    return true;
+  }
+
+  send(data: unknown, options?: SendOptions): boolean {
+    let head = '';
+    if (options !== undefined && options !== null) {
+      if (typeof options !== 'object') throw new TypeError('sse-relay: send options must be an object { event?, id? }');
+      if (options.id !== undefined) head += 'id: ' + checkFieldValue('id', options.id) + '\n';
+      if (options.event !== undefined) head += 'event: ' + checkFieldValue('event', options.event) + '\n';
+    }
+    const frame = head + encodeData(dataToText(data, this.pool.opts.serialize)) + '\n';
+    return this.open() && this.write(frame);
+  }
+
+  comment(text?: string): boolean {
+    const frame = encodeComment(text);
+    return this.open() && this.write(frame);
+  }
+
+  retry(ms: number): boolean {
+    const frame = encodeRetry(checkRetry(ms));
+    return this.open() && this.write(frame);
+  }
+
+  close(): void {
+    if (this.state === CLOSED) return;
+    if (this.state === NEW) {
+      this.state = CLOSED;
+      const res = this.res;
+      if (!res.headersSent && !res.writableEnded && !res.destroyed) {
+        res.writeHead(204);
+        res.end();
+      }
+      this.controller?.abort();
+      return;
+    }
+    this.end('');
+  }
+
+  /** Writes `last` after everything pending, ends the response and releases everything. */
+  end(last: string): void {
+    if (this.state !== OPEN) return;
+    const res = this.res;
+    let rest = this.pending;
+    if (this.queue !== null) rest = this.queue.join('') + rest;
+    this.pending = '';
+    this.queue = null;
+    this.release();
+    if (!res.writableEnded && !res.destroyed) res.end(rest + last);
+  }
+
+  /** Writes a frame now (after anything pending), or queues it while the socket is backed up. */
+  write(frame: string): boolean {
+    if (this.state !== OPEN) return false;
+    if (this.waiting) return this.enqueue(frame, undefined);
+    if (this.pending !== '') {
+      frame = this.pending + frame;
+      this.pending = '';
+    }
+    return this.writeNow(frame);
+  }
+
+  /**
+   * Adds a frame to this turn's batch (one write per connection per turn).
+   * With `key`, a frame still queued behind backpressure that has the same key
+   * is replaced by this one (latest wins).
+   */
+  push(frame: string, key?: string): boolean {
+    if (this.state !== OPEN) return false;
+    if (this.waiting) return this.enqueue(frame, key);
+    if (this.pending === '') {
+      this.pending = frame;
+      dirty.push(this);
+      if (!flushScheduled) {
+        flushScheduled = true;
+        process.nextTick(flushDirty);
+      }
+    } else {
+      this.pending += frame;
+    }
+    return true;
+  }
+
+  /** Writes this turn's batch. */
+  flush(): void {
+    if (this.pending === '' || this.state !== OPEN) return;
+    const frame = this.pending;
+    this.pending = '';
+    if (this.waiting) this.enqueue(frame, undefined);
+    else this.writeNow(frame);
+  }
+
+  private writeNow(frame: string): boolean {
+    const res = this.res as Res;
+    if (res.writableEnded || res.destroyed) {
+      this.gone();
+      return false;
+    }
+    const ok = res.write(frame);
+    this.written = true;
+    if (typeof res.flush === 'function') res.flush();
+    if (!ok) {
+      if (res.writableLength > this.pool.opts.maxBufferedBytes) {
+        this.drop();
+        return false;
+      }
+      this.waiting = true;
+      this.drainWait = 0;
+      res.once('drain', onResponseDrain);
+    }
+    return ok;
+  }
+
+  private enqueue(frame: string, key: string | undefined): false {
+    let queue = this.queue;
+    if (queue === null) queue = this.queue = [];
+    if (key !== undefined) {
+      let keys = this.queueKeys;
+      if (keys === null) keys = this.queueKeys = new Map();
+      const at = keys.get(key);
+      if (at !== undefined) {
+        this.queued -= queue[at]!.length;
+        queue[at] = '';
+      }
+      keys.set(key, queue.length);
+    }
+    queue.push(frame);
+    this.queued += frame.length;
+    if (this.queued + this.res.writableLength > this.pool.opts.maxBufferedBytes) this.drop();
+    return false;
+  }
+
+  /** The socket drained: write what was held back. */
+  drained(): void {
+    if (this.state !== OPEN || !this.waiting) return;
+    this.waiting = false;
+    const queue = this.queue;
+    this.queue = null;
+    this.queueKeys = null;
+    this.queued = 0;
+    let frame = queue === null ? '' : queue.join('');
+    if (this.pending !== '') {
+      frame += this.pending;
+      this.pending = '';
+    }
+    if (frame !== '') this.writeNow(frame);
+  }
+
+  /** One beat of the shared timer: keep-alive when idle, drop when stuck. */
+  tick(): void {
+    if (this.state !== OPEN) return;
+    if (this.waiting) {
+      if (++this.drainWait >= this.pool.drainTicks) this.drop();
+      return;
+    }
+    if (this.written) {
+      this.written = false;
+      this.idleTicks = 0;
+    } else if (this.pool.keepAliveTicks > 0 && ++this.idleTicks >= this.pool.keepAliveTicks) {
+      this.idleTicks = 0;
+      this.write(KEEP_ALIVE_FRAME);
+      this.written = false;
+    }
+  }
+
+  /** Cuts a client that fell too far behind; it reconnects and resumes with Last-Event-ID. */
+  drop(): void {
+    if (this.state !== OPEN) return;
+    this.pool.dropped++;
+    this.queue = null;
+    this.queueKeys = null;
+    this.pending = '';
+    this.release();
+    this.res.destroy();
+  }
+
+  /** The response closed underneath us (client left, or someone ended it). */
+  gone(): void {
+    if (this.state === OPEN) this.release();
+  }
+
+  private release(): void {
+    this.state = CLOSED;
+    const res = this.res as Res;
+    res.removeListener('close', onResponseClose);
+    res.removeListener('drain', onResponseDrain);
+    delete res[kConnection];
+    if (this.durationTimer !== undefined) clearTimeout(this.durationTimer);
+    this.durationTimer = undefined;
+    this.waiting = false;
+    this.pool.remove(this);
+    this.controller?.abort();
+    const onEnd = this.onEnd;
+    this.onEnd = undefined;
+    if (onEnd !== undefined) onEnd(this);
+  }
+}

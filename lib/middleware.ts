@@ -1,0 +1,45 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Connection, Pool, type SseStream } from './connection';
+import { resolveOptions, type SseOptions } from './options';
+
+declare module 'http' {
+  interface ServerResponse {
+    /**
+     * The Server-Sent Events stream of this response, attached by `sse()`
+     * (or by a hub's handler). Nothing is written until its first call.
+     */
+    sse: SseStream;
+  }
+}
+
+export type NextFunction = (err?: unknown) => void;
+
+/** The function `sse()` returns: a Connect/Express middleware plus shutdown. */
+export interface SseMiddleware {
+  (req: IncomingMessage, res: ServerResponse, next: NextFunction): void;
+  /** Sends `retry:` (jittered) to every stream this middleware opened and ends it, so `server.close()` can complete. */
+  close(): void;
+  /** Streams of this middleware open right now. */
+  readonly connections: number;
+  /** Streams cut for a limit (backlog over `maxBufferedBytes`, drain timeout) since start. */
+  readonly dropped: number;
+}
+
+/**
+ * `app.use(sse())`: attaches `res.sse` to every response and writes nothing.
+ * The stream opens on the first `res.sse` call. Options are validated here,
+ * once; a bad option throws a TypeError or RangeError that names it.
+ */
+export function sse(options?: SseOptions): SseMiddleware {
+  const pool = new Pool(resolveOptions(options));
+  const middleware = function sseMiddleware(req: IncomingMessage, res: ServerResponse, next: NextFunction): void {
+    res.sse = new Connection(req, res, pool);
+    next();
+  } as SseMiddleware;
+  Object.defineProperties(middleware, {
+    close: { value: () => pool.closeAll() },
+    connections: { get: () => pool.open.size },
+    dropped: { get: () => pool.dropped },
+  });
+  return middleware;
+}
