@@ -42,9 +42,10 @@ export interface SseStream {
   readonly signal: AbortSignal;
 }
 
-const NEW = 0;
-const OPEN = 1;
-const CLOSED = 2;
+const NEW = 0; // nothing decided, nothing written
+const ADMITTED = 1; // origin and limits passed, counted in the pool; head not written yet
+const OPEN = 2; // head written, streaming
+const CLOSED = 3;
 
 const KEEP_ALIVE_FRAME = ': keep-alive\n\n';
 const kConnection = Symbol('sse-relay.connection');
@@ -292,31 +293,45 @@ export class Connection implements SseStream {
     res.flushHeaders();
   }
 
-  open(): boolean {
-    if (this.state !== NEW) return this.state === OPEN;
+  /**
+   * Checks origin and limits and reserves this stream's place in the pool,
+   * before anything is written. On a refusal the request has been answered
+   * (403, 429, or 200 + retry + end) and the stream is closed.
+   */
+  admit(): boolean {
+    if (this.state !== NEW) return this.state !== CLOSED;
     const res = this.res as Res;
-    if (res.headersSent || res.writableEnded || res.destroyed) {
-      this.state = CLOSED;
-      return false;
-    }
-    if (!this.pool.admit(this)) {
+    if (res.headersSent || res.writableEnded || res.destroyed || !this.pool.admit(this)) {
       this.state = CLOSED;
       this.controller?.abort();
       return false;
     }
-    this.state = OPEN;
-    this.writeHead();
-    this.req.socket?.setNoDelay(true);
+    this.state = ADMITTED;
     res[kConnection] = this;
     res.on('close', onResponseClose);
     this.pool.add(this);
+    return true;
+  }
+
+  /** Writes the head of an admitted stream and starts streaming. */
+  start(): void {
+    if (this.state !== ADMITTED) return;
+    this.state = OPEN;
+    this.writeHead();
+    this.req.socket?.setNoDelay(true);
     const { maxDuration, retry } = this.pool.opts;
     if (maxDuration > 0) {
       this.durationTimer = setTimeout(() => this.close(), maxDuration - Math.floor(Math.random() * maxDuration * 0.1));
       this.durationTimer.unref();
     }
     if (retry !== undefined) this.write(encodeRetry(retry));
-    return true;
+  }
+
+  open(): boolean {
+    if (this.state === OPEN) return true;
+    if (!this.admit()) return false;
+    this.start();
+    return this.state === OPEN;
   }
 
   send(data: unknown, options?: SendOptions): boolean {
@@ -341,18 +356,16 @@ export class Connection implements SseStream {
   }
 
   close(): void {
+    if (this.state === OPEN) return this.end('');
     if (this.state === CLOSED) return;
-    if (this.state === NEW) {
-      this.state = CLOSED;
-      const res = this.res;
-      if (!res.headersSent && !res.writableEnded && !res.destroyed) {
-        res.writeHead(204);
-        res.end();
-      }
-      this.controller?.abort();
-      return;
+    if (this.state === ADMITTED) this.release();
+    this.state = CLOSED;
+    const res = this.res;
+    if (!res.headersSent && !res.writableEnded && !res.destroyed) {
+      res.writeHead(204);
+      res.end();
     }
-    this.end('');
+    this.controller?.abort();
   }
 
   /** Writes `last` after everything pending, ends the response and releases everything. */
@@ -494,7 +507,7 @@ export class Connection implements SseStream {
 
   /** The response closed underneath us (client left, or someone ended it). */
   gone(): void {
-    if (this.state === OPEN) this.release();
+    if (this.state === OPEN || this.state === ADMITTED) this.release();
   }
 
   private release(): void {

@@ -1,0 +1,8 @@
+export default async function globalTeardown(): Promise<void> {
+  const server = globalThis.__SSE_RELAY_REDIS__;
+  if (server !== undefined) {
+    await server.stop();
+    globalThis.__SSE_RELAY_REDIS__ = undefined;
+    delete process.env.REDIS_URL;
+  }
+}
