@@ -154,23 +154,28 @@ export class Pool {
    * Decides whether `conn` may open. On a refusal it has answered the request
    * (403, 429, or 200 + retry + end) and returns false.
    */
+  /** False (after answering 403) when the request's `Origin` is not allowed. No `Origin`: same-origin, allowed. */
+  originOk(req: IncomingMessage, res: ServerResponse): boolean {
+    const check = this.opts.originAllowed;
+    const origin = req.headers.origin;
+    if (check === undefined || origin === undefined) return true;
+    let ok = false;
+    try {
+      ok = check(origin) === true;
+    } catch {
+      ok = false;
+    }
+    if (!ok && !res.headersSent) {
+      res.writeHead(403, { 'Content-Type': 'text/plain; charset=utf-8', Vary: 'Origin' });
+      res.end('Forbidden');
+    }
+    return ok;
+  }
+
   admit(conn: Connection): boolean {
     const { req, res } = conn;
     const opts = this.opts;
-    const origin = req.headers.origin;
-    if (opts.originAllowed !== undefined && origin !== undefined) {
-      let ok = false;
-      try {
-        ok = opts.originAllowed(origin) === true;
-      } catch {
-        ok = false;
-      }
-      if (!ok) {
-        res.writeHead(403, { 'Content-Type': 'text/plain; charset=utf-8', Vary: 'Origin' });
-        res.end('Forbidden');
-        return false;
-      }
-    }
+    if (!this.originOk(req, res)) return false;
     if (this.open.size >= opts.maxConnections) {
       // A non-200 would make EventSource give up for good; an overload is transient.
       conn.writeHead();

@@ -9,3 +9,23 @@ export {
   type Serializer,
 } from './protocol/encode';
 export { SseRelayError, type SseRelayErrorCode } from './errors';
+export {
+  createHub,
+  CHANNEL_NAME,
+  type Hub,
+  type HubOptions,
+  type HubStats,
+  type PublishOptions,
+  type Authorize,
+  type SelectChannels,
+  type Handler,
+} from './hub';
+export { MemoryBroker } from './brokers/memory';
+export type {
+  Broker,
+  BrokerEvent,
+  BrokerListener,
+  Position,
+  PublishInput,
+  ReplayResult,
+} from './brokers/broker';
