@@ -1,0 +1,26 @@
+/**
+ * `sse-relay/testing`: a test kit for Server-Sent Events endpoints (any
+ * server, not only sse-relay's). No dependency beyond Node.
+ *
+ * - {@link createParser} / {@link parseStream}: the spec-exact stream parser a browser runs.
+ * - {@link openStream}: a real HTTP client that records raw bytes and parsed events as they arrive.
+ * - {@link collectEvents}: open, wait for events, close.
+ * - {@link expectEvents}: compare event sequences with a readable diff.
+ * - {@link listen} / {@link closeServer}: run an app on 127.0.0.1 and shut it down with its open streams.
+ *
+ * @packageDocumentation
+ */
+export { createParser, parseStream, type ParsedEvent, type SseParser } from './parse';
+export {
+  openStream,
+  collectEvents,
+  expectEvents,
+  listen,
+  closeServer,
+  type StreamTarget,
+  type OpenStreamOptions,
+  type TestStream,
+  type EventPredicate,
+  type CollectUntil,
+  type ExpectedEvent,
+} from './client';
