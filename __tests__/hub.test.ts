@@ -336,6 +336,34 @@ describe('history and Last-Event-ID resume', () => {
   });
 });
 
+describe('render-time cursor', () => {
+  test('an event published between render and connect is not lost', async () => {
+    await start();
+    await fx!.hub.publish('a', 'before render');
+    const cursor = await fx!.hub.cursor(['a', 'b']);
+    expect(cursor).toMatch(ID);
+    const between = await fx!.hub.publish('b', 'between render and connect');
+    const s = await stream(`/events?channel=a&channel=b&lastEventId=${encodeURIComponent(cursor)}`);
+    await s.waitFor(1);
+    expect(s.events).toEqual([{ event: 'message', data: 'between render and connect', id: between }]);
+    expect(s.raw()).not.toContain('reset');
+  });
+
+  test('a cursor taken before any event resumes cleanly', async () => {
+    await start();
+    const cursor = await fx!.hub.cursor('fresh');
+    const first = await fx!.hub.publish('fresh', 'first');
+    const s = await stream('/events/fresh', { 'Last-Event-ID': cursor });
+    await s.waitFor(1);
+    expect(s.events).toEqual([{ event: 'message', data: 'first', id: first }]);
+  });
+
+  test('cursor refuses bad channel names', async () => {
+    await start();
+    await expect(fx!.hub.cursor('bad name')).rejects.toThrow(TypeError);
+  });
+});
+
 describe('re-authorisation, close, leaks', () => {
   test('reauthorizeEvery: a no closes the stream', async () => {
     let allowed = true;

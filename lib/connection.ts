@@ -8,6 +8,7 @@ import {
   encodeRetry,
 } from './protocol/encode';
 import { HTTP1_HEADERS, STREAM_HEADERS } from './protocol/headers';
+import type { AnyEvents, EventMap, EventName, MessageData } from './events';
 import type { ResolvedOptions } from './options';
 
 /** Options of one `send()`. */
@@ -21,11 +22,14 @@ export interface SendOptions<Name extends string = string> {
 /**
  * What `res.sse` is: one client's event stream. The stream opens lazily on
  * the first call (or `open()`); every method is safe to call after the stream
- * closed (it returns `false`).
+ * closed (it returns `false`). With a catalog (`SseStream<Events>`), event
+ * names and payloads are type-checked.
  */
-export interface SseStream {
-  /** Sends one event. `false` when the stream is closed or the write was queued behind backpressure. */
-  send(data: unknown, options?: SendOptions): boolean;
+export interface SseStream<E extends EventMap = AnyEvents> {
+  /** Sends one named event. `false` when the stream is closed or the write was queued behind backpressure. */
+  send<K extends EventName<E>>(data: E[K], options: SendOptions<K> & { event: K }): boolean;
+  /** Sends one event without a name (the browser dispatches `message`). */
+  send(data: MessageData<E>, options?: SendOptions<never>): boolean;
   /** Sends a comment frame (`: text`), which the browser ignores. */
   comment(text?: string): boolean;
   /** Sets the browser's reconnection delay (`retry: ms`). */

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Connection, Pool, jitter } from './connection';
 import { SseRelayError } from './errors';
 import type { NextFunction } from './middleware';
+import type { AnyEvents, EventMap, EventName, MessageData } from './events';
 import { resolveOptions, type SseOptions } from './options';
 import { checkFieldValue, dataToText, encodeData, encodeEvent, encodeRetry } from './protocol/encode';
 import { MemoryBroker } from './brokers/memory';
@@ -37,9 +38,9 @@ export interface HubOptions {
   sse?: SseOptions;
 }
 
-export interface PublishOptions {
+export interface PublishOptions<Name extends string = string> {
   /** The event name (`event:` field). */
-  event?: string;
+  event?: Name;
   /**
    * Latest-wins key: for a client that is behind, a queued event with the same
    * key is replaced by this one instead of growing its backlog.
@@ -60,13 +61,15 @@ export interface HubStats {
   dropped: number;
 }
 
-export interface Hub {
+export interface Hub<E extends EventMap = AnyEvents> {
   /** A handler that subscribes the request to the channels `select` names (after validation and authorisation). */
   subscribe(select: SelectChannels): Handler;
   /** `GET /?channel=a&channel=b` and `GET /<channel>`; other methods go to `next()`. */
   router(): Handler;
-  /** Publishes to one channel; resolves with the event's id once the broker has it. */
-  publish(channel: string, data: unknown, options?: PublishOptions): Promise<string>;
+  /** Publishes a named event to one channel; resolves with the event's id once the broker has it. */
+  publish<K extends EventName<E>>(channel: string, data: E[K], options: PublishOptions<K> & { event: K }): Promise<string>;
+  /** Publishes an event without a name (dispatched as `message`). */
+  publish(channel: string, data: MessageData<E>, options?: PublishOptions<never>): Promise<string>;
   /** The id of the newest event of those channels (resume point for a page rendered now). */
   cursor(channels: string | readonly string[]): Promise<string>;
   stats(): HubStats;
@@ -506,6 +509,6 @@ class HubImpl implements Hub, BrokerListener {
 }
 
 /** Creates a hub: authorised channel subscriptions, fan-out through a broker, history and resume. */
-export function createHub(options: HubOptions): Hub {
-  return new HubImpl(options);
+export function createHub<E extends EventMap = AnyEvents>(options: HubOptions): Hub<E> {
+  return new HubImpl(options) as Hub<E>;
 }

@@ -1,4 +1,5 @@
 export { sse, type SseMiddleware, type NextFunction } from './middleware';
+export type { EventMap, AnyEvents, EventName, MessageData } from './events';
 export type { SseStream, SendOptions } from './connection';
 export type { SseOptions } from './options';
 export {
