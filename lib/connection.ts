@@ -123,6 +123,28 @@ function flushDirty(): void {
   for (const conn of list) conn.flush();
 }
 
+let settling: Promise<void> | undefined;
+
+/**
+ * When frames were pushed this turn, a promise that resolves after they were
+ * written AND the event loop had a chance to run socket I/O (one shared
+ * setImmediate per turn); otherwise undefined. `hub.publish` waits for it, so
+ * a loop of `await hub.publish(...)` never outruns the sockets by more than
+ * one turn's worth of events.
+ */
+export function afterFlush(): Promise<void> | undefined {
+  if (!flushScheduled) return settling;
+  if (settling === undefined) {
+    settling = new Promise((resolve) =>
+      setImmediate(() => {
+        settling = undefined;
+        resolve();
+      }),
+    );
+  }
+  return settling;
+}
+
 // Shared listeners: `this` is the response, which carries its connection.
 function onResponseClose(this: Res): void {
   this[kConnection]?.gone();

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Connection, Pool, jitter } from './connection';
+import { Connection, Pool, afterFlush, jitter } from './connection';
 import { SseRelayError } from './errors';
 import type { NextFunction } from './middleware';
 import type { AnyEvents, EventMap, EventName, MessageData } from './events';
@@ -187,6 +187,8 @@ class HubImpl implements Hub, BrokerListener {
     if (this.closed) throw new SseRelayError('ERR_HUB_CLOSED', 'sse-relay: the hub is closed');
     const ev = await this.broker.publish(channel, { data: text, event, coalesce }, this.history);
     this.published++;
+    const flushed = afterFlush();
+    if (flushed !== undefined) await flushed;
     return ev.id;
   }
 
