@@ -336,6 +336,31 @@ describe('history and Last-Event-ID resume', () => {
   });
 });
 
+describe('MemoryBroker channel bound', () => {
+  test('past maxChannels the least recently published idle channel is forgotten: reset, never a gap', async () => {
+    await start({ broker: new MemoryBroker({ maxChannels: 2 }) });
+    const a1 = await fx!.hub.publish('a', 'a1');
+    await fx!.hub.publish('a', 'a2');
+    const b1 = await fx!.hub.publish('b', 'b1');
+    const c1 = await fx!.hub.publish('c', 'c1'); // forgets a
+    const c2 = await fx!.hub.publish('c', 'c2');
+    const onA = await stream('/events/a', { 'Last-Event-ID': a1 });
+    await onA.waitFor(1);
+    expect(onA.events[0]!.event).toBe('reset');
+    const onC = await stream('/events/c', { 'Last-Event-ID': c1 });
+    await onC.waitFor(1);
+    expect(onC.events.map((e) => e.id)).toEqual([c2]);
+    const onB = await stream('/events/b', { 'Last-Event-ID': b1 });
+    const b2 = await fx!.hub.publish('b', 'b2');
+    await onB.waitFor(1);
+    expect(onB.events.map((e) => e.id)).toEqual([b2]);
+  });
+
+  test('maxChannels is validated', () => {
+    expect(() => new MemoryBroker({ maxChannels: 0 })).toThrow(RangeError);
+  });
+});
+
 describe('render-time cursor', () => {
   test('an event published between render and connect is not lost', async () => {
     await start();

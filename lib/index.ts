@@ -21,7 +21,13 @@ export {
   type SelectChannels,
   type Handler,
 } from './hub';
-export { MemoryBroker } from './brokers/memory';
+export { MemoryBroker, type MemoryBrokerOptions } from './brokers/memory';
+export {
+  RedisBroker,
+  type RedisBrokerOptions,
+  type RedisBrokerStats,
+  type RedisClientLike,
+} from './brokers/redis';
 export type {
   Broker,
   BrokerEvent,

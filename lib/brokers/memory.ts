@@ -14,9 +14,13 @@ import {
 class Log {
   buf: (BrokerEvent | undefined)[] = [];
   start = 0;
-  /** seq of the newest event that fell out of history (0: none). */
-  dropped = 0;
+  /** seq of the newest event that fell out of history, or that may have been forgotten before this log was created. */
+  dropped: number;
   readonly listeners = new Set<BrokerListener>();
+
+  constructor(floor: number) {
+    this.dropped = floor;
+  }
 
   get size(): number {
     return this.buf.length - this.start;
@@ -54,18 +58,38 @@ class Log {
  * RedisBroker for that. Its epoch is new for every instance, so a client that
  * resumes after a restart gets a `reset` rather than a silent gap.
  */
+export interface MemoryBrokerOptions {
+  /**
+   * Channels whose history is kept at most (default 10,000). Past it, the
+   * history of the channel published to least recently that has no stream
+   * is forgotten; a later resume on it gets `reset` instead of a silent gap.
+   * Channels with an open stream are never forgotten.
+   */
+  maxChannels?: number;
+}
+
 export class MemoryBroker implements Broker {
   readonly epoch = newEpoch();
   private seq = 0;
+  private readonly maxChannels: number;
+  /** In least-recently-published order (a publish moves its channel to the end). */
   private readonly logs = new Map<string, Log>();
   /** Newest `dropped` mark of the channels forgotten: a resume from before it cannot be complete. */
   private floor = 0;
   private closed = false;
 
+  constructor(options: MemoryBrokerOptions = {}) {
+    const max = options.maxChannels ?? 10000;
+    if (typeof max !== 'number' || !Number.isSafeInteger(max) || max <= 0) {
+      throw new RangeError(`sse-relay: MemoryBroker option maxChannels must be a positive integer, got ${String(max)}`);
+    }
+    this.maxChannels = max;
+  }
+
   private log(channel: string): Log {
     let log = this.logs.get(channel);
     if (log === undefined) {
-      log = new Log();
+      log = new Log(this.floor);
       this.logs.set(channel, log);
     }
     return log;
@@ -83,7 +107,14 @@ export class MemoryBroker implements Broker {
       event: input.event,
       coalesce: input.coalesce,
     };
-    const log = this.log(channel);
+    let log = this.logs.get(channel);
+    if (log === undefined) {
+      log = new Log(this.floor);
+      if (this.logs.size >= this.maxChannels) this.evictIdle();
+    } else {
+      this.logs.delete(channel);
+    }
+    this.logs.set(channel, log);
     if (history > 0) log.append(event, history);
     else log.dropped = seq;
     for (const listener of log.listeners) listener.onEvent(event);
@@ -91,10 +122,23 @@ export class MemoryBroker implements Broker {
     return event;
   }
 
-  /** A channel with no history and no listener is forgotten; its `dropped` mark folds into `floor`. */
+  /** Forgets a channel; everything it held folds into `floor`, so no resume across it looks complete. */
   private forget(channel: string, log: Log): void {
     this.logs.delete(channel);
-    if (log.dropped > this.floor) this.floor = log.dropped;
+    const newest = log.size > 0 ? log.buf[log.buf.length - 1]!.seq : log.dropped;
+    if (newest > this.floor) this.floor = newest;
+  }
+
+  /** Forgets the least recently published channel that has no listener (looks at 64 at most). */
+  private evictIdle(): void {
+    let looked = 0;
+    for (const [channel, log] of this.logs) {
+      if (log.listeners.size === 0) {
+        this.forget(channel, log);
+        return;
+      }
+      if (++looked >= 64) return;
+    }
   }
 
   async subscribe(channel: string, listener: BrokerListener): Promise<void> {
@@ -116,7 +160,7 @@ export class MemoryBroker implements Broker {
     const events: BrokerEvent[] = [];
     for (const channel of channels) {
       const log = this.logs.get(channel);
-      const dropped = log === undefined ? this.floor : Math.max(log.dropped, this.floor);
+      const dropped = log === undefined ? this.floor : log.dropped;
       if (dropped > after.seq) return { complete: false, events: [], head };
       log?.after(after.seq, events);
     }
