@@ -1,0 +1,277 @@
+'use strict';
+// One server under test, in its own process. argv: <kind> <json options>
+//   kind: raw | better-sse | sse-relay | sse-relay-redis | publisher-redis
+//   options: { redisUrl }
+// Every GET is an event stream on the one channel "bench". Commands arrive over
+// IPC (see serveRpc): count, mark, publish, read, mem, exit.
+const http = require('node:http');
+const { payloadMaker, serveRpc } = require('./common');
+
+const kind = process.argv[2];
+const options = JSON.parse(process.argv[3] || '{}');
+const CHANNEL = 'bench';
+const EVENT = 'tick';
+const now = () => process.hrtime.bigint();
+
+const STREAM_HEADERS = {
+  'Content-Type': 'text/event-stream; charset=utf-8',
+  'Cache-Control': 'no-cache, no-transform',
+  Connection: 'keep-alive',
+  'X-Accel-Buffering': 'no',
+};
+
+let handle; // (req, res) => void
+let publishOne; // (data, seq) => void | Promise
+let subscribers; // () => number
+let delivered = () => Infinity; // frames handed to streams (for the Redis in-flight gate)
+let hub;
+
+if (kind === 'raw') {
+  // The baseline: plain node:http, each event encoded once into a Buffer and
+  // written to every response.
+  const clients = new Set();
+  handle = (req, res) => {
+    res.writeHead(200, STREAM_HEADERS);
+    res.flushHeaders();
+    req.socket.setNoDelay(true);
+    clients.add(res);
+    res.on('close', () => clients.delete(res));
+  };
+  publishOne = (data, seq) => {
+    const frame = Buffer.from('id: ' + seq + '\nevent: ' + EVENT + '\ndata: ' + data + '\n\n');
+    for (const res of clients) res.write(frame);
+  };
+  subscribers = () => clients.size;
+} else if (kind === 'better-sse') {
+  // better-sse's idiomatic channel: createSession + channel.register + channel.broadcast.
+  const { createSession, createChannel } = require('better-sse');
+  const channel = createChannel();
+  handle = (req, res) => {
+    createSession(req, res).then(
+      (session) => channel.register(session),
+      () => res.destroy(),
+    );
+  };
+  publishOne = (data) => {
+    channel.broadcast(data, EVENT);
+  };
+  subscribers = () => channel.sessionCount;
+} else if (kind === 'sse-relay' || kind === 'sse-relay-redis' || kind === 'publisher-redis') {
+  const lib = require('../dist');
+  let broker;
+  if (kind !== 'sse-relay') {
+    if (typeof lib.RedisBroker !== 'function') throw new Error('RedisBroker is not exported by dist/');
+    broker = new lib.RedisBroker({ url: options.redisUrl });
+  }
+  hub = lib.createHub({ authorize: () => true, broker });
+  const handler = hub.subscribe(() => CHANNEL);
+  handle = (req, res) =>
+    handler(req, res, (err) => {
+      res.statusCode = err ? 500 : 404;
+      res.end();
+    });
+  publishOne = (data) => hub.publish(CHANNEL, data, { event: EVENT });
+  subscribers = () => hub.stats().connections;
+  delivered = () => hub.stats().delivered;
+} else {
+  throw new Error('unknown server kind ' + kind);
+}
+
+// ---- HTTP ------------------------------------------------------------------
+
+const sockets = new Set();
+let server;
+function listen() {
+  server = http.createServer(handle);
+  server.keepAliveTimeout = 0;
+  server.requestTimeout = 0;
+  server.headersTimeout = 60_000;
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, () => resolve(server.address().port));
+  });
+}
+
+// ---- backpressure ----------------------------------------------------------
+
+// How long the publisher waited for backpressure (reported with each publish).
+const waits = { drain: 0, drainMs: 0, drainTimeouts: 0 };
+
+/** Waits (bounded) until no socket has a write that returned false pending. */
+async function drainAll(deadline) {
+  const started = process.hrtime.bigint();
+  let waited = false;
+  for (;;) {
+    let stuck;
+    for (const s of sockets) {
+      if (s.writableNeedDrain && !s.destroyed) {
+        stuck = s;
+        break;
+      }
+    }
+    if (stuck === undefined) {
+      if (waited) waits.drainMs += Number(process.hrtime.bigint() - started) / 1e6;
+      return;
+    }
+    if (process.hrtime.bigint() > deadline) throw new Error('sockets did not drain in time');
+    if (!waited) waits.drain++;
+    waited = true;
+    await new Promise((resolve) => {
+      const done = (timedOut) => {
+        if (timedOut === true) waits.drainTimeouts++;
+        clearTimeout(timer);
+        stuck.off('drain', done);
+        stuck.off('close', done);
+        resolve();
+      };
+      const timer = setTimeout(done, 50, true);
+      stuck.once('drain', done);
+      stuck.once('close', done);
+    });
+  }
+}
+
+/** Waits until every socket's user-space buffer is empty (everything handed to the kernel). */
+async function flushedAll(deadline) {
+  for (;;) {
+    let pending = false;
+    for (const s of sockets) {
+      if (s.writableLength > 0 && !s.destroyed) {
+        pending = true;
+        break;
+      }
+    }
+    if (!pending) return;
+    if (process.hrtime.bigint() > deadline) throw new Error('sockets did not flush in time');
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+const yieldTurn = () => new Promise((resolve) => setImmediate(resolve));
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// ---- measurement window ----------------------------------------------------
+
+let mark = null;
+let sampler;
+function startMark() {
+  const m = process.memoryUsage();
+  mark = { t: now(), cpu: process.cpuUsage(), peakRss: m.rss, peakHeap: m.heapUsed, start: m };
+  clearInterval(sampler);
+  sampler = setInterval(() => {
+    const u = process.memoryUsage();
+    if (u.rss > mark.peakRss) mark.peakRss = u.rss;
+    if (u.heapUsed > mark.peakHeap) mark.peakHeap = u.heapUsed;
+  }, 250);
+  sampler.unref();
+}
+
+// ---- commands --------------------------------------------------------------
+
+serveRpc({
+  count: () => ({ subscribers: subscribers(), sockets: sockets.size }),
+
+  mark: () => {
+    startMark();
+    return {};
+  },
+
+  /**
+   * Publishes n events of `size` characters. rate > 0: paced at `rate`/s, one
+   * event per tick. rate 0: batches of `batch`, yielding a turn between
+   * batches, waiting while any socket is backed up (and, for a Redis hub,
+   * while more than `lag` events are still on their way back from Redis).
+   */
+  publish: async ({ n, size, rate, batch, lag, timeoutMs }) => {
+    const make = payloadMaker(size);
+    const deadline = now() + BigInt(timeoutMs) * 1_000_000n;
+    const clients = Math.max(1, subscribers());
+    waits.drain = waits.drainMs = waits.drainTimeouts = 0;
+    const t0 = now();
+    let seq = 0;
+    if (rate > 0) {
+      const interval = 1000 / rate;
+      const start = Date.now();
+      while (seq < n) {
+        const wait = start + seq * interval - Date.now();
+        if (wait > 0) await sleep(wait);
+        seq++;
+        const p = publishOne(make(seq), seq);
+        if (p) await p;
+        if (now() > deadline) throw new Error('publishing took too long');
+      }
+    } else {
+      const pending = [];
+      while (seq < n) {
+        const k = Math.min(batch, n - seq);
+        for (let j = 0; j < k; j++) {
+          seq++;
+          const p = publishOne(make(seq), seq);
+          if (p) pending.push(p);
+        }
+        if (pending.length > 0) {
+          await Promise.all(pending);
+          pending.length = 0;
+        }
+        await yieldTurn();
+        await drainAll(deadline);
+        if (hub !== undefined && kind !== 'publisher-redis') {
+          while (delivered() < (seq - lag) * clients) {
+            if (now() > deadline) throw new Error('events did not come back from the broker in time');
+            await sleep(1);
+          }
+        }
+      }
+    }
+    const t1 = now();
+    return { t0: String(t0), t1: String(t1), published: seq, waits: { ...waits } };
+  },
+
+  /** Closes the measurement window once every byte left user space. */
+  read: async ({ timeoutMs }) => {
+    if (mark === null) throw new Error('read without mark');
+    await flushedAll(now() + BigInt(timeoutMs) * 1_000_000n);
+    const cpu = process.cpuUsage(mark.cpu);
+    const m = process.memoryUsage();
+    clearInterval(sampler);
+    return {
+      t0: String(mark.t),
+      t1: String(now()),
+      cpuUser: cpu.user,
+      cpuSystem: cpu.system,
+      rss: m.rss,
+      heapUsed: m.heapUsed,
+      peakRss: Math.max(mark.peakRss, m.rss),
+      peakHeap: Math.max(mark.peakHeap, m.heapUsed),
+      delivered: hub === undefined ? undefined : hub.stats().delivered,
+      dropped: hub === undefined ? undefined : hub.stats().dropped,
+    };
+  },
+
+  /** Heap and RSS after full garbage collections (needs --expose-gc). */
+  mem: async () => {
+    for (let i = 0; i < 4; i++) {
+      global.gc();
+      await sleep(50);
+    }
+    const m = process.memoryUsage();
+    return { rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers };
+  },
+
+  exit: () => {
+    setTimeout(() => process.exit(0), 20);
+    return {};
+  },
+});
+
+(async () => {
+  const port = kind === 'publisher-redis' ? 0 : await listen();
+  process.send({ type: 'ready', port, pid: process.pid });
+})().catch((err) => {
+  process.send({ type: 'fatal', error: String((err && err.stack) || err) });
+  setTimeout(() => process.exit(1), 20);
+});
