@@ -349,6 +349,7 @@ export class Connection implements SseStream {
     if (this.state !== ADMITTED) return;
     this.state = OPEN;
     this.writeHead();
+    this.written = true; // the head is a write: idle time starts now, not at the shared timer's next tick
     this.req.socket?.setNoDelay(true);
     const { maxDuration, retry } = this.pool.opts;
     if (maxDuration > 0) {
