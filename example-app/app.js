@@ -34,7 +34,7 @@ function canSubscribe(store, user, channel) {
     case 'user':
       return parts.length === 3 && parts[1] === user && parts[2] === 'notifications';
     case 'job':
-      return parts.length === 3 && parts[1] === user && /^[0-9]{1,12}$/.test(parts[2]);
+      return parts.length === 3 && parts[1] === user && /^[a-z0-9]{1,32}$/.test(parts[2]);
     case 'order':
       return parts.length === 2 && store.order(parts[1])?.owner === user;
     case 'dashboard':
@@ -87,7 +87,7 @@ function createApp(options = {}) {
   }
 
   async function announce(text) {
-    const entry = { id: store.nextId(), text, at: Date.now() };
+    const entry = { id: store.newId(), text, at: Date.now() };
     store.addActivity(entry);
     await Promise.all([
       publish('dashboard:activity', views.activityItem(entry), 'activity'),
@@ -96,7 +96,7 @@ function createApp(options = {}) {
   }
 
   async function notify(to, from, text) {
-    const n = { id: store.nextId(), from, text, at: Date.now() };
+    const n = { id: store.newId(), from, text, at: Date.now() };
     store.addNotification(to, n);
     await publish(`user:${to}:notifications`, views.notificationItem(n), 'notification');
   }
@@ -107,7 +107,7 @@ function createApp(options = {}) {
   let closed = false;
 
   function startJob(user) {
-    const job = { id: store.nextId(), owner: user, progress: 0, state: 'running', startedAt: Date.now(), finishedAt: 0 };
+    const job = { id: store.newId(), owner: user, progress: 0, state: 'running', startedAt: Date.now(), finishedAt: 0 };
     store.addJob(job);
     const channel = `job:${user}:${job.id}`;
     const stop = () => {

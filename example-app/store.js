@@ -1,5 +1,7 @@
 'use strict';
 
+const { randomBytes } = require('node:crypto');
+
 /**
  * The demo's data, in this process's memory (a real app keeps it in its database).
  * With two instances on one Redis the live events are shared, the data is not.
@@ -40,11 +42,14 @@ function createStore() {
   const jobs = new Map();
   /** Shared activity feed, newest first. */
   const activity = [];
-  let seq = 0;
   let notificationsSent = 0;
 
   return {
-    nextId: () => String(++seq),
+    /**
+     * A random id: instances that share one Redis must not mint the same job
+     * channel or the same element id for two different things.
+     */
+    newId: () => randomBytes(4).toString('hex'),
 
     ordersOf: (user) => [...orders.values()].filter((o) => o.owner === user),
     allOrders: () => [...orders.values()],

@@ -128,7 +128,7 @@ function jobDone(job) {
 function stats(s) {
   return html`<dl class="stats">
   ${STATUSES.map((st) => html`<div><dt>${STATUS_LABELS[st]}</dt><dd>${s.byStatus[st]}</dd></div>`)}
-  <div><dt>Notifications sent</dt><dd>${s.notificationsSent}</dd></div>
+  <div><dt>Messages sent</dt><dd>${s.notificationsSent}</dd></div>
   <div><dt>Jobs running</dt><dd>${s.jobsRunning}</dd></div>
   <div><dt>Jobs done</dt><dd>${s.jobsDone}</dd></div>
 </dl>`;
@@ -218,8 +218,8 @@ function dashboardPage({ user, url, channelCount, orders, notifications, stats: 
   <article class="card">
     <h2>Activity</h2>
     <ul id="dash-activity" class="feed compact" sse-swap="activity" hx-swap="afterbegin">
-      <li class="empty muted">Nothing yet.</li>
       ${activity.map(activityItem)}
+      <li class="empty muted">Nothing yet.</li>
     </ul>
   </article>
 </div>
@@ -276,8 +276,8 @@ function notificationsPage({ user, url, notifications }) {
       title: 'Notifications',
       body: html`<article class="card">
   <ul id="notifications" class="feed" sse-swap="notification" hx-swap="afterbegin">
-    <li class="empty muted">No notifications yet.</li>
     ${notifications.map(notificationItem)}
+    <li class="empty muted">No notifications yet.</li>
   </ul>
 </article>`,
     })}
