@@ -1,0 +1,482 @@
+/**
+ * RedisBroker against real redis-servers of its own (so connection counts and
+ * kills concern this file only): one subscriber connection per broker,
+ * catch-up after a killed connection and after restarts with and without
+ * persistence, validation of what anyone can write to our channels and keys,
+ * behaviour while Redis is down, and the caller's client left alone.
+ */
+import Redis, { type RedisOptions } from 'ioredis';
+import { rmSync } from 'node:fs';
+import type { BrokerEvent } from '../lib/brokers/broker';
+import { RedisBroker } from '../lib/brokers/redis';
+import { SseRelayError } from '../lib/errors';
+import { Recorder } from './helpers/broker-contract';
+import { freePort, startRedis, type RedisServer } from './helpers/redis-server';
+
+jest.setTimeout(60_000);
+
+let seqNo = 0;
+function prefix(): string {
+  return `rb${process.pid}-${++seqNo}:`;
+}
+
+/** Everything a test opens, closed in afterEach whatever happened. */
+const open: { brokers: RedisBroker[]; clients: Redis[]; servers: RedisServer[]; dirs: string[] } = {
+  brokers: [],
+  clients: [],
+  servers: [],
+  dirs: [],
+};
+
+function broker(options: ConstructorParameters<typeof RedisBroker>[0]): RedisBroker {
+  const b = new RedisBroker(options);
+  open.brokers.push(b);
+  return b;
+}
+
+function client(url: string, options: RedisOptions = {}): Redis {
+  const c = new Redis(url, { maxRetriesPerRequest: 1, ...options });
+  c.on('error', () => undefined);
+  open.clients.push(c);
+  return c;
+}
+
+async function server(options: Parameters<typeof startRedis>[0] = {}): Promise<RedisServer> {
+  const s = await startRedis(options);
+  open.servers.push(s);
+  return s;
+}
+
+afterEach(async () => {
+  for (const b of open.brokers.splice(0)) await b.close();
+  for (const c of open.clients.splice(0)) c.disconnect();
+  for (const s of open.servers.splice(0)) await s.stop();
+  for (const d of open.dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+async function pubsubClients(admin: Redis): Promise<string[]> {
+  const list = (await admin.call('CLIENT', 'LIST', 'TYPE', 'pubsub')) as string;
+  return list.split('\n').filter((line) => line.trim() !== '');
+}
+
+async function expectCode(promise: Promise<unknown>, code: string): Promise<SseRelayError> {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(SseRelayError);
+  expect((err as SseRelayError).code).toBe(code);
+  return err as SseRelayError;
+}
+
+/** Every id in `acked` was received exactly once, and everything received is in seq order. */
+function expectExactlyOnceInOrder(rec: Recorder, acked: readonly BrokerEvent[]): void {
+  const ids = rec.ids();
+  expect(new Set(ids).size).toBe(ids.length);
+  for (let i = 1; i < rec.events.length; i++) {
+    expect(rec.events[i]!.epoch).toBe(rec.events[0]!.epoch);
+    expect(rec.events[i]!.seq).toBeGreaterThan(rec.events[i - 1]!.seq);
+  }
+  const got = new Set(ids);
+  expect(acked.filter((e) => !got.has(e.id))).toEqual([]);
+  // what arrived is what was published (fields intact), not just the ids
+  const byId = new Map(rec.events.map((e) => [e.id, e]));
+  for (const e of acked) expect(byId.get(e.id)).toEqual(e);
+}
+
+function allOf(rec: Recorder, acked: readonly BrokerEvent[]): () => boolean {
+  return () => {
+    const got = new Set(rec.ids());
+    return acked.every((e) => got.has(e.id));
+  };
+}
+
+describe('connections', () => {
+  test('ONE subscriber connection per broker, 50 listeners on 10 channels; nothing left after they leave', async () => {
+    const s = await server();
+    const admin = client(s.url);
+    const p = prefix();
+    const b = broker({ url: s.url, prefix: p });
+    await b.publish('warmup', { data: 'x' }, 10);
+    expect(await pubsubClients(admin)).toHaveLength(0); // publishing alone opens no subscriber
+
+    const channels = Array.from({ length: 10 }, (_, i) => `ch${i}`);
+    const listeners = Array.from({ length: 50 }, () => new Recorder());
+    await Promise.all(listeners.map((l, i) => b.subscribe(channels[i % 10]!, l)));
+    const clients = await pubsubClients(admin);
+    expect(clients).toHaveLength(1);
+    expect(clients[0]).toContain('name=sse-relay:sub');
+    expect(((await admin.pubsub('CHANNELS', p + '*')) as string[]).sort()).toEqual(channels.map((c) => p + 'c:' + c).sort());
+    const numsub = (await admin.pubsub('NUMSUB', ...channels.map((c) => p + 'c:' + c))) as (string | number)[];
+    for (let i = 1; i < numsub.length; i += 2) expect(Number(numsub[i])).toBe(1);
+    expect(b.stats()).toMatchObject({ subscribed: 10, listeners: 50 });
+
+    // every listener gets its channel's events
+    const evs = await Promise.all(channels.map((c) => b.publish(c, { data: c }, 10)));
+    for (let i = 0; i < 50; i++) await listeners[i]!.has(evs[i % 10]!.id);
+
+    // a second broker (another process) has its own one connection
+    const b2 = broker({ url: s.url, prefix: p });
+    const r2 = new Recorder();
+    await Promise.all(channels.map((c) => b2.subscribe(c, r2)));
+    expect(await pubsubClients(admin)).toHaveLength(2);
+    await b2.close();
+    expect(await pubsubClients(admin)).toHaveLength(1);
+
+    // half leave: still subscribed; all leave: no subscription left
+    await Promise.all(listeners.slice(0, 25).map((l, i) => b.unsubscribe(channels[i % 10]!, l)));
+    expect((await admin.pubsub('CHANNELS', p + '*')) as string[]).toHaveLength(10);
+    await Promise.all(listeners.slice(25).map((l, i) => b.unsubscribe(channels[(i + 25) % 10]!, l)));
+    expect(await admin.pubsub('CHANNELS', p + '*')).toEqual([]);
+    expect(b.stats()).toMatchObject({ subscribed: 0, listeners: 0 });
+
+    // and back again
+    const again = new Recorder();
+    await b.subscribe('ch3', again);
+    expect(await admin.pubsub('CHANNELS', p + '*')).toEqual([p + 'c:ch3']);
+    const ev = await b.publish('ch3', { data: 'again' }, 10);
+    await again.has(ev.id);
+    expect(await pubsubClients(admin)).toHaveLength(1);
+    await b.close();
+    expect(await pubsubClients(admin)).toHaveLength(0);
+  });
+
+  test("the caller's client runs the commands, is duplicated for subscribing, and is never quit", async () => {
+    const s = await server();
+    const admin = client(s.url);
+    const mine = client(s.url);
+    const b = broker({ redis: mine, prefix: prefix() });
+    const rec = new Recorder();
+    await b.subscribe('a', rec);
+    const ev = await b.publish('a', { data: 'x' }, 10);
+    await rec.has(ev.id);
+    expect(await pubsubClients(admin)).toHaveLength(1);
+    await b.close();
+    await b.close();
+    expect(mine.status).toBe('ready');
+    expect(await mine.ping()).toBe('PONG');
+    expect(await pubsubClients(admin)).toHaveLength(0);
+  });
+
+  test('bad options throw at construction', () => {
+    expect(() => new RedisBroker({ url: 5 as unknown as string })).toThrow(TypeError);
+    expect(() => new RedisBroker({ redis: {} as never })).toThrow(TypeError);
+    expect(() => new RedisBroker({ prefix: null as unknown as string })).toThrow(TypeError);
+    expect(() => new RedisBroker({ commandTimeout: 0 })).toThrow(RangeError);
+    expect(() => new RedisBroker({ commandTimeout: 1.5 })).toThrow(RangeError);
+  });
+});
+
+describe('catch-up', () => {
+  test('CLIENT KILL TYPE pubsub while publishing: every acknowledged event arrives exactly once, in order', async () => {
+    const s = await server();
+    const admin = client(s.url);
+    const p = prefix();
+    const pub = broker({ url: s.url, prefix: p });
+    const sub = broker({ url: s.url, prefix: p });
+    const channels = ['k0', 'k1', 'k2'];
+    const rec = new Recorder();
+    const only1 = new Recorder();
+    for (const c of channels) await sub.subscribe(c, rec);
+    await sub.subscribe('k1', only1);
+    const acked: BrokerEvent[] = [];
+    let kills = 0;
+    let killDue = false;
+    for (let i = 0; i < 300; i++) {
+      if (i % 30 === 15) killDue = true;
+      // kill only a connection that is up again (else there is nothing to kill)
+      if (killDue && sub.stats().subscribed === 3) {
+        kills += Number(await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub'));
+        killDue = false;
+      }
+      acked.push(await pub.publish(channels[i % 3]!, { data: 'd' + i, event: i % 2 ? 'odd' : undefined }, 1000));
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    expect(kills).toBeGreaterThanOrEqual(5);
+    await rec.until(allOf(rec, acked), 'every acknowledged event');
+    await only1.until(allOf(only1, acked.filter((e) => e.channel === 'k1')), 'every k1 event');
+    // fence: a last event, so late duplicates (if any) would be in by now
+    const last = await pub.publish('k0', { data: 'last' }, 1000);
+    await rec.has(last.id);
+    expectExactlyOnceInOrder(rec, [...acked, last]);
+    expect(rec.events).toHaveLength(acked.length + 1);
+    expectExactlyOnceInOrder(only1, acked.filter((e) => e.channel === 'k1'));
+    expect(only1.events.every((e) => e.channel === 'k1')).toBe(true);
+    expect(rec.resets).toEqual([]);
+    expect(sub.stats().recoveries).toBeGreaterThanOrEqual(1);
+    expect(await pubsubClients(admin)).toHaveLength(1);
+  });
+
+  test('restart with appendonly yes while publishing: nothing acknowledged is lost, same epoch', async () => {
+    let s = await server({ appendonly: true });
+    const { port, dir } = s;
+    open.dirs.push(dir);
+    const p = prefix();
+    const pub = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
+    const sub = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
+    const rec = new Recorder();
+    await sub.subscribe('a', rec);
+    await sub.subscribe('b', rec);
+    const acked: BrokerEvent[] = [];
+    let failed = 0;
+    let restart: Promise<void> | undefined;
+    for (let i = 0; i < 200; i++) {
+      if (i === 60) {
+        restart = (async () => {
+          await s.stop({ keepDir: true });
+          open.servers.splice(open.servers.indexOf(s), 1);
+          s = await server({ port, dir, appendonly: true });
+        })();
+      }
+      try {
+        acked.push(await pub.publish(i % 2 ? 'a' : 'b', { data: String(i) }, 1000));
+      } catch (err) {
+        expect((err as SseRelayError).code).toBe('ERR_BROKER_UNAVAILABLE');
+        failed++;
+      }
+      if (i >= 60 && i < 120) await new Promise((r) => setTimeout(r, 10)); // keep publishing across the restart
+    }
+    await restart;
+    const last = await pub.publish('a', { data: 'last' }, 1000);
+    acked.push(last);
+    await rec.until(allOf(rec, acked), 'every acknowledged event');
+    expectExactlyOnceInOrder(rec, acked);
+    expect(rec.resets).toEqual([]);
+    expect(new Set(acked.map((e) => e.epoch)).size).toBe(1);
+    expect(acked.length + failed).toBe(201);
+    expect(acked.length).toBeGreaterThan(100);
+    // the history survived too
+    const r = await sub.replay(['a', 'b'], { epoch: acked[0]!.epoch, seq: acked[0]!.seq - 1 });
+    expect(r.complete).toBe(true);
+    const ids = new Set(r.events.map((e) => e.id));
+    expect(acked.filter((e) => !ids.has(e.id))).toEqual([]);
+  });
+
+  test('restart WITHOUT persistence: listeners get onReset in the new epoch, then live events', async () => {
+    let s = await server();
+    const { port } = s;
+    const p = prefix();
+    const pub = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
+    const sub = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
+    const rec = new Recorder();
+    const recB = new Recorder();
+    await sub.subscribe('a', rec);
+    await sub.subscribe('b', recB);
+    const before: BrokerEvent[] = [];
+    for (let i = 0; i < 5; i++) before.push(await pub.publish('a', { data: 'old' + i }, 100));
+    await rec.until(allOf(rec, before), 'events before the restart');
+    const oldEpoch = before[0]!.epoch;
+
+    await s.stop();
+    open.servers.splice(open.servers.indexOf(s), 1);
+    s = await server({ port });
+
+    await rec.until(() => rec.resets.length > 0, 'onReset on a');
+    await recB.until(() => recB.resets.length > 0, 'onReset on b');
+    expect(rec.resets).toHaveLength(1);
+    expect(rec.resets[0]!.channel).toBe('a');
+    expect(rec.resets[0]!.head.epoch).not.toBe(oldEpoch);
+    expect(recB.resets[0]!.head.epoch).toBe(rec.resets[0]!.head.epoch);
+
+    const after: BrokerEvent[] = [];
+    for (let i = 0; i < 20 && after.length < 5; i++) {
+      try {
+        after.push(await pub.publish('a', { data: 'new' + i }, 100));
+      } catch (err) {
+        expect((err as SseRelayError).code).toBe('ERR_BROKER_UNAVAILABLE'); // its connection still coming back
+      }
+    }
+    expect(after).toHaveLength(5);
+    await rec.until(allOf(rec, after), 'events after the restart');
+    const newEpoch = rec.resets[0]!.head.epoch;
+    expect(after.every((e) => e.epoch === newEpoch)).toBe(true);
+    expect(rec.events.slice(0, 5)).toEqual(before);
+    const later = rec.events.slice(5);
+    expect(later.map((e) => e.id)).toEqual(after.map((e) => e.id));
+    expect(later.every((e) => e.seq > rec.resets[0]!.head.seq)).toBe(true);
+    expect(sub.stats().resets).toBe(2);
+  });
+
+  test('the data vanishing under a live connection (keys deleted) is a reset too, then catch-up in the new epoch', async () => {
+    const s = await server();
+    const admin = client(s.url);
+    const p = prefix();
+    const b = broker({ url: s.url, prefix: p });
+    const rec = new Recorder();
+    await b.subscribe('a', rec);
+    const first = await b.publish('a', { data: '1' }, 10);
+    await rec.has(first.id);
+    await admin.flushall();
+    const fresh = await b.publish('a', { data: '2' }, 10);
+    expect(fresh.epoch).not.toBe(first.epoch);
+    await rec.has(fresh.id);
+    expect(rec.resets).toEqual([{ channel: 'a', head: { epoch: fresh.epoch, seq: 0 } }]);
+    expect(rec.ids()).toEqual([first.id, fresh.id]);
+  });
+
+  test('history trimmed while disconnected: that channel gets onReset, the others catch up', async () => {
+    const s = await server();
+    const admin = client(s.url);
+    const p = prefix();
+    const pub = broker({ url: s.url, prefix: p });
+    // The subscriber reconnects only after 500 ms: time to publish more than history meanwhile.
+    const slow = client(s.url, { retryStrategy: () => 500 });
+    const sub = broker({ redis: slow, prefix: p });
+    const recA = new Recorder();
+    const recB = new Recorder();
+    await sub.subscribe('a', recA);
+    await sub.subscribe('b', recB);
+    const a0 = await pub.publish('a', { data: 'a0' }, 3);
+    await recA.has(a0.id);
+    await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    const burst = await Promise.all([
+      ...Array.from({ length: 6 }, (_, i) => pub.publish('a', { data: 'a' + (i + 1) }, 3)),
+      ...Array.from({ length: 2 }, (_, i) => pub.publish('b', { data: 'b' + i }, 3)),
+    ]);
+    const head = burst.reduce((m, e) => Math.max(m, e.seq), 0);
+    await recA.until(() => recA.resets.length > 0, 'onReset on a');
+    const bEvents = burst.filter((e) => e.channel === 'b');
+    await recB.until(allOf(recB, bEvents), 'b caught up');
+    expect(recA.resets).toEqual([{ channel: 'a', head: { epoch: a0.epoch, seq: head } }]);
+    expect(recA.ids()).toEqual([a0.id]); // nothing from before the head after the reset
+    expect(recB.resets).toEqual([]);
+    expect(recB.ids()).toEqual(bEvents.map((e) => e.id));
+    const next = await pub.publish('a', { data: 'next' }, 3);
+    await recA.has(next.id);
+    expect(recA.ids()).toEqual([a0.id, next.id]);
+  });
+});
+
+describe('validation', () => {
+  test('garbage published to our channel is dropped and counted', async () => {
+    const admin = client(process.env.REDIS_URL!);
+    const p = prefix();
+    const b = broker({ url: process.env.REDIS_URL!, prefix: p });
+    const rec = new Recorder();
+    await b.subscribe('v', rec);
+    const ok = { e: 'epoch_1', s: '1', d: 'x' };
+    const garbage = [
+      'not json',
+      '',
+      'null',
+      '[1,2]',
+      '"string"',
+      '{}',
+      JSON.stringify({ ...ok, e: 'bad epoch!' }),
+      JSON.stringify({ ...ok, e: 'x'.repeat(33) }),
+      JSON.stringify({ ...ok, e: 7 }),
+      JSON.stringify({ ...ok, s: 5 }),
+      JSON.stringify({ ...ok, s: '0' }),
+      JSON.stringify({ ...ok, s: '01' }),
+      JSON.stringify({ ...ok, s: '1e3' }),
+      JSON.stringify({ ...ok, s: '-1' }),
+      JSON.stringify({ ...ok, s: '99999999999999999' }),
+      JSON.stringify({ ...ok, d: 5 }),
+      JSON.stringify({ ...ok, d: undefined }),
+      JSON.stringify({ ...ok, v: 'evil\ndata: injected' }),
+      JSON.stringify({ ...ok, v: 'nul\0' }),
+      JSON.stringify({ ...ok, v: 3 }),
+      JSON.stringify({ ...ok, c: '' }),
+      JSON.stringify({ ...ok, c: {} }),
+    ];
+    for (const g of garbage) await admin.publish(p + 'c:v', g);
+    const real = await b.publish('v', { data: 'real' }, 10);
+    await rec.has(real.id);
+    expect(rec.events).toEqual([real]);
+    expect(b.stats().invalid).toBe(garbage.length);
+    // a forged message in the past of what was delivered is never delivered backwards
+    await admin.publish(p + 'c:v', JSON.stringify({ e: real.epoch, s: String(real.seq), d: 'replayed' }));
+    const real2 = await b.publish('v', { data: 'real2' }, 10);
+    await rec.has(real2.id);
+    expect(rec.events).toEqual([real, real2]);
+    expect(b.stats().duplicates).toBe(1);
+  });
+
+  test('garbage in a history stream is skipped; a foreign stream is replaced without a silent gap', async () => {
+    const admin = client(process.env.REDIS_URL!);
+    const p = prefix();
+    const b = broker({ url: process.env.REDIS_URL!, prefix: p });
+    const e1 = await b.publish('h', { data: '1' }, 10);
+    const before = { epoch: e1.epoch, seq: e1.seq - 1 };
+    await admin.xadd(p + 'h:h', `${e1.seq}-5`, 'data', 'not ours'); // id not <seq>-0
+    await admin.xadd(p + 'h:h', `${e1.seq + 1000}-0`, 'nodata', 'x'); // no data field
+    const r = await b.replay(['h'], before);
+    expect(r).toEqual({ complete: true, events: [e1], head: { epoch: e1.epoch, seq: e1.seq } });
+    expect(b.stats().invalid).toBe(2);
+    // the next publish cannot append behind the forged id: the stream starts again and says so
+    const e2 = await b.publish('h', { data: '2' }, 10);
+    expect((await b.replay(['h'], before)).complete).toBe(false);
+    expect(await b.replay(['h'], { epoch: e2.epoch, seq: e2.seq - 1 })).toEqual({
+      complete: true,
+      events: [e2],
+      head: { epoch: e2.epoch, seq: e2.seq },
+    });
+    // a key of another type under our name is replaced the same way
+    await admin.del(p + 'h:t');
+    await admin.set(p + 'h:t', 'a string');
+    const t = await b.publish('t', { data: 't' }, 10);
+    expect((await b.replay(['t'], { epoch: t.epoch, seq: t.seq - 1 })).events).toEqual([t]);
+  });
+
+  test('a corrupt epoch in Redis is an error, never an id', async () => {
+    const admin = client(process.env.REDIS_URL!);
+    const p = prefix();
+    const b = broker({ url: process.env.REDIS_URL!, prefix: p });
+    await admin.hset(p + 'meta', 'epoch', 'not a valid epoch!', 'seq', '3');
+    const err = await expectCode(b.publish('x', { data: 'x' }, 10), 'ERR_BROKER_UNAVAILABLE');
+    expect(err.message).toMatch(/invalid epoch/);
+    await expectCode(b.replay(['x'], undefined), 'ERR_BROKER_UNAVAILABLE');
+  });
+});
+
+describe('Redis unreachable', () => {
+  test('publish, subscribe and replay reject with ERR_BROKER_UNAVAILABLE when nothing listens', async () => {
+    const port = await freePort();
+    const b = broker({ url: `redis://127.0.0.1:${port}`, prefix: prefix(), commandTimeout: 300 });
+    const err = await expectCode(b.publish('a', { data: 'x' }, 10), 'ERR_BROKER_UNAVAILABLE');
+    expect(err.message).toMatch(/Redis is unavailable/);
+    await expectCode(b.subscribe('a', new Recorder()), 'ERR_BROKER_UNAVAILABLE');
+    await expectCode(b.replay(['a'], undefined), 'ERR_BROKER_UNAVAILABLE');
+    expect(b.stats()).toMatchObject({ subscribed: 0, listeners: 0 });
+    await b.close();
+    await expectCode(b.publish('a', { data: 'x' }, 10), 'ERR_BROKER_CLOSED');
+  });
+
+  test('Redis going down: operations reject; once it is back they work again and listeners resume', async () => {
+    let s = await server();
+    const { port } = s;
+    const p = prefix();
+    const b = broker({ url: s.url, prefix: p, commandTimeout: 300 });
+    const rec = new Recorder();
+    await b.subscribe('a', rec);
+    const e1 = await b.publish('a', { data: '1' }, 10);
+    await rec.has(e1.id);
+
+    await s.stop();
+    open.servers.splice(open.servers.indexOf(s), 1);
+    await expectCode(b.publish('a', { data: 'lost' }, 10), 'ERR_BROKER_UNAVAILABLE');
+    await expectCode(b.subscribe('other', new Recorder()), 'ERR_BROKER_UNAVAILABLE');
+    await expectCode(b.replay(['a'], { epoch: e1.epoch, seq: 0 }), 'ERR_BROKER_UNAVAILABLE');
+    expect(b.stats().listeners).toBe(1); // the failed subscribe left nothing behind
+
+    s = await server({ port });
+    let e2: BrokerEvent | undefined;
+    for (let i = 0; i < 40 && e2 === undefined; i++) {
+      e2 = await b.publish('a', { data: '2' }, 10).catch(() => undefined);
+    }
+    expect(e2).toBeDefined();
+    await rec.has(e2!.id);
+    expect(rec.resets.map((r) => r.head.epoch)).toEqual([e2!.epoch]); // a new, empty Redis: a new epoch
+  });
+
+  test('close() while Redis is down returns and leaves nothing open', async () => {
+    const s = await server();
+    const b = broker({ url: s.url, prefix: prefix(), commandTimeout: 300 });
+    await b.subscribe('a', new Recorder());
+    await s.stop();
+    open.servers.splice(open.servers.indexOf(s), 1);
+    const pending = b.subscribe('b', new Recorder()).catch((e: unknown) => e);
+    await b.close();
+    expect(((await pending) as SseRelayError).code).toMatch(/^ERR_BROKER_(CLOSED|UNAVAILABLE)$/);
+  });
+});
