@@ -26,7 +26,13 @@ interface ExampleApp {
   close(): Promise<void>;
 }
 interface AppModule {
-  createApp(options?: { broker?: unknown; secret?: string; jobTickMs?: number; jobStep?: number }): ExampleApp;
+  createApp(options?: {
+    broker?: unknown;
+    secret?: string;
+    jobTickMs?: number;
+    jobStep?: number;
+    reauthorizeEvery?: number;
+  }): ExampleApp;
   canSubscribe(store: { order(id: string): { owner: string } | undefined }, user: string | undefined, channel: string): boolean;
 }
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -126,6 +132,24 @@ describe('login and session cookie', () => {
     streams.push(s);
     expect(s.status).toBe(403);
   });
+});
+
+test("logging out ends the session's open streams at the next re-authorisation", async () => {
+  const quick = createApp({ secret: 's', reauthorizeEvery: 100 });
+  const srv = await listen(quick.app);
+  try {
+    const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
+    const res = await request(url).post('/login').type('form').send({ user: 'bob' }).expect(303);
+    const cookie = String(res.headers['set-cookie']?.[0]).split(';')[0]!;
+    const s = await openStream(url + '/events/user:bob:notifications', { headers: { Cookie: cookie } });
+    streams.push(s);
+    expect(s.status).toBe(200);
+    await request(url).post('/logout').set('Cookie', cookie).expect(303);
+    await s.waitForEnd(3000);
+  } finally {
+    await quick.close();
+    await closeServer(srv);
+  }
 });
 
 describe('pages', () => {

@@ -49,10 +49,11 @@ function canSubscribe(store, user, channel) {
  * - `broker`: where events go (default: a MemoryBroker, one process; pass a
  *   RedisBroker to share events between processes);
  * - `secret`: the session signing key (default: random per process);
- * - `jobTickMs` (100) and `jobStep` (5 %): the pace of the demo background jobs.
+ * - `jobTickMs` (100) and `jobStep` (5 %): the pace of the demo background jobs;
+ * - `reauthorizeEvery` (60000 ms): how often open streams are authorised again.
  */
 function createApp(options = {}) {
-  const { broker, secret, jobTickMs = 100, jobStep = 5 } = options;
+  const { broker, secret, jobTickMs = 100, jobStep = 5, reauthorizeEvery = 60_000 } = options;
   const store = createStore();
   const sessions = createSessions(secret);
   const currentUser = (req) => {
@@ -63,8 +64,8 @@ function createApp(options = {}) {
   const hub = createHub({
     broker: broker ?? new MemoryBroker(),
     authorize: (req, channel) => canSubscribe(store, currentUser(req), channel),
-    // A logged-out session's streams (in other tabs) end within a minute.
-    reauthorizeEvery: 60_000,
+    // A logged-out session's streams (in other tabs) end at the next re-authorisation.
+    reauthorizeEvery,
     sse: {
       keepAlive: 15_000,
       maxConnectionsPerKey: 20,
