@@ -1,9 +1,23 @@
 /**
- * The test kit's parser against WHATWG HTML §9.2.6: every rule, every line
- * ending, and every way a stream can be cut into chunks. The expectations
- * are written from the standard, not from the implementation.
+ * The test kit (sse-relay/testing). Its parser against WHATWG HTML §9.2.6:
+ * every rule, every line ending, and every way a stream can be cut into
+ * chunks; the expectations are written from the standard, not from the
+ * implementation. Then its client's waits, timeouts and failure messages,
+ * against a plain node:http server.
  */
-import { createParser, parseStream, type ParsedEvent } from '../lib/testing';
+import type { RequestListener, Server, ServerResponse } from 'node:http';
+import {
+  closeServer,
+  collectEvents,
+  createParser,
+  expectEvents,
+  listen,
+  openStream,
+  parseStream,
+  type OpenStreamOptions,
+  type ParsedEvent,
+  type TestStream,
+} from '../lib/testing';
 
 interface Case {
   name: string;
@@ -182,5 +196,184 @@ describe('createParser: incremental behaviour', () => {
     const parser = createParser((e) => events.push(e));
     parser.feed(': comment\nretry: 5\ndata: a\n\n');
     expect(events).toEqual([ev('a')]);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// The rest of the kit: the client's waits, timeouts and failure messages.
+
+describe('sse-relay/testing client', () => {
+  const servers: Server[] = [];
+  const streams: TestStream[] = [];
+  afterEach(async () => {
+    await Promise.all(streams.splice(0).map((s) => s.close()));
+    await Promise.all(servers.splice(0).map((s) => closeServer(s)));
+  });
+
+  /** A server whose every request runs `handler` (plain node:http, no sse-relay). */
+  async function serve(handler: RequestListener): Promise<Server> {
+    const server = await listen(handler);
+    servers.push(server);
+    return server;
+  }
+  async function open(server: Server, path = '/', options?: OpenStreamOptions): Promise<TestStream> {
+    const s = await openStream({ server, path }, options);
+    streams.push(s);
+    return s;
+  }
+  const head = (res: ServerResponse) => {
+    res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+    res.flushHeaders();
+  };
+
+  test('records raw bytes and parsed events as they arrive, across TCP chunks cut mid-character', async () => {
+    let res!: ServerResponse;
+    const server = await serve((_req, r) => {
+      res = r;
+      head(r);
+    });
+    const stream = await open(server);
+    expect(stream.status).toBe(200);
+    expect(stream.raw()).toBe('');
+    const bytes = Buffer.from('id: 1\ndata: 😀\n\n', 'utf8');
+    res.write(bytes.subarray(0, 15)); // ends inside the emoji
+    await stream.waitUntil(() => stream.bytes().length === 15, 5000, '15 bytes');
+    expect(stream.events).toEqual([]);
+    res.write(bytes.subarray(15));
+    const [first] = await stream.waitFor(1);
+    expect(first).toEqual({ event: 'message', data: '😀', id: '1' });
+    expect(stream.bytes()).toEqual(bytes);
+    expect(stream.raw()).toBe('id: 1\ndata: 😀\n\n');
+  });
+
+  test('waitFor(count) times out with what did arrive; waitFor(predicate) returns up to the first match', async () => {
+    let res!: ServerResponse;
+    const server = await serve((_req, r) => {
+      res = r;
+      head(r);
+      r.write('data: a\n\nevent: x\ndata: b\n\n');
+    });
+    const stream = await open(server);
+    await expect(stream.waitFor(3, 100)).rejects.toThrow(/3 event\(s\), but 100 ms passed; got 2 event\(s\)/);
+    expect(await stream.waitFor((e) => e.event === 'x')).toEqual([
+      { event: 'message', data: 'a', id: '' },
+      { event: 'x', data: 'b', id: '' },
+    ]);
+    const later = stream.waitFor(function isC(e) {
+      return e.data === 'c';
+    });
+    res.write('data: c\n\n');
+    expect((await later).map((e) => e.data)).toEqual(['a', 'b', 'c']);
+    expect(() => stream.waitFor(-1)).toThrow(RangeError);
+  });
+
+  test('a wait fails at once when the stream ends first, and waitForEnd resolves', async () => {
+    let res!: ServerResponse;
+    const server = await serve((_req, r) => {
+      res = r;
+      head(r);
+    });
+    const stream = await open(server);
+    const waiting = stream.waitFor(2, 60_000);
+    const ending = stream.waitForEnd(60_000);
+    res.end('data: only\n\n');
+    await expect(waiting).rejects.toThrow(/but the stream ended; got 1 event/);
+    await ending;
+    expect(stream.ended).toBe(true);
+    await expect(stream.waitFor(2)).rejects.toThrow(/already ended/);
+    expect(await stream.waitFor(1)).toEqual([{ event: 'message', data: 'only', id: '' }]);
+  });
+
+  test('close() destroys the socket (the server sees it), is idempotent, and fails pending waits', async () => {
+    const serverSaw: string[] = [];
+    const server = await serve((_req, r) => {
+      head(r);
+      r.on('close', () => serverSaw.push('close'));
+    });
+    const stream = await open(server);
+    const waiting = stream.waitFor(1, 60_000);
+    await Promise.all([stream.close(), stream.close()]);
+    await expect(waiting).rejects.toThrow(/closed by the test/);
+    for (let i = 0; i < 200 && serverSaw.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(serverSaw).toEqual(['close']);
+    await stream.close();
+  });
+
+  test('openStream rejects when no head arrives in time, and when nothing listens', async () => {
+    const server = await serve(() => {
+      /* never answers */
+    });
+    await expect(openStream({ server, path: '/' }, { timeoutMs: 100 })).rejects.toThrow(/no response head .* within 100 ms/);
+    const closed = await listen(() => {});
+    const { port } = closed.address() as { port: number };
+    await closeServer(closed);
+    await expect(openStream(`http://127.0.0.1:${port}/`)).rejects.toThrow(/failed: .*ECONNREFUSED/);
+  });
+
+  test('openStream sends method, headers and body', async () => {
+    let seen: unknown;
+    const server = await serve((req, r) => {
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        seen = { method: req.method, url: req.url, accept: req.headers.accept, x: req.headers['x-test'], body };
+        r.end();
+      });
+    });
+    const stream = await open(server, 'p?q=1', { method: 'PUT', headers: { 'X-Test': 'yes' }, body: 'hello' });
+    await stream.waitForEnd();
+    expect(seen).toEqual({ method: 'PUT', url: '/p?q=1', accept: 'text/event-stream', x: 'yes', body: 'hello' });
+  });
+
+  test('collectEvents: by count, until a predicate, and a refusal when the status is not 200', async () => {
+    const server = await serve((req, r) => {
+      if (req.url === '/missing') {
+        r.statusCode = 404;
+        r.end('no');
+        return;
+      }
+      head(r);
+      r.write('data: 1\n\ndata: 2\n\nevent: done\ndata: 3\n\ndata: 4\n\n');
+    });
+    expect((await collectEvents(server, '/', { count: 2 })).map((e) => e.data)).toEqual(['1', '2']);
+    expect((await collectEvents(server, '/', { until: (e) => e.event === 'done' })).map((e) => e.data)).toEqual(['1', '2', '3']);
+    await expect(collectEvents(server, '/missing', { count: 1 })).rejects.toThrow(/answered 404, not 200/);
+    await expect(collectEvents(server, '/', { count: 5 }, { timeoutMs: 100 })).rejects.toThrow(/100 ms passed; got 4 event/);
+  });
+
+  test('expectEvents compares only the fields given, and the length', () => {
+    const got: ParsedEvent[] = [ev('a', 'x', '1'), ev('b')];
+    expectEvents(got, ['a', { data: 'b', event: 'message' }]);
+    expectEvents(got, [{ event: 'x', id: '1' }, { id: '' }]);
+    expect(() => expectEvents(got, ['a'])).toThrow();
+    expect(() => expectEvents(got, ['a', 'c'])).toThrow();
+    expect(() => expectEvents(got, [{ data: 'a', event: 'message' }, 'b'])).toThrow();
+  });
+
+  test('expectEvents without jest throws a plain Error with a line per event', () => {
+    const g = globalThis as { expect?: unknown };
+    const saved = g.expect;
+    let error: unknown;
+    try {
+      delete g.expect;
+      expectEvents([ev('a'), ev('b', 'x')], ['a', { data: 'b', event: 'message' }, 'c']);
+      expectEvents([ev('a')], ['a']); // a match does not throw
+    } catch (e) {
+      error = e;
+    } finally {
+      g.expect = saved;
+    }
+    expect(error).toBeInstanceOf(Error);
+    expect((error as Error).message).toBe(
+      [
+        'expected 3 event(s), received 2:',
+        "  [0]   { data: 'a' }",
+        "- [1] expected { data: 'b', event: 'message' }",
+        "+ [1] received { data: 'b', event: 'x' }",
+        "- [2] expected { data: 'c' }",
+        '+ [2] received (nothing)',
+      ].join('\n'),
+    );
   });
 });

@@ -215,4 +215,36 @@ describe('over a real socket, res.sse.send writes exactly what encodeEvent produ
       await stream.close();
     }
   });
+
+  test('a lone surrogate is EF BF BD on the wire; emoji are their 4 bytes', async () => {
+    const mw = sse({ keepAlive: false });
+    server = await listen((req, res) => {
+      mw(req, res, () => {
+        res.sse.send('a\uD800b');
+        res.sse.send('😀', { event: 'e\uDC00' });
+        res.sse.close();
+      });
+    });
+    const stream = await openStream({ server, path: '/' });
+    try {
+      await stream.waitForEnd();
+      expect(stream.bytes().toString('hex')).toBe(
+        Buffer.concat([
+          Buffer.from('data: a'),
+          Buffer.from([0xef, 0xbf, 0xbd]),
+          Buffer.from('b\n\nevent: e'),
+          Buffer.from([0xef, 0xbf, 0xbd]),
+          Buffer.from('\ndata: '),
+          Buffer.from([0xf0, 0x9f, 0x98, 0x80]),
+          Buffer.from('\n\n'),
+        ]).toString('hex'),
+      );
+      expect(stream.events).toEqual([
+        { event: 'message', data: 'a\uFFFDb', id: '' },
+        { event: 'e\uFFFD', data: '😀', id: '' },
+      ]);
+    } finally {
+      await stream.close();
+    }
+  });
 });
