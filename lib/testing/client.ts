@@ -32,7 +32,7 @@ export interface OpenStreamOptions {
   timeoutMs?: number;
 }
 
-/** What a {@link TestStream} wait resolves with or is given. */
+/** A test on one event, for {@link TestStream.waitFor} and {@link collectEvents}. */
 export type EventPredicate = (event: ParsedEvent) => boolean;
 
 /** An open response, as {@link openStream} resolves it. Every array is live: it grows as data arrives. */
@@ -80,7 +80,7 @@ function targetUrl(target: StreamTarget): URL {
   return new URL(`http://127.0.0.1:${(address as AddressInfo).port}${path}`);
 }
 
-function describe(events: readonly ParsedEvent[]): string {
+function summary(events: readonly ParsedEvent[]): string {
   if (events.length === 0) return 'no event';
   return `${events.length} event(s): ${inspect(events, { depth: 3, breakLength: 120, maxArrayLength: 20 })}`;
 }
@@ -203,7 +203,7 @@ function makeStream(req: ClientRequest, res: IncomingMessage): TestStream {
     return new Promise<T>((resolve, reject) => {
       const first = done();
       if (first !== undefined) return resolve(first);
-      if (ended) return reject(new Error(`waited for ${what()}, but the stream had already ended; got ${describe(events)}`));
+      if (ended) return reject(new Error(`waited for ${what()}, but the stream had already ended; got ${summary(events)}`));
       const waiter: Waiter = {
         check() {
           const value = done();
@@ -216,7 +216,7 @@ function makeStream(req: ClientRequest, res: IncomingMessage): TestStream {
         fail(reason) {
           waiters.delete(waiter);
           clearTimeout(timer);
-          reject(new Error(`waited for ${what()}, but ${reason}; got ${describe(events)}`));
+          reject(new Error(`waited for ${what()}, but ${reason}; got ${summary(events)}`));
         },
       };
       const timer = setTimeout(() => waiter.fail(`${timeoutMs} ms passed`), timeoutMs);
@@ -271,7 +271,7 @@ function makeStream(req: ClientRequest, res: IncomingMessage): TestStream {
         };
         const timer = setTimeout(() => {
           waiters.delete(waiter);
-          reject(new Error(`waited for the stream to end, but ${timeoutMs} ms passed; got ${describe(events)}`));
+          reject(new Error(`waited for the stream to end, but ${timeoutMs} ms passed; got ${summary(events)}`));
         }, timeoutMs);
         waiters.add(waiter);
       });
