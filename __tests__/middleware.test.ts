@@ -698,3 +698,32 @@ describe('sse(options): bad options throw at sse() time, naming the option', () 
     for (const mw of mws) expect(mw.connections).toBe(0);
   });
 });
+
+describe('calls after close never throw', () => {
+  test('even with input that would throw on an open stream', async () => {
+    const middleware = sse({ keepAlive: false });
+    let results: unknown[] = [];
+    const app = express();
+    app.use(middleware);
+    app.get('/s', (_req, res) => {
+      res.sse.send('one');
+      res.sse.close();
+      results = [
+        res.sse.send(undefined),
+        res.sse.send('x', { event: 'bad\nname' }),
+        res.sse.retry(-1),
+        res.sse.comment(42 as unknown as string),
+        res.sse.open(),
+      ];
+    });
+    const server = await listen(app);
+    try {
+      const s = await openStream({ server, path: '/s' });
+      await s.waitForEnd();
+      expect(s.raw()).toBe('data: one\n\n');
+      expect(results).toEqual([false, false, false, false, false]);
+    } finally {
+      await closeServer(server);
+    }
+  });
+});
