@@ -167,19 +167,13 @@ export class Pool {
   /** Tick period of the shared timer, 0 = no timer needed. */
   readonly period: number;
   readonly keepAliveTicks: number;
-  readonly drainTicks: number;
 
   constructor(readonly opts: ResolvedOptions) {
     const base = opts.keepAlive > 0 ? Math.min(opts.keepAlive, opts.drainTimeout) : opts.drainTimeout;
     this.period = Math.max(1, Math.floor(base / 5));
     this.keepAliveTicks = opts.keepAlive > 0 ? Math.ceil(opts.keepAlive / this.period) : 0;
-    this.drainTicks = Math.ceil(opts.drainTimeout / this.period);
   }
 
-  /**
-   * Decides whether `conn` may open. On a refusal it has answered the request
-   * (403, 429, or 200 + retry + end) and returns false.
-   */
   /** False (after answering 403) when the request's `Origin` is not allowed. No `Origin`: same-origin, allowed. */
   originOk(req: IncomingMessage, res: ServerResponse): boolean {
     const check = this.opts.originAllowed;
@@ -198,6 +192,10 @@ export class Pool {
     return ok;
   }
 
+  /**
+   * Decides whether `conn` may open. On a refusal it has answered the request
+   * (403, 429, or 200 + retry + end) and returns false.
+   */
   admit(conn: Connection): boolean {
     const { req, res } = conn;
     const opts = this.opts;
@@ -262,7 +260,8 @@ export class Connection implements SseStream {
   private waiting = false;
   private written = false;
   private idleTicks = 0;
-  private drainWait = 0;
+  /** When the socket last started to hold writes back (performance.now()); meaningful while `waiting`. */
+  private stalledAt = 0;
   private durationTimer: NodeJS.Timeout | undefined = undefined;
   private controller: AbortController | undefined = undefined;
   private cachedLastEventId: string | null | undefined = undefined;
@@ -367,6 +366,7 @@ export class Connection implements SseStream {
   }
 
   send(data: unknown, options?: SendOptions): boolean {
+    if (this.state === CLOSED) return false; // calls after close never throw
     let head = '';
     if (options !== undefined && options !== null) {
       if (typeof options !== 'object') throw new TypeError('sse-relay: send options must be an object { event?, id? }');
@@ -378,11 +378,13 @@ export class Connection implements SseStream {
   }
 
   comment(text?: string): boolean {
+    if (this.state === CLOSED) return false;
     const frame = encodeComment(text);
     return this.open() && this.write(frame);
   }
 
   retry(ms: number): boolean {
+    if (this.state === CLOSED) return false;
     const frame = encodeRetry(checkRetry(ms));
     return this.open() && this.write(frame);
   }
@@ -402,6 +404,9 @@ export class Connection implements SseStream {
 
   /** Writes `last` after everything pending, ends the response and releases everything. */
   end(last: string): void {
+    // Admitted but not started yet (a hub stream still subscribing): open it so it can end
+    // cleanly with `last`; otherwise Pool.closeAll() would skip it and it would open afterwards.
+    if (this.state === ADMITTED) this.start();
     if (this.state !== OPEN) return;
     const res = this.res;
     let rest = this.pending;
@@ -468,7 +473,7 @@ export class Connection implements SseStream {
         return false;
       }
       this.waiting = true;
-      this.drainWait = 0;
+      this.stalledAt = performance.now();
       res.once('drain', onResponseDrain);
     }
     return ok;
@@ -513,7 +518,8 @@ export class Connection implements SseStream {
   tick(): void {
     if (this.state !== OPEN) return;
     if (this.waiting) {
-      if (++this.drainWait >= this.pool.drainTicks) this.drop();
+      // Measured, not counted in ticks: a tick that fired late (busy loop) must not make the cut early.
+      if (performance.now() - this.stalledAt >= this.pool.opts.drainTimeout) this.drop();
       return;
     }
     if (this.written) {
