@@ -141,6 +141,49 @@ describe('connections', () => {
     expect(await pubsubClients(admin)).toHaveLength(0);
   });
 
+  test('concurrent subscribe/unsubscribe storms leave Redis subscribed to exactly the channels with listeners', async () => {
+    const s = await server();
+    const admin = client(s.url);
+    const p = prefix();
+    const b = broker({ url: s.url, prefix: p });
+    const channels = ['s0', 's1', 's2'];
+    const recs = Array.from({ length: 4 }, () => new Recorder());
+    const model = channels.map(() => new Set<Recorder>());
+    let rnd = 12345;
+    const next = (n: number): number => {
+      rnd = (rnd * 1103515245 + 12345) % 2147483648;
+      return rnd % n;
+    };
+    for (let round = 0; round < 5; round++) {
+      const ops: Promise<void>[] = [];
+      for (let i = 0; i < 60; i++) {
+        const c = next(3);
+        const r = recs[next(4)]!;
+        if (next(2) === 0) {
+          model[c]!.add(r);
+          ops.push(b.subscribe(channels[c]!, r));
+        } else {
+          model[c]!.delete(r);
+          ops.push(b.unsubscribe(channels[c]!, r));
+        }
+      }
+      await Promise.all(ops);
+      const expected = channels.filter((_, c) => model[c]!.size > 0).map((ch) => p + 'c:' + ch);
+      expect(((await admin.pubsub('CHANNELS', p + '*')) as string[]).sort()).toEqual(expected);
+      expect(b.stats().listeners).toBe(model.reduce((n, m) => n + m.size, 0));
+    }
+    // and delivery matches the model
+    const fence = new Recorder();
+    await b.subscribe('fence', fence);
+    const evs = await Promise.all(channels.map((ch) => b.publish(ch, { data: ch }, 10)));
+    const f = await b.publish('fence', { data: 'f' }, 10);
+    await fence.has(f.id);
+    for (const r of recs) {
+      const want = evs.filter((_, c) => model[c]!.has(r)).map((e) => e.id);
+      expect(r.ids().filter((id) => evs.some((e) => e.id === id))).toEqual(want);
+    }
+  });
+
   test("the caller's client runs the commands, is duplicated for subscribing, and is never quit", async () => {
     const s = await server();
     const admin = client(s.url);

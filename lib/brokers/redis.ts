@@ -318,7 +318,10 @@ export class RedisBroker implements Broker {
 
   private readonly onSubMessage = (topic: string, message: string): void => this.message(topic, message);
   private readonly onSubClose = (): void => this.connectionLost();
-  private readonly onSubReady = (): void => this.connectionReady();
+  private readonly onSubReady = (): void => {
+    this.lastError = undefined;
+    this.connectionReady();
+  };
   private lastError: unknown = undefined;
   private readonly onError = (err: unknown): void => {
     this.lastError = err;
@@ -696,11 +699,7 @@ export class RedisBroker implements Broker {
     await this.waitReady(sub, this.timeout);
     const generation = this.generation;
     if (drop.length > 0) {
-      await this.timed(
-        sub.unsubscribe(...drop.map((c) => c.topic)),
-        deadline - Date.now(),
-        () => this.resetSubscriber(),
-      );
+      await this.subCall(sub, sub.unsubscribe(...drop.map((c) => c.topic)), deadline);
       for (const chan of drop) {
         chan.subscribed = false;
         chan.armed = false; // a later SUBSCRIBE needs a fresh floor
@@ -712,11 +711,7 @@ export class RedisBroker implements Broker {
       const { head } = await this.snapshot(undefined, 'strict', []);
       if (this.epoch === undefined) this.epoch = head.epoch;
       else if (head.epoch !== this.epoch) this.startRecovery();
-      await this.timed(
-        sub.subscribe(...want.map((c) => c.topic)),
-        deadline - Date.now(),
-        () => this.resetSubscriber(),
-      );
+      await this.subCall(sub, sub.subscribe(...want.map((c) => c.topic)), deadline);
       if (generation !== this.generation) throw unavailable('the subscriber connection was lost');
       for (const chan of want) {
         chan.subscribed = true;
@@ -726,6 +721,21 @@ export class RedisBroker implements Broker {
         }
       }
     }
+  }
+
+  /**
+   * A command on the subscriber connection: rejects at once when the connection drops (its
+   * reply will never come: nothing is resent), and resets the connection when it times out.
+   */
+  private subCall<T>(sub: IORedisClient, command: Promise<T>, deadline: number): Promise<T> {
+    let onClose = noop;
+    const lost = new Promise<never>((_, reject) => {
+      onClose = () => reject(unavailable('the subscriber connection was lost'));
+      sub.once('close', onClose);
+    });
+    return this.timed(Promise.race([command, lost]), deadline - Date.now(), () => this.resetSubscriber()).finally(
+      () => sub.off('close', onClose),
+    );
   }
 
   private forget(chan: Chan): void {
