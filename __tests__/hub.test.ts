@@ -6,7 +6,7 @@
 import express from 'express';
 import http, { type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createHub, MemoryBroker, type Hub, type HubOptions } from '../lib';
+import { createHub, MemoryBroker, RedisBroker, type Broker, type Hub, type HubOptions } from '../lib';
 import { activeTimerCount } from '../lib/connection';
 import { openStream, type TestStream } from '../lib/testing';
 
@@ -23,6 +23,15 @@ interface Fixture {
 
 let fx: Fixture | undefined;
 
+// The same behaviour on every broker: in-process, and over a real redis-server (REDIS_URL from the global setup).
+let prefixes = 0;
+const memoryBroker = (): Broker => new MemoryBroker();
+const BROKERS: Array<[string, () => Broker]> = [
+  ['MemoryBroker', memoryBroker],
+  ['RedisBroker', () => new RedisBroker({ url: process.env.REDIS_URL!, prefix: `hub-test:${process.pid}:${++prefixes}:` })],
+];
+let makeBroker = memoryBroker;
+
 async function start(options: Partial<HubOptions> = {}): Promise<Fixture> {
   const authorized: string[] = [];
   const errors: unknown[] = [];
@@ -31,6 +40,7 @@ async function start(options: Partial<HubOptions> = {}): Promise<Fixture> {
       authorized.push(channel);
       return !channel.startsWith('secret');
     },
+    broker: makeBroker(),
     ...options,
   });
   const app = express();
@@ -85,255 +95,293 @@ afterEach(async () => {
   fx = undefined;
 });
 
-describe('subscribing and fan-out', () => {
-  test('events reach only the streams of their channel, with hub ids', async () => {
-    await start();
-    const one = await stream('/orders/1');
-    const two = await stream('/orders/2');
-    const a = await fx!.hub.publish('order:1', '<span>Shipped</span>', { event: 'status' });
-    const b = await fx!.hub.publish('order:2', { state: 'paid' });
-    await one.waitFor(1);
-    await two.waitFor(1);
-    expect(a).toMatch(ID);
-    expect(b).toMatch(ID);
-    expect(one.events).toEqual([{ event: 'status', data: '<span>Shipped</span>', id: a }]);
-    expect(two.events).toEqual([{ event: 'message', data: '{"state":"paid"}', id: b }]);
-    expect(one.raw()).toBe(`id: ${a}\nevent: status\ndata: <span>Shipped</span>\n\n`);
+describe.each(BROKERS)('with %s', (_name, make) => {
+  beforeAll(() => {
+    makeBroker = make;
+  });
+  afterAll(() => {
+    makeBroker = memoryBroker;
   });
 
-  test('one stream, several channels (query form), in publish order', async () => {
-    await start();
-    const s = await stream('/events?channel=a&channel=b');
-    const ids = [];
-    for (const ch of ['a', 'b', 'a', 'c', 'b']) ids.push(await fx!.hub.publish(ch, ch));
-    await s.waitFor(4);
-    expect(s.events.map((e) => [e.data, e.id])).toEqual([
-      ['a', ids[0]],
-      ['b', ids[1]],
-      ['a', ids[2]],
-      ['b', ids[4]],
-    ]);
-    expect(fx!.hub.stats()).toMatchObject({ connections: 1, channels: 2, published: 5, delivered: 4 });
-  });
-
-  test('path form takes one percent-decoded segment; select may be async', async () => {
-    await start();
-    const s = await stream('/events/order%3A7');
-    const m = await stream('/multi');
-    await fx!.hub.publish('order:7', 'x');
-    await fx!.hub.publish('b', 'y');
-    await s.waitFor(1);
-    await m.waitFor(1);
-    expect(s.events.map((e) => e.data)).toEqual(['x']);
-    expect(m.events.map((e) => e.data)).toEqual(['y']);
-  });
-
-  test('a multi-line payload stays one event', async () => {
-    await start();
-    const s = await stream('/events/a');
-    await fx!.hub.publish('a', 'line1\r\nevent: evil\rdata: x\n\nid: 1');
-    await s.waitFor(1);
-    expect(s.events).toHaveLength(1);
-    expect(s.events[0]!.data).toBe('line1\nevent: evil\ndata: x\n\nid: 1');
-    expect(s.events[0]!.event).toBe('message');
-  });
-});
-
-describe('refusals: nothing subscribed, nothing echoed', () => {
-  test.each([
-    ['/events?channel=bad%20name'],
-    ['/events?channel=' + 'x'.repeat(201)],
-    ['/events?channel='],
-    ['/events'],
-    ['/events?channel=a&channel=%3Cscript%3E'],
-    ['/events/a%2Fb/c'],
-    ['/events/%E0%A4%A'],
-  ])('%s -> 400 before authorize runs', async (path) => {
-    await start();
-    const res = await request(path);
-    expect(res.status).toBe(400);
-    expect(res.body).toBe('Bad Request');
-    expect(fx!.authorized).toEqual([]);
-    expect(fx!.hub.stats()).toMatchObject({ connections: 0, channels: 0 });
-  });
-
-  test('any channel refused -> 403, no stream, no subscription, no echo', async () => {
-    await start();
-    const res = await request('/events?channel=a&channel=secret:42');
-    expect(res.status).toBe(403);
-    expect(res.body).toBe('Forbidden');
-    expect(res.headers['content-type']).toBe('text/plain; charset=utf-8');
-    expect(fx!.hub.stats()).toMatchObject({ connections: 0, channels: 0 });
-    // nothing subscribed: a publish reaches no stream
-    await fx!.hub.publish('a', 'x');
-    expect(fx!.hub.stats().delivered).toBe(0);
-  });
-
-  test('authorize throwing or rejecting goes to next(err): no stream, no echo', async () => {
-    await start({
-      authorize: async (_req, channel) => {
-        if (channel === 'boom') throw new Error('db down for boom');
-        return true;
-      },
-    });
-    const res = await request('/events?channel=a&channel=boom');
-    expect(res.status).toBe(500);
-    expect(res.body).toBe('Internal Server Error');
-    expect((fx!.errors[0] as Error).message).toBe('db down for boom');
-    expect(fx!.hub.stats()).toMatchObject({ connections: 0, channels: 0 });
-  });
-
-  test('select throwing goes to next(err)', async () => {
-    await start();
-    const res = await request('/select-throws');
-    expect(res.status).toBe(500);
-    expect(res.body).not.toContain('secret');
-    expect(fx!.errors).toHaveLength(1);
-  });
-
-  test('methods other than GET/HEAD go to next()', async () => {
-    await start();
-    const res = await request('/events?channel=a', 'POST');
-    expect(res.status).toBe(404);
-    expect(fx!.authorized).toEqual([]);
-  });
-
-  test('only a strict true authorises', async () => {
-    await start({ authorize: () => 'yes' as unknown as boolean });
-    expect((await request('/events/a')).status).toBe(403);
-  });
-});
-
-describe('history and Last-Event-ID resume', () => {
-  test('resume from every position of a sequence: exactly the rest, then live', async () => {
-    await start();
-    const ids: string[] = [];
-    for (let i = 0; i < 8; i++) ids.push(await fx!.hub.publish('a', `e${i}`));
-    for (let k = 0; k < ids.length; k++) {
-      const s = await stream('/events/a', { 'Last-Event-ID': ids[k]! });
-      const expected = ids.slice(k + 1);
-      if (expected.length > 0) await s.waitFor(expected.length);
-      expect(s.events.map((e) => e.id)).toEqual(expected);
-      await s.close();
-    }
-  });
-
-  test('resume with the lastEventId query parameter', async () => {
-    await start();
-    const first = await fx!.hub.publish('a', 'one');
-    const second = await fx!.hub.publish('a', 'two');
-    const s = await stream(`/events?channel=a&lastEventId=${encodeURIComponent(first)}`);
-    await s.waitFor(1);
-    expect(s.events.map((e) => e.id)).toEqual([second]);
-  });
-
-  test('a multi-channel stream resumes from every position in global order', async () => {
-    await start();
-    const plan = ['a', 'b', 'c', 'a', 'a', 'b', 'c', 'b'];
-    const ids: string[] = [];
-    for (const ch of plan) ids.push(await fx!.hub.publish(ch, ch));
-    const mine = (i: number) => plan[i] === 'a' || plan[i] === 'b';
-    const positions = ids.length;
-    for (let k = 0; k < positions; k++) {
-      const s = await stream('/events?channel=a&channel=b', { 'Last-Event-ID': ids[k]! });
-      const expected = ids.filter((_, i) => i > k && mine(i));
-      if (expected.length > 0) await s.waitFor(expected.length);
-      const live = await fx!.hub.publish('b', 'live');
-      await s.waitFor(expected.length + 1);
-      expect(s.events.map((e) => e.id)).toEqual([...expected, live]);
-      await s.close();
-      ids.push(live);
-      plan.push('b');
-    }
-  });
-
-  test('resume while events are being published: no gap, no duplicate', async () => {
-    await start();
-    const ids: string[] = [];
-    for (let i = 0; i < 20; i++) ids.push(await fx!.hub.publish('a', `p${i}`));
-    let publishing = true;
-    const publisher = (async () => {
-      for (let i = 0; i < 300 && publishing; i++) {
-        ids.push(await fx!.hub.publish(i % 3 === 0 ? 'b' : 'a', `q${i}`));
-        await new Promise((r) => setImmediate(r));
-      }
-    })();
-    await new Promise((r) => setTimeout(r, 5));
-    const from = 10;
-    const s = await stream('/events?channel=a&channel=b', { 'Last-Event-ID': ids[from]! });
-    await new Promise((r) => setTimeout(r, 30));
-    publishing = false;
-    await publisher;
-    const expected = ids.slice(from + 1);
-    await s.waitFor(expected.length, 10000);
-    expect(s.events.map((e) => e.id)).toEqual(expected);
-  });
-
-  test('beyond history: one reset carrying a resumable id, then live; resuming from it: no second reset', async () => {
-    await start({ history: 3 });
-    const ids: string[] = [];
-    for (let i = 0; i < 6; i++) ids.push(await fx!.hub.publish('a', `e${i}`));
-    const s = await stream('/events/a', { 'Last-Event-ID': ids[1]! });
-    await s.waitFor(1);
-    expect(s.events[0]).toEqual({ event: 'reset', data: '', id: ids[5] });
-    const live = await fx!.hub.publish('a', 'live');
-    await s.waitFor(2);
-    expect(s.events[1]).toMatchObject({ id: live, data: 'live' });
-    s.close();
-
-    // Within history: a complete replay, no reset.
-    const again = await stream('/events/a', { 'Last-Event-ID': ids[4]! });
-    await again.waitFor(2);
-    expect(again.events.map((e) => e.id)).toEqual([ids[5], live]);
-    // From the reset's own id: complete.
-    const fromReset = await stream('/events/a', { 'Last-Event-ID': ids[5]! });
-    await fromReset.waitFor(1);
-    expect(fromReset.events.map((e) => e.id)).toEqual([live]);
-  });
-
-  test.each([['garbage'], ['x'.repeat(300)], ['abc.12.3'], ['ZZZZZZZZZZZZ.1'], ['']])(
-    'an id that is not ours (%s) gives reset, never echoed',
-    async (bad) => {
+  describe('subscribing and fan-out', () => {
+    test('events reach only the streams of their channel, with hub ids', async () => {
       await start();
-      await fx!.hub.publish('a', 'old');
-      const s = await stream('/events/a', { 'Last-Event-ID': bad });
+      const one = await stream('/orders/1');
+      const two = await stream('/orders/2');
+      const a = await fx!.hub.publish('order:1', '<span>Shipped</span>', { event: 'status' });
+      const b = await fx!.hub.publish('order:2', { state: 'paid' });
+      await one.waitFor(1);
+      await two.waitFor(1);
+      expect(a).toMatch(ID);
+      expect(b).toMatch(ID);
+      expect(one.events).toEqual([{ event: 'status', data: '<span>Shipped</span>', id: a }]);
+      expect(two.events).toEqual([{ event: 'message', data: '{"state":"paid"}', id: b }]);
+      expect(one.raw()).toBe(`id: ${a}\nevent: status\ndata: <span>Shipped</span>\n\n`);
+    });
+
+    test('one stream, several channels (query form), in publish order', async () => {
+      await start();
+      const s = await stream('/events?channel=a&channel=b');
+      const ids = [];
+      for (const ch of ['a', 'b', 'a', 'c', 'b']) ids.push(await fx!.hub.publish(ch, ch));
+      await s.waitFor(4);
+      expect(s.events.map((e) => [e.data, e.id])).toEqual([
+        ['a', ids[0]],
+        ['b', ids[1]],
+        ['a', ids[2]],
+        ['b', ids[4]],
+      ]);
+      expect(fx!.hub.stats()).toMatchObject({ connections: 1, channels: 2, published: 5, delivered: 4 });
+    });
+
+    test('path form takes one percent-decoded segment; select may be async', async () => {
+      await start();
+      const s = await stream('/events/order%3A7');
+      const m = await stream('/multi');
+      await fx!.hub.publish('order:7', 'x');
+      await fx!.hub.publish('b', 'y');
+      await s.waitFor(1);
+      await m.waitFor(1);
+      expect(s.events.map((e) => e.data)).toEqual(['x']);
+      expect(m.events.map((e) => e.data)).toEqual(['y']);
+    });
+
+    test('a multi-line payload stays one event', async () => {
+      await start();
+      const s = await stream('/events/a');
+      await fx!.hub.publish('a', 'line1\r\nevent: evil\rdata: x\n\nid: 1');
+      await s.waitFor(1);
+      expect(s.events).toHaveLength(1);
+      expect(s.events[0]!.data).toBe('line1\nevent: evil\ndata: x\n\nid: 1');
+      expect(s.events[0]!.event).toBe('message');
+    });
+  });
+
+  describe('refusals: nothing subscribed, nothing echoed', () => {
+    test.each([
+      ['/events?channel=bad%20name'],
+      ['/events?channel=' + 'x'.repeat(201)],
+      ['/events?channel='],
+      ['/events'],
+      ['/events?channel=a&channel=%3Cscript%3E'],
+      ['/events/a%2Fb/c'],
+      ['/events/%E0%A4%A'],
+    ])('%s -> 400 before authorize runs', async (path) => {
+      await start();
+      const res = await request(path);
+      expect(res.status).toBe(400);
+      expect(res.body).toBe('Bad Request');
+      expect(fx!.authorized).toEqual([]);
+      expect(fx!.hub.stats()).toMatchObject({ connections: 0, channels: 0 });
+    });
+
+    test('any channel refused -> 403, no stream, no subscription, no echo', async () => {
+      await start();
+      const res = await request('/events?channel=a&channel=secret:42');
+      expect(res.status).toBe(403);
+      expect(res.body).toBe('Forbidden');
+      expect(res.headers['content-type']).toBe('text/plain; charset=utf-8');
+      expect(fx!.hub.stats()).toMatchObject({ connections: 0, channels: 0 });
+      // nothing subscribed: a publish reaches no stream
+      await fx!.hub.publish('a', 'x');
+      expect(fx!.hub.stats().delivered).toBe(0);
+    });
+
+    test('authorize throwing or rejecting goes to next(err): no stream, no echo', async () => {
+      await start({
+        authorize: async (_req, channel) => {
+          if (channel === 'boom') throw new Error('db down for boom');
+          return true;
+        },
+      });
+      const res = await request('/events?channel=a&channel=boom');
+      expect(res.status).toBe(500);
+      expect(res.body).toBe('Internal Server Error');
+      expect((fx!.errors[0] as Error).message).toBe('db down for boom');
+      expect(fx!.hub.stats()).toMatchObject({ connections: 0, channels: 0 });
+    });
+
+    test('select throwing goes to next(err)', async () => {
+      await start();
+      const res = await request('/select-throws');
+      expect(res.status).toBe(500);
+      expect(res.body).not.toContain('secret');
+      expect(fx!.errors).toHaveLength(1);
+    });
+
+    test('methods other than GET/HEAD go to next()', async () => {
+      await start();
+      const res = await request('/events?channel=a', 'POST');
+      expect(res.status).toBe(404);
+      expect(fx!.authorized).toEqual([]);
+    });
+
+    test('only a strict true authorises', async () => {
+      await start({ authorize: () => 'yes' as unknown as boolean });
+      expect((await request('/events/a')).status).toBe(403);
+    });
+  });
+
+  describe('history and Last-Event-ID resume', () => {
+    test('resume from every position of a sequence: exactly the rest, then live', async () => {
+      await start();
+      const ids: string[] = [];
+      for (let i = 0; i < 8; i++) ids.push(await fx!.hub.publish('a', `e${i}`));
+      for (let k = 0; k < ids.length; k++) {
+        const s = await stream('/events/a', { 'Last-Event-ID': ids[k]! });
+        const expected = ids.slice(k + 1);
+        if (expected.length > 0) await s.waitFor(expected.length);
+        expect(s.events.map((e) => e.id)).toEqual(expected);
+        await s.close();
+      }
+    });
+
+    test('resume with the lastEventId query parameter', async () => {
+      await start();
+      const first = await fx!.hub.publish('a', 'one');
+      const second = await fx!.hub.publish('a', 'two');
+      const s = await stream(`/events?channel=a&lastEventId=${encodeURIComponent(first)}`);
+      await s.waitFor(1);
+      expect(s.events.map((e) => e.id)).toEqual([second]);
+    });
+
+    test('a multi-channel stream resumes from every position in global order', async () => {
+      await start();
+      const plan = ['a', 'b', 'c', 'a', 'a', 'b', 'c', 'b'];
+      const ids: string[] = [];
+      for (const ch of plan) ids.push(await fx!.hub.publish(ch, ch));
+      const mine = (i: number) => plan[i] === 'a' || plan[i] === 'b';
+      const positions = ids.length;
+      for (let k = 0; k < positions; k++) {
+        const s = await stream('/events?channel=a&channel=b', { 'Last-Event-ID': ids[k]! });
+        const expected = ids.filter((_, i) => i > k && mine(i));
+        if (expected.length > 0) await s.waitFor(expected.length);
+        const live = await fx!.hub.publish('b', 'live');
+        await s.waitFor(expected.length + 1);
+        expect(s.events.map((e) => e.id)).toEqual([...expected, live]);
+        await s.close();
+        ids.push(live);
+        plan.push('b');
+      }
+    });
+
+    test('resume while events are being published: no gap, no duplicate', async () => {
+      await start();
+      const ids: string[] = [];
+      for (let i = 0; i < 20; i++) ids.push(await fx!.hub.publish('a', `p${i}`));
+      let publishing = true;
+      const publisher = (async () => {
+        for (let i = 0; i < 300 && publishing; i++) {
+          ids.push(await fx!.hub.publish(i % 3 === 0 ? 'b' : 'a', `q${i}`));
+          await new Promise((r) => setImmediate(r));
+        }
+      })();
+      await new Promise((r) => setTimeout(r, 5));
+      const from = 10;
+      const s = await stream('/events?channel=a&channel=b', { 'Last-Event-ID': ids[from]! });
+      await new Promise((r) => setTimeout(r, 30));
+      publishing = false;
+      await publisher;
+      const expected = ids.slice(from + 1);
+      await s.waitFor(expected.length, 10000);
+      expect(s.events.map((e) => e.id)).toEqual(expected);
+    });
+
+    test('beyond history: one reset carrying a resumable id, then live; resuming from it: no second reset', async () => {
+      await start({ history: 3 });
+      const ids: string[] = [];
+      for (let i = 0; i < 6; i++) ids.push(await fx!.hub.publish('a', `e${i}`));
+      const s = await stream('/events/a', { 'Last-Event-ID': ids[1]! });
+      await s.waitFor(1);
+      expect(s.events[0]).toEqual({ event: 'reset', data: '', id: ids[5] });
+      const live = await fx!.hub.publish('a', 'live');
+      await s.waitFor(2);
+      expect(s.events[1]).toMatchObject({ id: live, data: 'live' });
+      s.close();
+
+      // Within history: a complete replay, no reset.
+      const again = await stream('/events/a', { 'Last-Event-ID': ids[4]! });
+      await again.waitFor(2);
+      expect(again.events.map((e) => e.id)).toEqual([ids[5], live]);
+      // From the reset's own id: complete.
+      const fromReset = await stream('/events/a', { 'Last-Event-ID': ids[5]! });
+      await fromReset.waitFor(1);
+      expect(fromReset.events.map((e) => e.id)).toEqual([live]);
+    });
+
+    test.each([['garbage'], ['x'.repeat(300)], ['abc.12.3'], ['ZZZZZZZZZZZZ.1'], ['']])(
+      'an id that is not ours (%s) gives reset, never echoed',
+      async (bad) => {
+        await start();
+        await fx!.hub.publish('a', 'old');
+        const s = await stream('/events/a', { 'Last-Event-ID': bad });
+        await s.waitFor(1);
+        expect(s.events[0]!.event).toBe('reset');
+        expect(s.events[0]!.id).toMatch(ID);
+        expect(s.raw()).not.toContain(bad === '' ? 'id: \n' : bad);
+      },
+    );
+
+    test('an id from the future (same epoch) gives reset', async () => {
+      await start();
+      const id = await fx!.hub.publish('a', 'x');
+      const future = id.replace(/\.\d+$/, '.999999');
+      const s = await stream('/events/a', { 'Last-Event-ID': future });
+      await s.waitFor(1);
+      expect(s.events[0]).toEqual({ event: 'reset', data: '', id });
+    });
+
+    test('history: 0 -> every resume attempt gets reset', async () => {
+      await start({ history: 0 });
+      const id = await fx!.hub.publish('a', 'x');
+      const s = await stream('/events/a', { 'Last-Event-ID': id });
       await s.waitFor(1);
       expect(s.events[0]!.event).toBe('reset');
-      expect(s.events[0]!.id).toMatch(ID);
-      expect(s.raw()).not.toContain(bad === '' ? 'id: \n' : bad);
-    },
-  );
+      const fresh = await stream('/events/a');
+      const live = await fx!.hub.publish('a', 'y');
+      await fresh.waitFor(1);
+      expect(fresh.events).toEqual([{ event: 'message', data: 'y', id: live }]);
+    });
 
-  test('an id from the future (same epoch) gives reset', async () => {
-    await start();
-    const id = await fx!.hub.publish('a', 'x');
-    const future = id.replace(/\.\d+$/, '.999999');
-    const s = await stream('/events/a', { 'Last-Event-ID': future });
-    await s.waitFor(1);
-    expect(s.events[0]).toEqual({ event: 'reset', data: '', id });
+    test('ids of another broker instance (a restarted process) give reset', async () => {
+      await start();
+      const other = createHub({ authorize: () => true, broker: new MemoryBroker() });
+      const foreign = await other.publish('a', 'x');
+      await other.close();
+      const s = await stream('/events/a', { 'Last-Event-ID': foreign });
+      await s.waitFor(1);
+      expect(s.events[0]!.event).toBe('reset');
+    });
   });
 
-  test('history: 0 -> every resume attempt gets reset', async () => {
-    await start({ history: 0 });
-    const id = await fx!.hub.publish('a', 'x');
-    const s = await stream('/events/a', { 'Last-Event-ID': id });
-    await s.waitFor(1);
-    expect(s.events[0]!.event).toBe('reset');
-    const fresh = await stream('/events/a');
-    const live = await fx!.hub.publish('a', 'y');
-    await fresh.waitFor(1);
-    expect(fresh.events).toEqual([{ event: 'message', data: 'y', id: live }]);
+  describe('render-time cursor', () => {
+    test('an event published between render and connect is not lost', async () => {
+      await start();
+      await fx!.hub.publish('a', 'before render');
+      const cursor = await fx!.hub.cursor(['a', 'b']);
+      expect(cursor).toMatch(ID);
+      const between = await fx!.hub.publish('b', 'between render and connect');
+      const s = await stream(`/events?channel=a&channel=b&lastEventId=${encodeURIComponent(cursor)}`);
+      await s.waitFor(1);
+      expect(s.events).toEqual([{ event: 'message', data: 'between render and connect', id: between }]);
+      expect(s.raw()).not.toContain('reset');
+    });
+
+    test('a cursor taken before any event resumes cleanly', async () => {
+      await start();
+      const cursor = await fx!.hub.cursor('fresh');
+      const first = await fx!.hub.publish('fresh', 'first');
+      const s = await stream('/events/fresh', { 'Last-Event-ID': cursor });
+      await s.waitFor(1);
+      expect(s.events).toEqual([{ event: 'message', data: 'first', id: first }]);
+    });
+
+    test('cursor refuses bad channel names', async () => {
+      await start();
+      await expect(fx!.hub.cursor('bad name')).rejects.toThrow(TypeError);
+    });
   });
 
-  test('ids of another broker instance (a restarted process) give reset', async () => {
-    await start();
-    const other = createHub({ authorize: () => true, broker: new MemoryBroker() });
-    const foreign = await other.publish('a', 'x');
-    await other.close();
-    const s = await stream('/events/a', { 'Last-Event-ID': foreign });
-    await s.waitFor(1);
-    expect(s.events[0]!.event).toBe('reset');
-  });
 });
 
 describe('MemoryBroker channel bound', () => {
@@ -358,34 +406,6 @@ describe('MemoryBroker channel bound', () => {
 
   test('maxChannels is validated', () => {
     expect(() => new MemoryBroker({ maxChannels: 0 })).toThrow(RangeError);
-  });
-});
-
-describe('render-time cursor', () => {
-  test('an event published between render and connect is not lost', async () => {
-    await start();
-    await fx!.hub.publish('a', 'before render');
-    const cursor = await fx!.hub.cursor(['a', 'b']);
-    expect(cursor).toMatch(ID);
-    const between = await fx!.hub.publish('b', 'between render and connect');
-    const s = await stream(`/events?channel=a&channel=b&lastEventId=${encodeURIComponent(cursor)}`);
-    await s.waitFor(1);
-    expect(s.events).toEqual([{ event: 'message', data: 'between render and connect', id: between }]);
-    expect(s.raw()).not.toContain('reset');
-  });
-
-  test('a cursor taken before any event resumes cleanly', async () => {
-    await start();
-    const cursor = await fx!.hub.cursor('fresh');
-    const first = await fx!.hub.publish('fresh', 'first');
-    const s = await stream('/events/fresh', { 'Last-Event-ID': cursor });
-    await s.waitFor(1);
-    expect(s.events).toEqual([{ event: 'message', data: 'first', id: first }]);
-  });
-
-  test('cursor refuses bad channel names', async () => {
-    await start();
-    await expect(fx!.hub.cursor('bad name')).rejects.toThrow(TypeError);
   });
 });
 

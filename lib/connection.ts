@@ -120,7 +120,13 @@ function flushDirty(): void {
   const list = dirty;
   dirty = [];
   flushScheduled = false;
-  for (const conn of list) conn.flush();
+  for (const conn of list) {
+    try {
+      conn.flush();
+    } catch {
+      conn.drop(); // one broken response must not keep the others from being written
+    }
+  }
 }
 
 let settling: Promise<void> | undefined;

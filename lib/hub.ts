@@ -96,6 +96,10 @@ class HubStream {
   /** When re-authorisation is due (ms since epoch). */
   nextAuth = 0;
   authorizing = false;
+  /** lastSeq at the last `reset` sent, -1 = none. */
+  resetAt = -1;
+  /** A broker reset that arrived while the stream was being set up. */
+  pendingReset: Position | undefined = undefined;
 
   constructor(
     readonly conn: Connection,
@@ -222,11 +226,18 @@ class HubImpl implements Hub, BrokerListener {
     }
   }
 
+  /**
+   * The broker could not deliver everything of `channel` (history lost or
+   * trimmed while its connection was down). Every stream on it gets `reset`
+   * ("refetch your state") and continues from `head`; a stream still being
+   * set up gets it before its first event.
+   */
   onReset(channel: string, head: Position): void {
     const set = this.channels.get(channel);
     if (set === undefined) return;
     for (const s of set) {
-      if (s.buffer === null && s.epoch !== head.epoch) this.reset(s, head);
+      if (s.buffer !== null) s.pendingReset = head;
+      else this.reset(s, head);
     }
   }
 
@@ -238,9 +249,16 @@ class HubImpl implements Hub, BrokerListener {
 
   /** Tells the page it missed events (refetch your state); later resumes start from `head`. */
   private reset(s: HubStream, head: Position): void {
-    s.epoch = head.epoch;
-    s.lastSeq = head.seq;
-    s.conn.push(encodeEvent({ id: formatId(head.epoch, head.seq), event: RESET_EVENT, data: '' }));
+    if (s.epoch !== head.epoch) {
+      s.epoch = head.epoch;
+      s.lastSeq = head.seq;
+    } else if (head.seq > s.lastSeq) {
+      s.lastSeq = head.seq;
+    } else if (s.resetAt === s.lastSeq) {
+      return; // already told at this position (one reset per stream, however many channels)
+    }
+    s.resetAt = s.lastSeq;
+    s.conn.push(encodeEvent({ id: formatId(s.epoch, s.lastSeq), event: RESET_EVENT, data: '' }));
   }
 
   // ---- subscribing --------------------------------------------------------
@@ -350,7 +368,7 @@ class HubImpl implements Hub, BrokerListener {
     const stream = new HubStream(conn, channels);
     this.attach(stream);
     conn.onEnd = () => this.detach(stream);
-    let lastEventId = conn.lastEventId;
+    const lastEventId = conn.lastEventId;
     try {
       await Promise.all(channels.map((ch) => this.ensureBrokerSub(ch)));
       if (conn.closed) return;
@@ -364,16 +382,14 @@ class HubImpl implements Hub, BrokerListener {
           stream.epoch = after.epoch;
           stream.lastSeq = after.seq;
         } else {
-          lastEventId = undefined;
-          stream.epoch = result.head.epoch;
-          stream.lastSeq = result.head.seq;
           conn.start();
-          conn.push(encodeEvent({ id: formatId(result.head.epoch, result.head.seq), event: RESET_EVENT, data: '' }));
+          this.reset(stream, result.head);
         }
       }
       conn.start();
       if (conn.closed) return;
       for (const ev of replay) this.deliverBuffered(stream, ev);
+      if (stream.pendingReset !== undefined) this.reset(stream, stream.pendingReset);
       const buffered = stream.buffer!;
       stream.buffer = null;
       for (const ev of buffered) this.deliverBuffered(stream, ev);
