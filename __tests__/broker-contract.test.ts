@@ -5,7 +5,7 @@
 import Redis from 'ioredis';
 import { MemoryBroker } from '../lib/brokers/memory';
 import { RedisBroker } from '../lib/brokers/redis';
-import { runBrokerContract } from './helpers/broker-contract';
+import { runBrokerContract } from '../lib/testing';
 
 runBrokerContract('MemoryBroker', async () => new MemoryBroker());
 

@@ -10,7 +10,7 @@ import { rmSync } from 'node:fs';
 import type { BrokerEvent } from '../lib/brokers/broker';
 import { RedisBroker } from '../lib/brokers/redis';
 import { SseRelayError } from '../lib/errors';
-import { Recorder } from './helpers/broker-contract';
+import { Recorder } from '../lib/testing';
 import { freePort, startRedis, type RedisServer } from './helpers/redis-server';
 
 jest.setTimeout(60_000);

@@ -7,6 +7,7 @@
  * - {@link collectEvents}: open, wait for events, close.
  * - {@link expectEvents}: compare event sequences with a readable diff.
  * - {@link listen} / {@link closeServer}: run an app on 127.0.0.1 and shut it down with its open streams.
+ * - {@link runBrokerContract}: the behavioural suite every Broker must pass, for your own broker (jest/vitest globals).
  *
  * @packageDocumentation
  */
@@ -24,3 +25,4 @@ export {
   type CollectUntil,
   type ExpectedEvent,
 } from './client';
+export { runBrokerContract, Recorder } from './broker-contract';

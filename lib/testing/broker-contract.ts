@@ -12,8 +12,26 @@ import {
   type BrokerEvent,
   type BrokerListener,
   type Position,
-} from '../../lib/brokers/broker';
-import { SseRelayError } from '../../lib/errors';
+} from '../brokers/broker';
+import { SseRelayError } from '../errors';
+
+// The suite runs inside the caller's test runner and uses its globals: jest, or
+// vitest with `globals: true` (describe, test, afterEach, expect with toBe,
+// toEqual, toBeGreaterThan, toBeInstanceOf, toBeUndefined, toHaveLength, toMatch).
+type Body = () => unknown;
+interface Matchers {
+  toBe(expected: unknown): void;
+  toEqual(expected: unknown): void;
+  toBeGreaterThan(expected: number): void;
+  toBeInstanceOf(expected: unknown): void;
+  toBeUndefined(): void;
+  toHaveLength(expected: number): void;
+  toMatch(expected: RegExp): void;
+}
+declare const describe: (name: string, body: () => void) => void;
+declare const test: (name: string, body: Body, timeout?: number) => void;
+declare const afterEach: (body: Body) => void;
+declare const expect: (actual: unknown) => Matchers;
 
 const WAIT_MS = 10_000;
 
@@ -93,6 +111,19 @@ async function expectCode(promise: Promise<unknown>, code: string): Promise<void
   expect((err as SseRelayError).code).toBe(code);
 }
 
+/**
+ * Registers the broker contract suite in the current test file: every
+ * behaviour the hub relies on (global seq order, delivery only to subscribed
+ * channels, unsubscribe, replay snapshots and their `complete` rules,
+ * history 0, close). Run it against your own Broker:
+ *
+ * ```ts
+ * runBrokerContract('MyBroker', async () => new MyBroker(), async () => wipeMyStorage());
+ * ```
+ *
+ * `makeBroker` is called for every broker a test needs (some need two sharing
+ * one storage, as two processes would); `cleanup` runs after each test.
+ */
 export function runBrokerContract(
   name: string,
   makeBroker: () => Promise<Broker>,
