@@ -1,3 +1,4 @@
+// @ts-check
 'use strict';
 
 const path = require('node:path');
@@ -18,6 +19,25 @@ const CSP = [
   "form-action 'self'",
   "frame-ancestors 'none'",
 ].join('; ');
+
+/**
+ * The app's event catalog: every event it publishes, mapped to its payload.
+ * Each payload is an HTML fragment rendered by views.js (escaped by html.js),
+ * sent as a string; htmx swaps it in (`sse-swap="<event>"`) or refetches on it
+ * (`hx-trigger="sse:<event>"`). There is no `message` entry, so every publish
+ * must name its event. (`reset` is sent by the hub itself, never published.)
+ * The hub below is typed with it, so `tsc -p tsconfig.example.json` rejects a
+ * publish with an unknown event name or a payload of the wrong type.
+ *
+ * @typedef {string} Fragment
+ * @typedef {object} AppEvents
+ * @property {Fragment} status `order:<id>`: the order's new status badge
+ * @property {Fragment} notification `user:<name>:notifications`: a new notification
+ * @property {Fragment} activity `dashboard:activity`: a new activity feed item
+ * @property {Fragment} stats `dashboard:stats`: the shop stats panel
+ * @property {Fragment} progress `job:<user>:<id>`: the job's progress bar (coalesced)
+ * @property {Fragment} done `job:<user>:<id>`: the finished job's state
+ */
 
 const MAX_TEXT = 280;
 const MAX_RUNNING_JOBS = 5;
@@ -61,6 +81,7 @@ function createApp(options = {}) {
     return session !== undefined && Object.hasOwn(USERS, session.user) ? session.user : undefined;
   };
 
+  /** @type {import('sse-relay').Hub<AppEvents>} */
   const hub = createHub({
     broker: broker ?? new MemoryBroker(),
     authorize: (req, channel) => canSubscribe(store, currentUser(req), channel),
@@ -73,7 +94,13 @@ function createApp(options = {}) {
     },
   });
 
-  /** Data for the stream is always a rendered, escaped fragment. */
+  /**
+   * Data for the stream is always a rendered, escaped fragment.
+   * @template {keyof AppEvents} K
+   * @param {string} channel
+   * @param {import('./html').SafeHtml} fragment
+   * @param {K} event
+   */
   const publish = (channel, fragment, event) => hub.publish(channel, String(fragment), { event });
 
   /**

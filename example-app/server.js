@@ -1,3 +1,4 @@
+// @ts-check
 'use strict';
 
 const { createApp } = require('./app');
@@ -18,7 +19,7 @@ function main() {
   }
   const { app, close } = createApp({ broker, secret: process.env.SESSION_SECRET });
   const server = app.listen(port, host, () => {
-    const { port: actual } = server.address();
+    const { port: actual } = /** @type {import('node:net').AddressInfo} */ (server.address());
     const shown = host.includes(':') ? `[${host}]` : host;
     console.log(`sse-relay demo: http://${shown}:${actual}/ (${broker ? 'RedisBroker' : 'MemoryBroker'})`);
   });

@@ -1,3 +1,4 @@
+// @ts-check
 'use strict';
 
 const { createHmac, randomBytes, timingSafeEqual } = require('node:crypto');

@@ -1,3 +1,4 @@
+// @ts-check
 'use strict';
 
 const { randomBytes } = require('node:crypto');
@@ -23,6 +24,8 @@ const STATUS_LABELS = {
   cancelled: 'Cancelled',
 };
 
+/** @typedef {{ id: string, from: string, text: string, at: number }} NotificationEntry */
+
 const MAX_NOTIFICATIONS = 50;
 const MAX_ACTIVITY = 20;
 
@@ -36,7 +39,7 @@ function createStore() {
       { id: '1004', owner: 'bob', item: 'Loose-leaf tea set', total: 42, status: 'pending' },
     ].map((o) => [o.id, { ...o, updatedAt: now }]),
   );
-  /** user -> notifications, newest first. */
+  /** user -> notifications, newest first. @type {Map<string, NotificationEntry[]>} */
   const notifications = new Map(Object.keys(USERS).map((u) => [u, []]));
   /** id -> { id, owner, progress, state: 'running' | 'done', startedAt, finishedAt } */
   const jobs = new Map();
@@ -61,7 +64,7 @@ function createStore() {
 
     notificationsOf: (user) => notifications.get(user) ?? [],
     addNotification(user, n) {
-      const list = notifications.get(user);
+      const list = /** @type {NotificationEntry[]} */ (notifications.get(user));
       list.unshift(n);
       if (list.length > MAX_NOTIFICATIONS) list.length = MAX_NOTIFICATIONS;
       notificationsSent++;

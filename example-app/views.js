@@ -1,3 +1,4 @@
+// @ts-check
 'use strict';
 
 const { html, raw } = require('./html');
@@ -33,6 +34,7 @@ function time(ms) {
   return html`<time datetime="${d.toISOString()}">${d.toLocaleTimeString('en-GB')}</time>`;
 }
 
+/** @param {{ title: unknown, user?: string, active?: string, body: unknown }} page */
 function layout({ title, user, active, body }) {
   const me = user ? USERS[user] : undefined;
   return html`<!doctype html>
@@ -76,6 +78,7 @@ ${body}
  * The part of a page that streams: one EventSource for the section. A `reset`
  * event (the server could not replay everything since the page was rendered)
  * refetches the section, with fresh state and a fresh resume point.
+ * @param {{ url: string, page: string, close?: string, title: unknown, body: unknown }} section
  */
 function liveSection({ url, page, close, title, body }) {
   return html`<section id="live" class="live" sse-connect="${url}"${close ? html` sse-close="${close}"` : ''}>
@@ -155,6 +158,10 @@ function latestNotifications(list) {
 <ul class="feed compact">${list.slice(0, 3).map(notificationItem)}</ul>`;
 }
 
+/**
+ * @param {{ id: string, status: string }} order
+ * @param {{ target: string, swap?: string, view?: string }} where
+ */
 function statusForm(order, { target, swap, view }) {
   const action = `/orders/${order.id}/status`;
   return html`<form class="button-row" method="post" action="${action}" hx-post="${action}" hx-target="${target}"${
@@ -174,6 +181,7 @@ function warehouseRow(o) {
 
 // ---- pages ---------------------------------------------------------------
 
+/** @param {{ error?: string }} [options] */
 function loginPage({ error } = {}) {
   return layout({
     title: 'Sign in',
