@@ -115,11 +115,16 @@ export function activeTimerCount(): number {
 
 let dirty: Connection[] = [];
 let flushScheduled = false;
+/** Characters pushed since the last flush, over all connections. */
+let turnChars = 0;
+/** Past this much output in one turn, `afterFlush()` makes publishers wait for socket I/O. */
+const YIELD_CHARS = 64 * 1024;
 
 function flushDirty(): void {
   const list = dirty;
   dirty = [];
   flushScheduled = false;
+  turnChars = 0;
   for (const conn of list) {
     try {
       conn.flush();
@@ -132,14 +137,15 @@ function flushDirty(): void {
 let settling: Promise<void> | undefined;
 
 /**
- * When frames were pushed this turn, a promise that resolves after they were
- * written AND the event loop had a chance to run socket I/O (one shared
- * setImmediate per turn); otherwise undefined. `hub.publish` waits for it, so
- * a loop of `await hub.publish(...)` never outruns the sockets by more than
- * one turn's worth of events.
+ * When this turn has pushed more than YIELD_CHARS of output, a promise that
+ * resolves after it was written AND the event loop had a chance to run socket
+ * I/O (one shared setImmediate); otherwise undefined. `hub.publish` waits for
+ * it, so a loop of `await hub.publish(...)` (which runs in microtasks, never
+ * letting sockets drain) yields every ~64 KiB of output instead of queueing
+ * the whole loop's output in memory.
  */
 export function afterFlush(): Promise<void> | undefined {
-  if (!flushScheduled) return settling;
+  if (turnChars < YIELD_CHARS) return settling;
   if (settling === undefined) {
     settling = new Promise((resolve) =>
       setImmediate(() => {
@@ -262,6 +268,8 @@ export class Connection implements SseStream {
   /** Frames held back while the socket is over its high-water mark; '' marks a coalesced slot. */
   private queue: string[] | null = null;
   private queueKeys: Map<string, number> | null = null;
+  /** Replaced (emptied) slots in `queue`. */
+  private holes = 0;
   private queued = 0;
   private waiting = false;
   private written = false;
@@ -442,6 +450,7 @@ export class Connection implements SseStream {
   push(frame: string, key?: string): boolean {
     if (this.state !== OPEN) return false;
     if (this.waiting) return this.enqueue(frame, key);
+    turnChars += frame.length;
     if (this.pending === '') {
       this.pending = frame;
       dirty.push(this);
@@ -495,6 +504,7 @@ export class Connection implements SseStream {
       if (at !== undefined) {
         this.queued -= queue[at]!.length;
         queue[at] = '';
+        if (++this.holes > 64 && this.holes * 2 > queue.length) queue = this.compact(queue, keys);
       }
       keys.set(key, queue.length);
     }
@@ -504,6 +514,26 @@ export class Connection implements SseStream {
     return false;
   }
 
+  /** Drops the slots of replaced frames, so a long stall keeps one slot per live frame. */
+  private compact(queue: string[], keys: Map<string, number>): string[] {
+    const live: string[] = [];
+    const moved = new Map<number, number>();
+    for (let i = 0; i < queue.length; i++) {
+      if (queue[i] !== '') {
+        moved.set(i, live.length);
+        live.push(queue[i]!);
+      }
+    }
+    for (const [key, at] of keys) {
+      const to = moved.get(at);
+      if (to === undefined) keys.delete(key);
+      else keys.set(key, to);
+    }
+    this.holes = 0;
+    this.queue = live;
+    return live;
+  }
+
   /** The socket drained: write what was held back. */
   drained(): void {
     if (this.state !== OPEN || !this.waiting) return;
@@ -511,6 +541,7 @@ export class Connection implements SseStream {
     const queue = this.queue;
     this.queue = null;
     this.queueKeys = null;
+    this.holes = 0;
     this.queued = 0;
     let frame = queue === null ? '' : queue.join('');
     if (this.pending !== '') {
@@ -544,6 +575,7 @@ export class Connection implements SseStream {
     this.pool.dropped++;
     this.queue = null;
     this.queueKeys = null;
+    this.holes = 0;
     this.pending = '';
     this.release();
     this.res.destroy();

@@ -454,6 +454,8 @@ class HubImpl implements Hub, BrokerListener {
     if (sub === undefined) {
       sub = this.broker.subscribe(channel, this);
       this.brokerSubs.set(channel, sub);
+      // A subscription that completes after hub.close() is released at once.
+      sub.then(() => (this.closed ? this.broker.unsubscribe(channel, this) : undefined)).catch(() => undefined);
       sub.catch(() => {
         if (this.brokerSubs.get(channel) === sub) this.brokerSubs.delete(channel);
       });
