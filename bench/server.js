@@ -1,7 +1,7 @@
 'use strict';
 // One server under test, in its own process. argv: <kind> <json options>
 //   kind: raw | better-sse | sse-relay | sse-relay-redis | publisher-redis
-//   options: { redisUrl }
+//   options: { redisUrl, hubOptions } (hubOptions: extra createHub options, for experiments)
 // Every GET is an event stream on the one channel "bench". Commands arrive over
 // IPC (see serveRpc): count, mark, publish, read, mem, exit.
 const http = require('node:http');
@@ -63,7 +63,7 @@ if (kind === 'raw') {
     if (typeof lib.RedisBroker !== 'function') throw new Error('RedisBroker is not exported by dist/');
     broker = new lib.RedisBroker({ url: options.redisUrl });
   }
-  hub = lib.createHub({ authorize: () => true, broker });
+  hub = lib.createHub({ ...options.hubOptions, authorize: () => true, broker });
   const handler = hub.subscribe(() => CHANNEL);
   handle = (req, res) =>
     handler(req, res, (err) => {
@@ -181,10 +181,10 @@ serveRpc({
   },
 
   /**
-   * Publishes n events of `size` characters. rate > 0: paced at `rate`/s, one
-   * event per tick. rate 0: batches of `batch`, yielding a turn between
-   * batches, waiting while any socket is backed up (and, for a Redis hub,
-   * while more than `lag` events are still on their way back from Redis).
+   * Publishes n events of `size` characters in batches of `batch`, yielding a
+   * turn between batches and waiting while any socket is backed up (and, for a
+   * Redis hub, while more than `lag` events are still on their way back from
+   * Redis). rate 0: as fast as that allows; rate > 0: paced at `rate` events/s.
    */
   publish: async ({ n, size, rate, batch, lag, timeoutMs }) => {
     const make = payloadMaker(size);
@@ -193,39 +193,34 @@ serveRpc({
     waits.drain = waits.drainMs = waits.drainTimeouts = 0;
     const t0 = now();
     let seq = 0;
-    if (rate > 0) {
-      const interval = 1000 / rate;
-      const start = Date.now();
-      while (seq < n) {
-        const wait = start + seq * interval - Date.now();
+    // rate > 0: `batch` events every batch/rate seconds (absolute schedule, no drift).
+    const interval = rate > 0 ? (1000 * batch) / rate : 0;
+    const start = Date.now();
+    const pending = [];
+    for (let tick = 0; seq < n; tick++) {
+      if (rate > 0) {
+        const wait = start + tick * interval - Date.now();
         if (wait > 0) await sleep(wait);
+      }
+      const k = Math.min(batch, n - seq);
+      for (let j = 0; j < k; j++) {
         seq++;
         const p = publishOne(make(seq), seq);
-        if (p) await p;
-        if (now() > deadline) throw new Error('publishing took too long');
+        if (p) pending.push(p);
       }
-    } else {
-      const pending = [];
-      while (seq < n) {
-        const k = Math.min(batch, n - seq);
-        for (let j = 0; j < k; j++) {
-          seq++;
-          const p = publishOne(make(seq), seq);
-          if (p) pending.push(p);
-        }
-        if (pending.length > 0) {
-          await Promise.all(pending);
-          pending.length = 0;
-        }
-        await yieldTurn();
-        await drainAll(deadline);
-        if (hub !== undefined && kind !== 'publisher-redis') {
-          while (delivered() < (seq - lag) * clients) {
-            if (now() > deadline) throw new Error('events did not come back from the broker in time');
-            await sleep(1);
-          }
+      if (pending.length > 0) {
+        await Promise.all(pending);
+        pending.length = 0;
+      }
+      await yieldTurn();
+      await drainAll(deadline);
+      if (hub !== undefined && kind !== 'publisher-redis') {
+        while (delivered() < (seq - lag) * clients) {
+          if (now() > deadline) throw new Error('events did not come back from the broker in time');
+          await sleep(1);
         }
       }
+      if (now() > deadline) throw new Error('publishing took too long');
     }
     const t1 = now();
     return { t0: String(t0), t1: String(t1), published: seq, waits: { ...waits } };
