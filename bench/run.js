@@ -446,6 +446,7 @@ async function runLoad(scn, kind, ctx, pubKind) {
       bytes: stats.reduce((a, s) => a + s.bytes, 0),
       publishS: (Number(BigInt(pub.t1)) - t0) / 1e9,
       waits: pub.waits,
+      batchFanout: pub.batchFanout,
     };
     if (publisher !== server) {
       // The publisher's share, for the record (its own CPU is not the server's).
@@ -776,7 +777,8 @@ async function main() {
   console.log(
     '\ndeliv/s = received events / (last receipt - first publish); srv us/deliv = server CPU (user+sys) per delivered event; ' +
       'latency = publish hrtime in the event -> client read; cpu = busy share of one core over the run; ' +
-      'bound = which side was pegged (>= 85% of a core).',
+      'bound = which side was pegged (>= 85% of a core; machine = all cores busy, clients included); ' +
+      "'@ raw rate' = sse-relay paced at raw's measured deliveries/s, for latency at equal load.",
   );
   save();
   console.log(`\nwrote ${path.relative(process.cwd(), path.join(RESULTS, 'latest.json'))} in ${((Date.now() - STARTED) / 1000).toFixed(0)} s`);

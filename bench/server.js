@@ -197,17 +197,22 @@ serveRpc({
     const interval = rate > 0 ? (1000 * batch) / rate : 0;
     const start = Date.now();
     const pending = [];
+    const batchUs = [];
     for (let tick = 0; seq < n; tick++) {
       if (rate > 0) {
         const wait = start + tick * interval - Date.now();
         if (wait > 0) await sleep(wait);
       }
       const k = Math.min(batch, n - seq);
+      const tBatch = now();
       for (let j = 0; j < k; j++) {
         seq++;
         const p = publishOne(make(seq), seq);
         if (p) pending.push(p);
       }
+      // Server-side fan-out time of this batch: first payload -> every write issued
+      // (the check phase after the turn's writes), without the clients' share.
+      setImmediate(() => batchUs.push(Number(now() - tBatch) / 1000));
       if (pending.length > 0) {
         await Promise.all(pending);
         pending.length = 0;
@@ -223,7 +228,10 @@ serveRpc({
       if (now() > deadline) throw new Error('publishing took too long');
     }
     const t1 = now();
-    return { t0: String(t0), t1: String(t1), published: seq, waits: { ...waits } };
+    batchUs.sort((a, b) => a - b);
+    const at = (q) => batchUs[Math.min(batchUs.length - 1, Math.floor(q * batchUs.length))];
+    const batchFanout = { n: batchUs.length, p50Us: at(0.5), p99Us: at(0.99), maxUs: batchUs[batchUs.length - 1] };
+    return { t0: String(t0), t1: String(t1), published: seq, waits: { ...waits }, batchFanout };
   },
 
   /** Closes the measurement window once every byte left user space. */
