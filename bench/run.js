@@ -104,7 +104,7 @@ function spawnTracked(command, args, opts) {
 function killAll() {
   for (const child of children) {
     try {
-      child.kill('SIGKILL');
+      child.kill(child.guarded ? 'SIGTERM' : 'SIGKILL');
     } catch {
       // already gone
     }
@@ -282,11 +282,16 @@ async function startRedis() {
     return { skip: 'RedisBroker is not exported by dist/ yet (lib/brokers/redis.ts in progress): Redis rows skipped' };
   }
   const port = await freePort();
+  // redis-server has no IPC channel to notice that we died, so it runs under a
+  // shell that holds a pipe from us: EOF on that pipe (our exit, even SIGKILL)
+  // or SIGTERM ends redis-server too.
+  const guard = 'trap \'kill $p 2>/dev/null; exit 0\' TERM INT HUP; "$0" "$@" </dev/null & p=$!; read _; kill $p 2>/dev/null; wait $p';
   const child = spawnTracked(
-    REDIS_BIN,
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
+    '/bin/sh',
+    ['-c', guard, REDIS_BIN, '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    { stdio: ['pipe', 'ignore', 'inherit'] },
   );
+  child.guarded = true;
   const until = Date.now() + 10_000;
   for (;;) {
     try {
