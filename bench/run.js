@@ -285,7 +285,7 @@ async function startRedis() {
   // redis-server has no IPC channel to notice that we died, so it runs under a
   // shell that holds a pipe from us: EOF on that pipe (our exit, even SIGKILL)
   // or SIGTERM ends redis-server too.
-  const guard = 'trap \'kill $p 2>/dev/null; exit 0\' TERM INT HUP; "$0" "$@" </dev/null & p=$!; read _; kill $p 2>/dev/null; wait $p';
+  const guard = 'trap \'kill $p 2>/dev/null; wait $p; exit 0\' TERM INT HUP; "$0" "$@" </dev/null & p=$!; read _; kill $p 2>/dev/null; wait $p';
   const child = spawnTracked(
     '/bin/sh',
     ['-c', guard, REDIS_BIN, '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
