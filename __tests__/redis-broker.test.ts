@@ -523,3 +523,23 @@ describe('Redis unreachable', () => {
     expect(((await pending) as SseRelayError).code).toMatch(/^ERR_BROKER_(CLOSED|UNAVAILABLE)$/);
   });
 });
+
+describe('load', () => {
+  test('1,000 publishes in flight: all acknowledged in order, no listener-leak warning, one epoch', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): void => {
+      warnings.push(w);
+    };
+    process.on('warning', onWarning);
+    try {
+      const b = broker({ url: process.env.REDIS_URL!, prefix: prefix() });
+      const events = await Promise.all(Array.from({ length: 1000 }, (_, i) => b.publish('load', { data: String(i) }, 2000)));
+      expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => events[0]!.seq + i));
+      expect(new Set(events.map((e) => e.epoch)).size).toBe(1);
+      await new Promise((r) => setImmediate(r)); // warnings are emitted on a later tick
+      expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+});

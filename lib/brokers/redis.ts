@@ -294,6 +294,10 @@ export class RedisBroker implements Broker {
   private readonly chans = new Map<string, Chan>();
   private readonly byTopic = new Map<string, Chan>();
   private readonly abort = new AbortController();
+  /** Rejecters of operations in flight, called by close(). A Set, not one AbortSignal listener per command. */
+  private readonly aborters = new Set<() => void>();
+  /** The epoch a publish or snapshot creates when Redis has none; renewed once it was used. */
+  private spareEpoch = newEpoch();
   private closing: Promise<void> | undefined = undefined;
 
   /** Epoch of `last` and of every floor; undefined until the first head is read. */
@@ -384,12 +388,11 @@ export class RedisBroker implements Broker {
     if (client.status === 'end') return Promise.reject(unavailable(this.reason('the connection was closed')));
     if (client.status === 'wait') client.connect().catch(noop);
     return new Promise<void>((resolve, reject) => {
-      const signal = this.abort.signal;
       const done = (err?: Error): void => {
         clearTimeout(timer);
         client.off('ready', onReady);
         client.off('end', onEnd);
-        signal.removeEventListener('abort', onAbort);
+        this.aborters.delete(onAbort);
         if (err === undefined) resolve();
         else reject(err);
       };
@@ -400,7 +403,7 @@ export class RedisBroker implements Broker {
       timer.unref();
       client.once('ready', onReady);
       client.once('end', onEnd);
-      signal.addEventListener('abort', onAbort, { once: true });
+      this.aborters.add(onAbort);
     });
   }
 
@@ -418,21 +421,21 @@ export class RedisBroker implements Broker {
         reject(closedError());
       };
       const timer = setTimeout(() => {
-        signal.removeEventListener('abort', onAbort);
+        this.aborters.delete(onAbort);
         onTimeout?.();
         reject(unavailable(`no reply within ${this.timeout} ms`));
       }, Math.max(0, ms));
       timer.unref();
-      signal.addEventListener('abort', onAbort, { once: true });
+      this.aborters.add(onAbort);
       promise.then(
         (value) => {
           clearTimeout(timer);
-          signal.removeEventListener('abort', onAbort);
+          this.aborters.delete(onAbort);
           resolve(value);
         },
         (err: unknown) => {
           clearTimeout(timer);
-          signal.removeEventListener('abort', onAbort);
+          this.aborters.delete(onAbort);
           reject(signal.aborted ? closedError() : unavailable(err));
         },
       );
@@ -500,7 +503,7 @@ export class RedisBroker implements Broker {
       PUBLISH_SCRIPT,
       [this.metaKey, this.droppedKey, p + 'h:' + channel],
       [
-        newEpoch(),
+        this.spareEpoch,
         channel,
         history,
         p + 'c:' + channel,
@@ -510,6 +513,7 @@ export class RedisBroker implements Broker {
       ],
     );
     const { head } = parseHead(reply);
+    this.usedEpoch(head.epoch);
     return {
       channel,
       epoch: head.epoch,
@@ -519,6 +523,11 @@ export class RedisBroker implements Broker {
       event: input.event,
       coalesce: input.coalesce,
     };
+  }
+
+  /** Our spare epoch became Redis' epoch: keep a new one ready for the next time Redis has none. */
+  private usedEpoch(epoch: string): void {
+    if (epoch === this.spareEpoch) this.spareEpoch = newEpoch();
   }
 
   /**
@@ -531,12 +540,13 @@ export class RedisBroker implements Broker {
     channels: readonly { name: string; after: number }[],
   ): Promise<{ head: Position; channels: { dropped: number; entries: unknown }[] | undefined }> {
     const keys = [this.metaKey, this.droppedKey];
-    const args: (string | number)[] = [newEpoch(), expected ?? '', mode];
+    const args: (string | number)[] = [this.spareEpoch, expected ?? '', mode];
     for (const { name, after } of channels) {
       keys.push(this.prefix + 'h:' + name);
       args.push(name, String(after));
     }
     const { head, rest } = parseHead(await this.run(SNAPSHOT_SCRIPT, keys, args));
+    this.usedEpoch(head.epoch);
     if (expected === undefined || rest.length !== channels.length * 2) return { head, channels: undefined };
     const out: { dropped: number; entries: unknown }[] = [];
     for (let i = 0; i < rest.length; i += 2) {
@@ -942,6 +952,8 @@ export class RedisBroker implements Broker {
 
   private async shutdown(): Promise<void> {
     this.abort.abort();
+    for (const reject of [...this.aborters]) reject();
+    this.aborters.clear();
     if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     for (const chan of this.chans.values()) chan.listeners.clear();
