@@ -146,6 +146,28 @@ describe.each(BROKERS)('with %s', (_name, make) => {
       expect(m.events.map((e) => e.data)).toEqual(['y']);
     });
 
+    test('events published in one turn reach single- and multi-channel streams in order, once', async () => {
+      await start();
+      const a1 = await stream('/events/a');
+      const a2 = await stream('/events/a');
+      const ab = await stream('/events?channel=a&channel=b');
+      const b1 = await stream('/events/b');
+      const plan = ['a', 'b', 'a', 'a', 'b', 'a'];
+      const ids = await Promise.all(plan.map((ch, i) => fx!.hub.publish(ch, `${ch}${i}`)));
+      const onA = ids.filter((_, i) => plan[i] === 'a');
+      const onB = ids.filter((_, i) => plan[i] === 'b');
+      await Promise.all([a1.waitFor(onA.length), a2.waitFor(onA.length), ab.waitFor(ids.length), b1.waitFor(onB.length)]);
+      expect(a1.events.map((e) => e.id)).toEqual(onA);
+      expect(a2.raw()).toBe(a1.raw()); // the same bytes
+      expect(ab.events.map((e) => e.id)).toEqual(ids);
+      expect(ab.events.map((e) => e.data)).toEqual(plan.map((ch, i) => `${ch}${i}`));
+      expect(b1.events.map((e) => e.id)).toEqual(onB);
+      // and the next turn still flows
+      const last = await fx!.hub.publish('a', 'next');
+      await a1.waitFor(onA.length + 1);
+      expect(a1.events[onA.length]!.id).toBe(last);
+    });
+
     test('a multi-line payload stays one event', async () => {
       await start();
       const s = await stream('/events/a');

@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import {
   checkFieldValue,
   checkRetry,
@@ -120,9 +120,19 @@ let turnChars = 0;
 /** Past this much output in one turn, `afterFlush()` makes publishers wait for socket I/O. */
 const YIELD_CHARS = 64 * 1024;
 
+function markDirty(conn: Connection): void {
+  dirty.push(conn);
+  if (!flushScheduled) {
+    flushScheduled = true;
+    process.nextTick(flushDirty);
+  }
+}
+
 function flushDirty(): void {
   const list = dirty;
+  const done = batches;
   dirty = [];
+  batches = [];
   flushScheduled = false;
   turnChars = 0;
   for (const conn of list) {
@@ -131,6 +141,50 @@ function flushDirty(): void {
     } catch {
       conn.drop(); // one broken response must not keep the others from being written
     }
+  }
+  for (const batch of done) batch.close();
+}
+
+let batches: SharedBatch[] = [];
+
+/**
+ * The frames of one channel in one event-loop turn, shared by every stream
+ * that receives exactly that channel's events: encoded to bytes ONCE and the
+ * same Buffer written to each socket. A stream can join only before the first
+ * frame was appended; any frame of its own (a reset, a comment) turns its
+ * share into its own pending text, so order is always kept.
+ */
+export class SharedBatch {
+  /** The frames so far. */
+  text = '';
+  private bytes: Buffer | undefined = undefined;
+  private closed = false;
+
+  constructor() {
+    batches.push(this);
+  }
+
+  /** Still collecting this turn's frames (false once the turn was flushed). */
+  get open(): boolean {
+    return !this.closed;
+  }
+
+  /** Adds a frame that `readers` attached streams receive. */
+  append(frame: string, readers: number): void {
+    this.text += frame;
+    turnChars += frame.length * readers;
+  }
+
+  /** The frames as UTF-8, encoded on the first call. */
+  buffer(): Buffer {
+    if (this.bytes === undefined) this.bytes = Buffer.from(this.text, 'utf8');
+    return this.bytes;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.text = '';
+    this.bytes = undefined;
   }
 }
 
@@ -180,7 +234,14 @@ export class Pool {
   readonly period: number;
   readonly keepAliveTicks: number;
 
+  /** The whole stream head for HTTP/1.x and HTTP/2 when nothing else was set (see writeHead). */
+  readonly head1: OutgoingHttpHeaders;
+  readonly head2: OutgoingHttpHeaders;
+
   constructor(readonly opts: ResolvedOptions) {
+    const extra = Object.fromEntries(opts.headers);
+    this.head1 = Object.freeze({ ...STREAM_HEADERS, ...HTTP1_HEADERS, ...extra }) as OutgoingHttpHeaders;
+    this.head2 = Object.freeze({ ...STREAM_HEADERS, ...extra }) as OutgoingHttpHeaders;
     const base = opts.keepAlive > 0 ? Math.min(opts.keepAlive, opts.drainTimeout) : opts.drainTimeout;
     this.period = Math.max(1, Math.floor(base / 5));
     this.keepAliveTicks = opts.keepAlive > 0 ? Math.ceil(opts.keepAlive / this.period) : 0;
@@ -268,6 +329,8 @@ export class Connection implements SseStream {
   /** Frames held back while the socket is over its high-water mark; '' marks a coalesced slot. */
   private queue: string[] | null = null;
   private queueKeys: Map<string, number> | null = null;
+  /** This turn's shared batch this stream reads, instead of `pending`. */
+  private shared: SharedBatch | null = null;
   /** Replaced (emptied) slots in `queue`. */
   private holes = 0;
   private queued = 0;
@@ -322,6 +385,13 @@ export class Connection implements SseStream {
   writeHead(): void {
     const { req, res } = this;
     const opts = this.pool.opts;
+    if (opts.originAllowed === undefined && res.getHeaderNames().length === 0) {
+      // Nothing set before us (a bare node:http server): one shared header object, and
+      // Node keeps no per-response header map.
+      res.writeHead(200, req.httpVersionMajor < 2 ? this.pool.head1 : this.pool.head2);
+      res.flushHeaders();
+      return;
+    }
     for (const name in STREAM_HEADERS) res.setHeader(name, STREAM_HEADERS[name]!);
     if (req.httpVersionMajor < 2) for (const name in HTTP1_HEADERS) res.setHeader(name, HTTP1_HEADERS[name]!);
     const origin = req.headers.origin;
@@ -423,6 +493,7 @@ export class Connection implements SseStream {
     if (this.state === ADMITTED) this.start();
     if (this.state !== OPEN) return;
     const res = this.res;
+    if (this.shared !== null) this.unshare();
     let rest = this.pending;
     if (this.queue !== null) rest = this.queue.join('') + rest;
     this.pending = '';
@@ -435,6 +506,7 @@ export class Connection implements SseStream {
   write(frame: string): boolean {
     if (this.state !== OPEN) return false;
     if (this.waiting) return this.enqueue(frame, undefined);
+    if (this.shared !== null) this.unshare();
     if (this.pending !== '') {
       frame = this.pending + frame;
       this.pending = '';
@@ -451,21 +523,49 @@ export class Connection implements SseStream {
     if (this.state !== OPEN) return false;
     if (this.waiting) return this.enqueue(frame, key);
     turnChars += frame.length;
+    if (this.shared !== null) this.unshare();
     if (this.pending === '') {
       this.pending = frame;
-      dirty.push(this);
-      if (!flushScheduled) {
-        flushScheduled = true;
-        process.nextTick(flushDirty);
-      }
+      markDirty(this);
     } else {
       this.pending += frame;
     }
     return true;
   }
 
+  /** True when this stream reads `batch` this turn. */
+  reads(batch: SharedBatch): boolean {
+    return this.shared === batch;
+  }
+
+  /**
+   * Joins `batch` (which must be empty): this turn, the stream gets the
+   * batch's frames as shared bytes. False when it has output of its own
+   * pending or is backed up; then the caller pushes frames one by one.
+   */
+  join(batch: SharedBatch): boolean {
+    if (this.state !== OPEN || this.waiting || this.pending !== '' || this.shared !== null || batch.text !== '') {
+      return false;
+    }
+    this.shared = batch;
+    markDirty(this);
+    return true;
+  }
+
+  /** A frame of its own arrives: the shared frames so far become its own pending text. */
+  private unshare(): void {
+    this.pending = this.shared!.text + this.pending;
+    this.shared = null;
+  }
+
   /** Writes this turn's batch. */
   flush(): void {
+    if (this.shared !== null) {
+      const batch = this.shared;
+      this.shared = null;
+      if (this.state === OPEN && batch.text !== '') this.writeNow(batch.buffer());
+      return;
+    }
     if (this.pending === '' || this.state !== OPEN) return;
     const frame = this.pending;
     this.pending = '';
@@ -473,7 +573,7 @@ export class Connection implements SseStream {
     else this.writeNow(frame);
   }
 
-  private writeNow(frame: string): boolean {
+  private writeNow(frame: string | Buffer): boolean {
     const res = this.res as Res;
     if (res.writableEnded || res.destroyed) {
       this.gone();
@@ -577,6 +677,7 @@ export class Connection implements SseStream {
     this.queueKeys = null;
     this.holes = 0;
     this.pending = '';
+    this.shared = null;
     this.release();
     this.res.destroy();
   }
@@ -588,6 +689,7 @@ export class Connection implements SseStream {
 
   private release(): void {
     this.state = CLOSED;
+    this.shared = null;
     const res = this.res as Res;
     res.removeListener('close', onResponseClose);
     res.removeListener('drain', onResponseDrain);

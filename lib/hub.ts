@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Connection, Pool, afterFlush, jitter } from './connection';
+import { Connection, Pool, SharedBatch, afterFlush, jitter } from './connection';
 import { SseRelayError } from './errors';
 import type { NextFunction } from './middleware';
 import type { AnyEvents, EventMap, EventName, MessageData } from './events';
@@ -133,6 +133,8 @@ class HubImpl implements Hub, BrokerListener {
   private readonly pool: Pool;
   /** channel -> streams subscribed to it here. */
   private readonly channels = new Map<string, Set<HubStream>>();
+  /** channel -> this turn's shared batch of frames (see onEvent). */
+  private readonly batches = new Map<string, SharedBatch>();
   /** channel -> broker subscription in progress or done. */
   private readonly brokerSubs = new Map<string, Promise<void>>();
   private readonly streams = new Set<HubStream>();
@@ -205,10 +207,18 @@ class HubImpl implements Hub, BrokerListener {
 
   // ---- delivery (BrokerListener) -----------------------------------------
 
+  /**
+   * Fan-out. The event is encoded once. Streams of this one channel alone
+   * read this turn's shared batch of the channel (its frames are turned into
+   * bytes once and the same Buffer goes to every socket); any other stream
+   * gets the same frame string pushed to its own queue.
+   */
   onEvent(ev: BrokerEvent): void {
     const set = this.channels.get(ev.channel);
     if (set === undefined) return;
     let frame: string | undefined;
+    let batch: SharedBatch | undefined;
+    let readers = 0;
     for (const s of set) {
       if (s.buffer !== null) {
         s.buffer.push(ev);
@@ -220,10 +230,28 @@ class HubImpl implements Hub, BrokerListener {
       }
       if (ev.seq <= s.lastSeq) continue;
       s.lastSeq = ev.seq;
+      this.delivered++;
+      if (s.channels.length === 1 && ev.coalesce === undefined) {
+        if (batch === undefined) batch = this.batchOf(ev.channel);
+        if (s.conn.reads(batch) || s.conn.join(batch)) {
+          readers++;
+          continue;
+        }
+      }
       if (frame === undefined) frame = this.frame(ev);
       s.conn.push(frame, ev.coalesce);
-      this.delivered++;
     }
+    if (readers > 0) batch!.append(frame ?? this.frame(ev), readers);
+  }
+
+  /** The channel's shared batch of this turn. */
+  private batchOf(channel: string): SharedBatch {
+    let batch = this.batches.get(channel);
+    if (batch === undefined || !batch.open) {
+      batch = new SharedBatch();
+      this.batches.set(channel, batch);
+    }
+    return batch;
   }
 
   /**
@@ -436,6 +464,7 @@ class HubImpl implements Hub, BrokerListener {
       set.delete(s);
       if (set.size === 0) {
         this.channels.delete(ch);
+        this.batches.delete(ch);
         const sub = this.brokerSubs.get(ch);
         this.brokerSubs.delete(ch);
         if (sub !== undefined) {
