@@ -224,13 +224,7 @@ class HubImpl implements Hub, BrokerListener {
         s.buffer.push(ev);
         continue;
       }
-      if (s.epoch !== ev.epoch) {
-        if (s.epoch !== undefined) this.reset(s, { epoch: ev.epoch, seq: ev.seq - 1 });
-        else s.epoch = ev.epoch;
-      }
-      if (ev.seq <= s.lastSeq) continue;
-      s.lastSeq = ev.seq;
-      this.delivered++;
+      if (!this.accept(s, ev)) continue;
       if (s.channels.length === 1 && ev.coalesce === undefined) {
         if (batch === undefined) batch = this.batchOf(ev.channel);
         if (s.conn.reads(batch) || s.conn.join(batch)) {
@@ -434,14 +428,22 @@ class HubImpl implements Hub, BrokerListener {
   }
 
   private deliverBuffered(s: HubStream, ev: BrokerEvent): void {
+    if (this.accept(s, ev)) s.conn.push(this.frame(ev), ev.coalesce);
+  }
+
+  /**
+   * Whether `ev` is new for stream `s` (then it counts as delivered). An event
+   * of another epoch first tells the page with a reset: the broker lost history.
+   */
+  private accept(s: HubStream, ev: BrokerEvent): boolean {
     if (s.epoch !== ev.epoch) {
       if (s.epoch !== undefined) this.reset(s, { epoch: ev.epoch, seq: ev.seq - 1 });
       else s.epoch = ev.epoch;
     }
-    if (ev.seq <= s.lastSeq) return;
+    if (ev.seq <= s.lastSeq) return false;
     s.lastSeq = ev.seq;
-    s.conn.push(this.frame(ev), ev.coalesce);
     this.delivered++;
+    return true;
   }
 
   private attach(s: HubStream): void {

@@ -38,7 +38,6 @@ export interface SseParser {
 const LF = 10;
 const CR = 13;
 const SPACE = 32;
-const COLON = 58;
 const BOM = 0xfeff;
 const DIGITS = /^[0-9]+$/;
 
