@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { StringDecoder } from 'node:string_decoder';
 import { createHub, type Hub } from '../lib';
 import { closeServer, createParser, expectEvents, openStream, type TestStream } from '../lib/testing';
+import { sleep, until } from './helpers/wait';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -24,17 +25,6 @@ afterEach(async () => {
   while (cleanups.length > 0) await cleanups.pop()!();
 });
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-async function until(cond: () => boolean, what: string, ms = 10000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(2);
-  }
-}
 
 const keyName = (k: number): string => `order:${k}:status`;
 

@@ -10,6 +10,7 @@ import type { Server } from 'node:http';
 import { createHub, RedisBroker, type Hub } from '../lib';
 import { closeServer, listen, openStream, type TestStream } from '../lib/testing';
 import { startRedis, type RedisServer } from './helpers/redis-server';
+import { until } from './helpers/wait';
 
 const open: Array<{ close(): unknown }> = [];
 let hubs: Hub[] = [];
@@ -38,13 +39,6 @@ async function app(hub: Hub): Promise<Server> {
   return server;
 }
 
-async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
-  for (let i = 0; i < 1000; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 test('history trimmed while the subscriber was away: one reset, then live, never a silent gap', async () => {
   const redis = await startRedis();

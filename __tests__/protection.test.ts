@@ -15,6 +15,7 @@ import { createHub, sse, type Broker, type Hub, type SseMiddleware, type SseOpti
 import { MemoryBroker } from '../lib/brokers/memory';
 import { activeTimerCount } from '../lib/connection';
 import { closeServer, createParser, expectEvents, openStream, type TestStream } from '../lib/testing';
+import { sleep, until } from './helpers/wait';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -64,18 +65,6 @@ async function open(server: Server, path: string, headers: Record<string, string
   return s;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Polls `cond` every 2 ms until it holds; fails after `ms`. */
-async function until(cond: () => boolean, what: string, ms = 10000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(2);
-  }
-}
 
 /**
  * A raw client that sends the GET and then never reads: `pause()` before the
