@@ -215,6 +215,28 @@ async function expectRetryOnly(s: TestStream): Promise<number> {
 
 // ---------------------------------------------------------------------------
 
+
+/** Every healthy reader got every event, in order, and is still connected; memory stayed bounded. */
+function expectEveryEventAndBoundedMemory(
+  readers: readonly Reader[],
+  ids: readonly string[],
+  events: number,
+  before: ReturnType<typeof mem>,
+  peak: ReturnType<typeof mem>,
+  after: ReturnType<typeof mem>,
+): void {
+  for (const r of readers) {
+    verify(r, ids);
+    expect(r.error).toBeUndefined();
+    expect(r.count).toBe(events);
+    expect(r.verified).toBe(events);
+    expect(r.ended).toBe(false);
+  }
+  expect(peak.rss - before.rss).toBeLessThan(200 * MiB);
+  expect(peak.heapUsed - before.heapUsed).toBeLessThan(200 * MiB);
+  expect(after.heapUsed - before.heapUsed).toBeLessThan(100 * MiB); // nothing of the run stays live
+}
+
 describe('slow client', () => {
   const HEALTHY = 50;
   const EVENTS = 10_000;
@@ -256,16 +278,7 @@ describe('slow client', () => {
     expect(stats.dropped).toBeGreaterThanOrEqual(1);
     expect(stats.connections).toBe(HEALTHY); // the slow one is gone, every healthy one is still here
     expect(stats.published).toBe(EVENTS);
-    for (const r of readers) {
-      verify(r, ids);
-      expect(r.error).toBeUndefined();
-      expect(r.count).toBe(EVENTS);
-      expect(r.verified).toBe(EVENTS);
-      expect(r.ended).toBe(false);
-    }
-    expect(peak.rss - before.rss).toBeLessThan(200 * MiB);
-    expect(peak.heapUsed - before.heapUsed).toBeLessThan(200 * MiB);
-    expect(after.heapUsed - before.heapUsed).toBeLessThan(100 * MiB); // nothing of the run stays live
+    expectEveryEventAndBoundedMemory(readers, ids, EVENTS, before, peak, after);
   }, 180_000);
 
   test('sse(): res.sse.send to a client that stops reading drops it at maxBufferedBytes (64 KiB); healthy clients get everything', async () => {
@@ -305,16 +318,7 @@ describe('slow client', () => {
     expect(mw.dropped).toBe(1);
     expect(mw.connections).toBe(HEALTHY);
     expect(clients.size).toBe(HEALTHY);
-    for (const r of readers) {
-      verify(r, ids);
-      expect(r.error).toBeUndefined();
-      expect(r.count).toBe(EVENTS);
-      expect(r.verified).toBe(EVENTS);
-      expect(r.ended).toBe(false);
-    }
-    expect(peak.rss - before.rss).toBeLessThan(200 * MiB);
-    expect(peak.heapUsed - before.heapUsed).toBeLessThan(200 * MiB);
-    expect(after.heapUsed - before.heapUsed).toBeLessThan(100 * MiB); // nothing of the run stays live
+    expectEveryEventAndBoundedMemory(readers, ids, EVENTS, before, peak, after);
   }, 180_000);
 });
 
