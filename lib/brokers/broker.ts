@@ -2,35 +2,58 @@
  * The contract every broker implements: what the hub needs to fan events out
  * across processes and to replay history to a reconnecting client.
  *
- * Positions: a broker numbers every event it accepts with one `seq` that
- * increases strictly across ALL channels (a global order), inside an `epoch`
- * that changes whenever the broker's history is lost (a new MemoryBroker, a
- * Redis that restarted without persistence). An event id is
- * `<epoch>.<seq>`, so one id tells where a client stands on every channel,
- * however many channels its stream has.
+ * Positions: a broker keeps its events in `partitions` partitions (1 unless it
+ * says otherwise). Every channel lives in exactly one partition
+ * (`partitionOf(channel)`), and each partition numbers the events it accepts
+ * with one `seq` that increases strictly across all of its channels, inside an
+ * `epoch` that changes whenever that partition's history was lost or rewound
+ * (a new MemoryBroker, a Redis that restarted without persistence or from an
+ * older snapshot, a replica promoted behind its master). The hub turns the
+ * positions a stream has reached on each of its partitions into ONE event id
+ * (see `lib/positions.ts`), so one `Last-Event-ID` resumes a stream however
+ * many channels and partitions it has.
  *
- * Guarantees a broker must give (the contract suite in __tests__ checks them):
+ * Guarantees a broker must give (the contract suite in `sse-relay/testing`
+ * checks them):
  * - `publish` resolves once the event is stored in history and will reach
- *   every listener subscribed to its channel, in any process.
+ *   every listener subscribed to its channel, in any process. A publish that
+ *   rejects did not store the event, unless the error says the outcome is
+ *   unknown (`SseRelayError.outcome === 'unknown'`); one `publish` call stores
+ *   its event at most once, and a publish with the same `idempotencyKey` as an
+ *   earlier one (within the broker's window) returns that earlier event.
  * - Listeners receive the events of the channels they subscribed to in
- *   increasing `seq` order, each at most once, from the moment `subscribe`
- *   resolved; after a lost connection the broker catches up from history
- *   before delivering live events again, or reports `onReset`.
- * - `replay` is one atomic snapshot across the channels it is given.
+ *   increasing `seq` order per partition, each at most once, from the moment
+ *   `subscribe` resolved; after a lost connection the broker catches up from
+ *   history before delivering live events again, or reports `onReset`.
+ * - `replay` is one atomic snapshot per partition across the channels it is
+ *   given.
+ *
+ * What a broker hands the hub is checked before it reaches a socket: `epoch`
+ * must match `[A-Za-z0-9_-]{1,32}`, `seq` a positive safe integer, `partition`
+ * an integer below `partitions`, `event` (when set) a string without CR, LF or
+ * NUL, `data` a string. An event that breaks a rule is counted invalid and
+ * dropped; it can never inject a field or an event.
  */
 
-import { randomBytes } from 'node:crypto';
-
 export interface Position {
-  /** Changes whenever the broker's history was lost. `[A-Za-z0-9_-]{1,32}`. */
+  /** Changes whenever the partition's history was lost or rewound. `[A-Za-z0-9_-]{1,32}`. */
   readonly epoch: string;
-  /** Global sequence number within the epoch; 0 = before the first event. */
+  /** Sequence number within the partition's epoch; 0 = before the first event. */
   readonly seq: number;
 }
 
-export interface BrokerEvent extends Position {
+/** A position together with the partition it belongs to. */
+export interface PartitionPosition extends Position {
+  readonly partition: number;
+}
+
+export interface BrokerEvent extends PartitionPosition {
   readonly channel: string;
-  /** `<epoch>.<seq>`: the `id:` the hub sends. */
+  /**
+   * The event's own id (`formatEventId`): what `hub.publish` resolves with.
+   * The hub does not send it as it is: it builds each stream's `id:` from
+   * `partition`, `epoch` and `seq`.
+   */
   readonly id: string;
   /** The payload, already serialised to text. */
   readonly data: string;
@@ -44,60 +67,72 @@ export interface PublishInput {
   readonly data: string;
   readonly event?: string;
   readonly coalesce?: string;
+  /**
+   * Deduplication key: a publish whose key was already used (within the
+   * broker's window, 10 minutes for the built-in brokers) stores nothing and
+   * resolves with the earlier event. Brokers also use a random key of their own
+   * per call, so a command their client resends is stored once.
+   */
+  readonly idempotencyKey?: string;
 }
 
 export interface BrokerListener {
   /** One event of a subscribed channel. Must not throw. */
   onEvent(event: BrokerEvent): void;
   /**
-   * The broker lost history for this channel (a new epoch began): events may
-   * have been lost; `head` is the position from which delivery continues.
+   * The broker could not deliver everything of `channel` (history lost,
+   * rewound or trimmed while its connection was down): events may have been
+   * lost; `head` (in the channel's partition) is where delivery continues.
    */
-  onReset(channel: string, head: Position): void;
+  onReset(channel: string, head: PartitionPosition): void;
 }
 
 export interface ReplayResult {
-  /** True when `events` holds every event of those channels after the given position. */
+  /**
+   * True when `events` holds every event of those channels whose seq is above
+   * the one `after` gives for its partition, and no such seq is above that
+   * partition's head. Epochs are not compared here: the hub compares the
+   * client's epochs with `heads` itself.
+   */
   readonly complete: boolean;
-  /** The events after the given position, in `seq` order (empty when not complete). */
+  /** Those events, in `seq` order within each partition (empty when not complete). */
   readonly events: readonly BrokerEvent[];
-  /** The newest position at the moment of the snapshot: where a `reset` resumes. */
-  readonly head: Position;
+  /** Every partition of `channels` -> its newest position at the moment of the snapshot. */
+  readonly heads: ReadonlyMap<number, Position>;
 }
 
 export interface Broker {
+  /** How many partitions positions are kept in. Default 1. At most `MAX_PARTITIONS`. */
+  readonly partitions?: number;
+  /** The partition of a channel (0 when `partitions` is 1). Required when `partitions` > 1. */
+  partitionOf?(channel: string): number;
   /** Stores the event (keeping at most `history` per channel) and delivers it to every subscriber. */
   publish(channel: string, input: PublishInput, history: number): Promise<BrokerEvent>;
   /** Resolves when live delivery to `listener` is active for `channel`. */
   subscribe(channel: string, listener: BrokerListener): Promise<void>;
   unsubscribe(channel: string, listener: BrokerListener): Promise<void>;
   /**
-   * One atomic snapshot of `channels`: every event after `after` (or none, with
-   * `after` undefined) and the newest position. Not complete when `after` is
-   * from another epoch, newer than the head, or older than what history keeps.
+   * One atomic snapshot (per partition) of `channels`: every event after the
+   * seq `after` gives for its partition (`after` undefined: no events, heads
+   * only). A partition of `channels` missing from `after` makes it incomplete.
    */
-  replay(channels: readonly string[], after: Position | undefined): Promise<ReplayResult>;
+  replay(channels: readonly string[], after: ReadonlyMap<number, number> | undefined): Promise<ReplayResult>;
+  /**
+   * A client presented `seen` (a position this broker issued) while the
+   * partition's head is behind it in the same epoch: history rewound. The
+   * broker starts a new epoch for that partition, so nothing before it is
+   * vouched for. Optional (a broker whose history cannot rewind omits it).
+   */
+  fence?(seen: PartitionPosition): Promise<void>;
   /** Releases connections and timers. Further publishes reject. */
   close(): Promise<void>;
 }
 
-const ID = /^([A-Za-z0-9_-]{1,32})\.([0-9]{1,15})$/;
+/** Most partitions a broker may have: keeps every id within 128 characters. */
+export const MAX_PARTITIONS = 8;
 
-export function formatId(epoch: string, seq: number): string {
-  return epoch + '.' + seq;
-}
-
-/** Parses one of our ids; anything else (garbage, too long, another server's) is undefined. */
-export function parseId(id: string | undefined): Position | undefined {
-  if (id === undefined || id.length > 64) return undefined;
-  const m = ID.exec(id);
-  if (m === null) return undefined;
-  const seq = Number(m[2]);
-  if (!Number.isSafeInteger(seq)) return undefined;
-  return { epoch: m[1]!, seq };
-}
+/** The id of one event (`BrokerEvent.id`, what `hub.publish` resolves with). */
+export { formatEventId } from '../positions';
 
 /** A fresh random epoch: 12 url-safe characters. */
-export function newEpoch(): string {
-  return randomBytes(9).toString('base64url');
-}
+export { newEpoch } from '../positions';
