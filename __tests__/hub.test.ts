@@ -7,7 +7,7 @@ import express from 'express';
 import http, { type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createHub, MemoryBroker, RedisBroker, type Broker, type Hub, type HubOptions } from '../lib';
-import { activeTimerCount } from '../lib/connection';
+import { runningClocks } from '../lib/testing';
 import { openStream, type TestStream } from '../lib/testing';
 
 const ID = /^[A-Za-z0-9._-]{1,128}$/;
@@ -484,7 +484,7 @@ describe('re-authorisation, close, leaks', () => {
     }
     for (let i = 0; i < 400 && fx!.hub.stats().connections > 0; i++) await new Promise((r) => setTimeout(r, 5));
     expect(fx!.hub.stats()).toMatchObject({ connections: 0, channels: 0 });
-    expect(activeTimerCount()).toBe(0);
+    expect(runningClocks()).toBe(0);
   });
 });
 

@@ -12,7 +12,7 @@ import compression from 'compression';
 import express from 'express';
 import request from 'supertest';
 import { sse, type SseMiddleware, type SseOptions } from '../lib';
-import { activeTimerCount } from '../lib/connection';
+import { runningClocks } from '../lib/testing';
 import { closeServer, collectEvents, expectEvents, listen, openStream, type OpenStreamOptions, type TestStream } from '../lib/testing';
 
 // Express 4 is installed under an alias; its API is the same for what we use.
@@ -124,8 +124,8 @@ afterEach(async () => {
   await Promise.all(streams.splice(0).map((s) => s.close()));
   await Promise.all(servers.splice(0).map((s) => closeServer(s)));
   // Every stream has ended: no shared timer may be left running.
-  await eventually(() => activeTimerCount() === 0, 'every shared timer to stop');
-  expect(activeTimerCount()).toBe(0);
+  await eventually(() => runningClocks() === 0, 'every shared timer to stop');
+  expect(runningClocks()).toBe(0);
 });
 
 /** Server side of one request, handed from the route to the test. */
@@ -404,7 +404,7 @@ describe.each(HOSTS)('sse() under $name', (host) => {
     expect(s.closed).toBe(false);
     expect(s.signal.aborted).toBe(false);
     expect(mw.connections).toBe(1);
-    expect(activeTimerCount()).toBe(1);
+    expect(runningClocks()).toBe(1);
     expect(res.listenerCount('close')).toBe(closeListenersBefore + 1);
 
     await stream.close();
@@ -412,7 +412,7 @@ describe.each(HOSTS)('sse() under $name', (host) => {
     expect(s.closed).toBe(true);
     expect(s.signal.aborted).toBe(true);
     expect(mw.connections).toBe(0);
-    expect(activeTimerCount()).toBe(0);
+    expect(runningClocks()).toBe(0);
     expect(res.listenerCount('close')).toBe(closeListenersBefore);
     expect(res.listenerCount('drain')).toBe(0);
     expect(s.send('late')).toBe(false);
@@ -444,7 +444,7 @@ describe.each(HOSTS)('sse() under $name', (host) => {
     expect(s.open()).toBe(false);
     expect(aborts).toBe(1);
     expect(mw.connections).toBe(0);
-    expect(activeTimerCount()).toBe(0);
+    expect(runningClocks()).toBe(0);
 
     await stream.waitForEnd();
     expect(stream.raw()).toBe('data: last\n\n');

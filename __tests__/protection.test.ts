@@ -13,7 +13,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { createHub, sse, type Broker, type Hub, type SseMiddleware, type SseOptions } from '../lib';
 import { MemoryBroker } from '../lib/brokers/memory';
-import { activeTimerCount } from '../lib/connection';
+import { runningClocks } from '../lib/testing';
 import { closeServer, createParser, expectEvents, openStream, type TestStream } from '../lib/testing';
 import { sleep, until } from './helpers/wait';
 
@@ -632,7 +632,7 @@ describe('maxDuration', () => {
     expect(elapsed).toBeGreaterThanOrEqual(130); // 150 ms minus at most 10 % jitter (and timer rounding)
     expect(s.raw()).toBe('data: hello\n\n');
     expect(mw.connections).toBe(0);
-    expect(activeTimerCount()).toBe(0);
+    expect(runningClocks()).toBe(0);
   });
 
   test('hub: the stream ends by itself and the client resumes with Last-Event-ID, no gap, no reset', async () => {
@@ -696,7 +696,7 @@ describe('graceful shutdown', () => {
     const streams = await Promise.all(Array.from({ length: N }, () => open(server, '/s')));
     await Promise.all(streams.map((s) => s.waitFor(1)));
     expect(mw.connections).toBe(N);
-    expect(activeTimerCount()).toBeGreaterThan(0);
+    expect(runningClocks()).toBeGreaterThan(0);
 
     mw.close();
     expect(mw.connections).toBe(0);
@@ -704,7 +704,7 @@ describe('graceful shutdown', () => {
     for (const s of streams) expectEndsWithRetry(s, 'data: hello\n\n');
     await closeWithin(server, 5000);
     expect(mw.connections).toBe(0);
-    expect(activeTimerCount()).toBe(0);
+    expect(runningClocks()).toBe(0);
   });
 
   test('hub: hub.close() sends `retry:` last and ends all 100 streams; server.close() completes', async () => {
@@ -724,7 +724,7 @@ describe('graceful shutdown', () => {
     streams.forEach((s, i) => expectEndsWithRetry(s, `id: ${ids[i % 7]}\ndata: hello\n\n`));
     await closeWithin(server, 5000);
     expect(hub.stats().connections).toBe(0);
-    expect(activeTimerCount()).toBe(0);
+    expect(runningClocks()).toBe(0);
   });
 
   test('hub: a stream still being set up when hub.close() runs is ended with `retry:` too', async () => {
@@ -762,7 +762,7 @@ describe('graceful shutdown', () => {
     expect(s.raw()).toMatch(/^retry: \d+\n\n$/);
     expect(hub.stats().connections).toBe(0);
     await closeWithin(server, 5000);
-    expect(activeTimerCount()).toBe(0);
+    expect(runningClocks()).toBe(0);
   });
 });
 

@@ -1,7 +1,7 @@
 export { sse, type SseMiddleware, type NextFunction } from './middleware';
 export type { EventMap, AnyEvents, EventName, MessageData } from './events';
-export type { SseStream, SendOptions } from './connection';
-export type { SseOptions } from './options';
+export type { SseStream, SendOptions } from './stream/connection';
+export type { SseOptions } from './stream/options';
 export {
   encodeEvent,
   encodeComment,
@@ -20,7 +20,7 @@ export {
   type Authorize,
   type SelectChannels,
   type Handler,
-} from './hub';
+} from './hub/index';
 export { MemoryBroker, type MemoryBrokerOptions } from './brokers/memory';
 export {
   RedisBroker,
@@ -32,6 +32,7 @@ export type {
   Broker,
   BrokerEvent,
   BrokerListener,
+  PartitionPosition,
   Position,
   PublishInput,
   ReplayResult,

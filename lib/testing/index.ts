@@ -26,3 +26,5 @@ export {
   type ExpectedEvent,
 } from './client';
 export { runBrokerContract, Recorder } from './broker-contract';
+/** How many shared stream clocks run in this process (0 once every stream ended): a leak check for tests. */
+export { runningClocks } from '../stream/ticker';

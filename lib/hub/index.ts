@@ -1,0 +1,250 @@
+/**
+ * createHub(): authorised channel subscriptions, fan-out through a broker,
+ * history and resume. This file is the facade: options, publish, cursor,
+ * stats and close; the rest lives beside it (routes, open, fan-out, channels,
+ * reauthorize, stream).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { MAX_PARTITIONS, type Broker } from '../brokers/broker';
+import { MemoryBroker } from '../brokers/memory';
+import { SseRelayError } from '../errors';
+import type { AnyEvents, EventMap, EventName, MessageData } from '../events';
+import { RETRY, jitter, type Handler, type NextFunction } from '../http';
+import { checkOptions, nonEmptyString, nonNegativeInt, positiveInt, show } from '../options';
+import { formatCursor } from '../positions';
+import { checkFieldValue, dataToText, encodeData, encodeRetry } from '../protocol/encode';
+import { Admission } from '../stream/admission';
+import type { Connection } from '../stream/connection';
+import { checkFrameSize, resolveOptions, type SseOptions } from '../stream/options';
+import { turn } from '../stream/turn';
+import { Channels } from './channels';
+import { Delivery } from './fan-out';
+import { openStream, type OpenContext } from './open';
+import { Reauthorizer, type Authorize } from './reauthorize';
+import { checkChannelArg, routerHandler, subscribeHandler, type SelectChannels } from './routes';
+import type { HubStream } from './stream';
+
+export { CHANNEL_NAME, type SelectChannels } from './routes';
+export type { Authorize } from './reauthorize';
+export type { Handler } from '../http';
+
+export interface HubOptions {
+  /** Approves each channel for a request before anything is subscribed. Only `true` approves. Required. */
+  authorize: Authorize;
+  /** Where events go between publish and streams. Default: a new MemoryBroker (one process). */
+  broker?: Broker;
+  /** Events kept per channel for Last-Event-ID replay. Default 1000; 0 = none (every resume gets `reset`). */
+  history?: number;
+  /** Re-run `authorize` on open streams this often (ms); a no closes the stream. Default false (never). */
+  reauthorizeEvery?: number | false;
+  /** How long (ms) one re-authorisation may take; no answer by then closes the stream (fail closed). Default 10000. */
+  reauthorizeTimeout?: number;
+  /** Options for the streams the hub opens (same as `sse()`). */
+  sse?: SseOptions;
+}
+
+export interface PublishOptions<Name extends string = string> {
+  /** The event name (`event:` field). */
+  event?: Name;
+  /**
+   * Latest-wins key: for a client that is behind, a queued event with the same
+   * key is replaced by this one instead of growing its backlog.
+   */
+  coalesce?: string;
+  /**
+   * Deduplication key: publishing again with a key already used (within 10
+   * minutes) stores nothing and resolves with the first event's id. Use it to
+   * retry safely after `ERR_BROKER_UNAVAILABLE`.
+   */
+  idempotencyKey?: string;
+}
+
+export interface HubStats {
+  /** Open streams of this hub. */
+  connections: number;
+  /** Channels with at least one open stream here. */
+  channels: number;
+  /** publish() calls resolved here. */
+  published: number;
+  /** Event frames written to streams (one per stream per event). */
+  delivered: number;
+  /** Streams cut for a limit (backlog, drain timeout). */
+  dropped: number;
+  /** Streams cut, by reason. */
+  droppedBy: { backlog: number; drain: number };
+  /** Requests refused a stream by admission: foreign origin (403), full (200 + retry), per key (429). */
+  refused: { origin: number; full: number; perKey: number };
+  /** Resumes with Last-Event-ID: replayed completely, or answered with `reset`. */
+  replays: { complete: number; reset: number };
+  /** `reset` events sent (resumes and broker resets). */
+  resets: number;
+  /** Frames replaced by a newer one with the same coalescing key while a client was behind. */
+  coalesced: number;
+  /** Events a broker handed over that broke the Broker contract's rules, dropped. */
+  invalid: number;
+}
+
+export interface Hub<E extends EventMap = AnyEvents> {
+  /** A handler that subscribes the request to the channels `select` names (after validation and authorisation). */
+  subscribe(select: SelectChannels): Handler;
+  /** `GET /?channel=a&channel=b` and `GET /<channel>`; other methods go to `next()`. */
+  router(): Handler;
+  /** Publishes a named event to one channel; resolves with the event's id once the broker has it. */
+  publish<K extends EventName<E>>(channel: string, data: E[K], options: PublishOptions<K> & { event: K }): Promise<string>;
+  /** Publishes an event without a name (dispatched as `message`). */
+  publish(channel: string, data: MessageData<E>, options?: PublishOptions<never>): Promise<string>;
+  /** The id of the newest event of those channels (resume point for a page rendered now). */
+  cursor(channels: string | readonly string[]): Promise<string>;
+  stats(): HubStats;
+  /** Sends `retry:` to every stream and ends it, stops timers, releases the broker. */
+  close(): Promise<void>;
+}
+
+const HUB_OPTIONS = ['authorize', 'broker', 'history', 'reauthorizeEvery', 'reauthorizeTimeout', 'sse'] as const;
+const PUBLISH_OPTIONS = ['event', 'coalesce', 'idempotencyKey'] as const;
+const BROKER_METHODS = ['publish', 'subscribe', 'unsubscribe', 'replay', 'close'] as const;
+
+function checkBroker(broker: unknown): { partitions: number; partitionOf: (channel: string) => number } {
+  const b = broker as Record<string, unknown> | null;
+  if (b === null || typeof b !== 'object') throw new TypeError(`sse-relay: createHub option broker must implement Broker, got ${show(broker)}`);
+  for (const method of BROKER_METHODS) {
+    if (typeof b[method] !== 'function') throw new TypeError(`sse-relay: createHub option broker must implement Broker (missing ${method}())`);
+  }
+  const partitions = b.partitions ?? 1;
+  if (typeof partitions !== 'number' || !Number.isInteger(partitions) || partitions < 1 || partitions > MAX_PARTITIONS) {
+    throw new RangeError(`sse-relay: a broker's partitions must be an integer from 1 to ${MAX_PARTITIONS}, got ${show(partitions)}`);
+  }
+  if (partitions === 1) return { partitions, partitionOf: () => 0 };
+  if (typeof b.partitionOf !== 'function') throw new TypeError('sse-relay: a broker with several partitions must implement partitionOf()');
+  const of = (b.partitionOf as (channel: string) => number).bind(broker);
+  return {
+    partitions,
+    partitionOf: (channel) => {
+      const p = of(channel);
+      if (!Number.isInteger(p) || p < 0 || p >= partitions) throw new RangeError(`sse-relay: broker.partitionOf returned ${show(p)}`);
+      return p;
+    },
+  };
+}
+
+class HubImpl implements Hub, OpenContext {
+  readonly broker: Broker;
+  readonly authorize: Authorize;
+  readonly history: number;
+  readonly admission: Admission<Connection>;
+  readonly channels: Channels;
+  readonly delivery: Delivery;
+  readonly reauth: Reauthorizer;
+  readonly streams = new Set<HubStream>();
+  readonly partitionCount: number;
+  readonly partitionOf: (channel: string) => number;
+  readonly replays = { complete: 0, reset: 0 };
+  closed = false;
+  private published = 0;
+  private readonly open = (req: IncomingMessage, res: ServerResponse, next: NextFunction, channels: readonly string[]): void => {
+    openStream(this, req, res, next, channels).catch((err: unknown) => {
+      // Only a bug in sse-relay lands here: never leave the request hanging.
+      if (!res.headersSent) next(err);
+      else if (!res.writableEnded) res.destroy();
+    });
+  };
+
+  constructor(options: HubOptions) {
+    if (options === null || typeof options !== 'object') {
+      throw new TypeError('sse-relay: createHub expects an options object with an authorize function');
+    }
+    const o = checkOptions('createHub', options, HUB_OPTIONS);
+    if (typeof o.authorize !== 'function') {
+      throw new TypeError('sse-relay: createHub option authorize must be a function (req, channel) => boolean');
+    }
+    const history = o.history === undefined ? 1000 : nonNegativeInt('history', o.history);
+    const every = o.reauthorizeEvery ?? false;
+    if (every !== false) positiveInt('reauthorizeEvery', every);
+    const timeout = o.reauthorizeTimeout === undefined ? 10_000 : positiveInt('reauthorizeTimeout', o.reauthorizeTimeout);
+    const broker = o.broker ?? new MemoryBroker();
+    const { partitions, partitionOf } = checkBroker(broker);
+    this.authorize = o.authorize;
+    this.history = history;
+    this.broker = broker;
+    this.partitionCount = partitions;
+    this.partitionOf = partitionOf;
+    this.admission = new Admission(resolveOptions(o.sse, 'createHub sse'));
+    this.delivery = new Delivery((channel) => this.channels.of(channel), partitions);
+    this.channels = new Channels(broker, this.delivery, (group) => this.delivery.fanOut.forget(group));
+    this.reauth = new Reauthorizer(this.authorize, every === false ? 0 : every, timeout, () => this.streams);
+  }
+
+  subscribe(select: SelectChannels): Handler {
+    return subscribeHandler(this.open, select);
+  }
+
+  router(): Handler {
+    return routerHandler(this.open);
+  }
+
+  async publish(channel: string, data: unknown, options?: PublishOptions): Promise<string> {
+    checkChannelArg(channel);
+    const o = checkOptions('publish', options, PUBLISH_OPTIONS);
+    const event = o.event === undefined ? undefined : checkFieldValue('event', o.event);
+    const coalesce = o.coalesce === undefined ? undefined : nonEmptyString('coalesce', o.coalesce);
+    const idempotencyKey = o.idempotencyKey === undefined ? undefined : nonEmptyString('idempotencyKey', o.idempotencyKey);
+    const text = dataToText(data, this.admission.opts.serialize);
+    // The largest frame any stream could get: the longest id, the event line, the data lines.
+    checkFrameSize('id: ' + 'x'.repeat(128) + '\n' + (event === undefined ? '' : 'event: ' + event + '\n') + encodeData(text) + '\n', this.admission.opts.maxEventBytes);
+    if (this.closed) throw new SseRelayError('ERR_HUB_CLOSED', 'sse-relay: the hub is closed');
+    const ev = await this.broker.publish(channel, { data: text, event, coalesce, idempotencyKey }, this.history);
+    if (!this.delivery.valid(ev)) throw new Error('sse-relay: the broker resolved publish() with an event that breaks the Broker contract');
+    this.published++;
+    const flushed = turn.afterFlush();
+    if (flushed !== undefined) await flushed;
+    return this.delivery.eventId(ev);
+  }
+
+  async cursor(channels: string | readonly string[]): Promise<string> {
+    const list = typeof channels === 'string' ? [channels] : [...channels];
+    for (const ch of list) checkChannelArg(ch);
+    if (list.length === 0) throw new TypeError('sse-relay: hub.cursor() needs at least one channel');
+    const { heads } = await this.broker.replay(list, undefined);
+    const parts = [...new Set(list.map((ch) => this.partitionOf(ch)))].sort((a, b) => a - b);
+    return formatCursor(
+      this.partitionCount,
+      parts.map((p) => {
+        const head = heads.get(p);
+        if (head === undefined) throw new Error('sse-relay: the broker returned no head for a partition');
+        return [p, head] as const;
+      }),
+    );
+  }
+
+  stats(): HubStats {
+    const c = this.admission.counters;
+    const d = this.delivery.counters;
+    return {
+      connections: this.admission.open.size,
+      channels: this.channels.size,
+      published: this.published,
+      delivered: d.delivered,
+      dropped: c.droppedTotal,
+      droppedBy: { ...c.dropped },
+      refused: { origin: c.refused.origin, full: c.refused.full, perKey: c.refused['per-key'] },
+      replays: { ...this.replays },
+      resets: d.resets,
+      coalesced: c.coalesced,
+      invalid: d.invalid,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.reauth.stop();
+    this.admission.closeAll(() => encodeRetry(jitter(RETRY.unavailable)));
+    await this.channels.close();
+    await this.broker.close();
+  }
+}
+
+/** Creates a hub: authorised channel subscriptions, fan-out through a broker, history and resume. */
+export function createHub<E extends EventMap = AnyEvents>(options: HubOptions): Hub<E> {
+  return new HubImpl(options) as Hub<E>;
+}
