@@ -7,7 +7,7 @@
 import { SseRelayError } from '../errors';
 import { checkOptions, positiveInt } from '../options';
 import { formatEventId, newEpoch } from '../positions';
-import type { Broker, BrokerEvent, BrokerListener, Position, PublishInput, ReplayResult } from './broker';
+import { MAX_PARTITIONS, type Broker, type BrokerEvent, type BrokerListener, type Position, type PublishInput, type ReplayResult } from './broker';
 
 export interface MemoryBrokerOptions {
   /**
@@ -23,6 +23,12 @@ export interface MemoryBrokerOptions {
    * and a resume from before them gets `reset`.
    */
   maxHistoryBytes?: number;
+  /**
+   * Partitions positions are kept in (1 to 8, default 1). More than one gives
+   * ids of the multi-partition layout a Redis Cluster uses, in one process:
+   * for trying that layout out and for tests; it adds nothing else.
+   */
+  partitions?: number;
 }
 
 /** How long an idempotency key is remembered. */
@@ -36,6 +42,8 @@ function sizeOf(ev: BrokerEvent): number {
 
 /** One channel's history: a window of the newest events, and what fell out of it. */
 class Log {
+  /** The channel's partition. */
+  readonly partition: number;
   buf: (BrokerEvent | undefined)[] = [];
   start = 0;
   bytes = 0;
@@ -43,7 +51,8 @@ class Log {
   dropped: number;
   readonly listeners = new Set<BrokerListener>();
 
-  constructor(floor: number) {
+  constructor(partition: number, floor: number) {
+    this.partition = partition;
     this.dropped = floor;
   }
 
@@ -81,34 +90,59 @@ class Log {
   }
 }
 
+/** FNV-1a, 32 bits: spreads channel names over partitions. */
+function hash(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
 export class MemoryBroker implements Broker {
-  readonly partitions = 1;
-  readonly epoch = newEpoch();
-  private seq = 0;
+  readonly partitions: number;
+  /** partition -> its epoch (new for every instance). */
+  private readonly epochs: string[];
+  /** partition -> its newest seq. */
+  private readonly seqs: number[];
   private readonly maxChannels: number;
   private readonly maxHistoryBytes: number;
   /** In least-recently-published order (a publish moves its channel to the end). */
   private readonly logs = new Map<string, Log>();
   /** Newest `dropped` mark of the channels forgotten: a resume from before it cannot be complete. */
-  private floor = 0;
+  private readonly floors: number[];
   /** idempotency key -> the event it published, oldest first. */
   private readonly keys = new Map<string, { event: BrokerEvent; at: number }>();
   private closed = false;
 
   constructor(options?: MemoryBrokerOptions) {
-    const o = checkOptions('MemoryBroker', options, ['maxChannels', 'maxHistoryBytes']);
+    const o = checkOptions('MemoryBroker', options, ['maxChannels', 'maxHistoryBytes', 'partitions']);
+    const partitions = o.partitions === undefined ? 1 : positiveInt('partitions', o.partitions);
+    if (partitions > MAX_PARTITIONS) throw new RangeError(`sse-relay: option partitions must be at most ${MAX_PARTITIONS}, got ${partitions}`);
+    this.partitions = partitions;
+    this.epochs = Array.from({ length: partitions }, () => newEpoch());
+    this.seqs = new Array<number>(partitions).fill(0);
+    this.floors = new Array<number>(partitions).fill(0);
     this.maxChannels = o.maxChannels === undefined ? 10000 : positiveInt('maxChannels', o.maxChannels);
     this.maxHistoryBytes = o.maxHistoryBytes === undefined ? 8 * 1024 * 1024 : positiveInt('maxHistoryBytes', o.maxHistoryBytes, true);
   }
 
-  partitionOf(): number {
-    return 0;
+  /** The epoch of partition 0 (of the only partition, by default). */
+  get epoch(): string {
+    return this.epochs[0]!;
+  }
+
+  partitionOf(channel: string): number {
+    return this.partitions === 1 ? 0 : hash(channel) % this.partitions;
+  }
+
+  private newLog(channel: string): Log {
+    const p = this.partitionOf(channel);
+    return new Log(p, this.floors[p]!);
   }
 
   private log(channel: string): Log {
     let log = this.logs.get(channel);
     if (log === undefined) {
-      log = new Log(this.floor);
+      log = this.newLog(channel);
       this.logs.set(channel, log);
     }
     return log;
@@ -121,13 +155,15 @@ export class MemoryBroker implements Broker {
       const seen = this.remembered(key);
       if (seen !== undefined) return seen;
     }
-    const seq = ++this.seq;
+    const partition = this.partitionOf(channel);
+    const seq = ++this.seqs[partition]!;
+    const epoch = this.epochs[partition]!;
     const event: BrokerEvent = {
       channel,
-      partition: 0,
-      epoch: this.epoch,
+      partition,
+      epoch,
       seq,
-      id: formatEventId(0, this.epoch, seq),
+      id: formatEventId(partition, epoch, seq, this.partitions),
       data: input.data,
       event: input.event,
       coalesce: input.coalesce,
@@ -135,7 +171,7 @@ export class MemoryBroker implements Broker {
     if (key !== undefined) this.remember(key, event);
     let log = this.logs.get(channel);
     if (log === undefined) {
-      log = new Log(this.floor);
+      log = this.newLog(channel);
       if (this.logs.size >= this.maxChannels) this.evictIdle();
     } else {
       this.logs.delete(channel);
@@ -169,7 +205,7 @@ export class MemoryBroker implements Broker {
   private forget(channel: string, log: Log): void {
     this.logs.delete(channel);
     const newest = log.size > 0 ? log.buf[log.buf.length - 1]!.seq : log.dropped;
-    if (newest > this.floor) this.floor = newest;
+    if (newest > this.floors[log.partition]!) this.floors[log.partition] = newest;
   }
 
   /** Forgets the least recently published channel that has no listener (looks at 64 at most). */
@@ -197,21 +233,27 @@ export class MemoryBroker implements Broker {
   }
 
   async replay(channels: readonly string[], after: ReadonlyMap<number, number> | undefined, limit = Infinity): Promise<ReplayResult> {
-    const heads = new Map<number, Position>([[0, { epoch: this.epoch, seq: this.seq }]]);
-    const from = after?.get(0);
+    const heads = new Map<number, Position>();
+    for (const channel of channels) {
+      const p = this.partitionOf(channel);
+      heads.set(p, { epoch: this.epochs[p]!, seq: this.seqs[p]! });
+    }
     if (after === undefined) return { complete: true, events: [], heads };
-    if (from === undefined || from > this.seq) return { complete: false, events: [], heads };
     const events: BrokerEvent[] = [];
     for (const channel of channels) {
+      const p = this.partitionOf(channel);
+      const from = after.get(p);
+      if (from === undefined || from > this.seqs[p]!) return { complete: false, events: [], heads };
       const log = this.logs.get(channel);
-      const dropped = log === undefined ? this.floor : log.dropped;
+      const dropped = log === undefined ? this.floors[p]! : log.dropped;
       if (dropped > from) return { complete: false, events: [], heads };
       log?.after(from, limit, events);
     }
-    if (channels.length > 1) events.sort((a, b) => a.seq - b.seq);
-    const more = events.length > limit;
-    if (more) events.length = limit;
-    return { complete: true, events, heads, more: more || events.length === limit };
+    // Partition by partition, each in seq order: cutting at `limit` leaves every partition without a gap.
+    if (channels.length > 1) events.sort((a, b) => a.partition - b.partition || a.seq - b.seq);
+    const more = events.length >= limit;
+    if (events.length > limit) events.length = limit;
+    return { complete: true, events, heads, more };
   }
 
   async close(): Promise<void> {
