@@ -10,7 +10,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { createHub, MemoryBroker, RedisBroker, type Hub } from '../lib';
+import { createHub, RedisBroker, type Hub } from '../lib';
 import { HELP } from '../lib/cli/args';
 import type { PublishOptions } from '../lib/hub';
 import { createPublisher, type PublishFn } from '../lib/publisher';
@@ -226,7 +226,7 @@ describe('sse-relay publish --url (a publish endpoint)', () => {
   const streams: TestStream[] = [];
 
   beforeAll(async () => {
-    hub = createHub({ authorize: () => true, broker: new MemoryBroker() });
+    hub = createHub({ authorize: () => true }); // MemoryBroker
     const publisher = createPublisher(
       (c, d, o) => {
         seen.push(o);
