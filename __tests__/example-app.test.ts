@@ -29,6 +29,8 @@ interface AppModule {
   createApp(options?: {
     broker?: unknown;
     secret?: string;
+    redisUrl?: string;
+    publishToken?: string;
     jobTickMs?: number;
     jobStep?: number;
     reauthorizeEvery?: number;
@@ -44,7 +46,7 @@ let base: string;
 const streams: TestStream[] = [];
 
 beforeAll(async () => {
-  example = createApp({ secret: 'test-secret', jobTickMs: 10, jobStep: 10 });
+  example = createApp({ secret: 'test-secret', publishToken: 'test-publish-token', jobTickMs: 10, jobStep: 10 });
   server = await listen(example.app);
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 });
@@ -401,6 +403,56 @@ describe('publishing routes put escaped fragments on the streams', () => {
     const after = await request(base).get(String(started.headers.location)).set('Cookie', cookie).expect(200);
     expect(after.text).not.toContain('sse-connect');
     expect(after.text).toContain('value="100"');
+  });
+});
+
+describe('the job worker (a separate process) and the publish endpoint it uses', () => {
+  const endpoint = (body: object, auth?: string) => {
+    const r = request(base).post('/internal/publish').set('Content-Type', 'application/json');
+    if (auth !== undefined) r.set('Authorization', auth);
+    return r.send(JSON.stringify(body));
+  };
+
+  test('POST /internal/publish needs the bearer token and takes job channels only', async () => {
+    const res401 = await endpoint({ channel: 'job:alice:1', data: 'x', event: 'progress' }).expect(401);
+    expect([res401.headers['www-authenticate'], res401.text]).toEqual(['Bearer', 'Unauthorized']);
+    expect((await endpoint({ channel: 'job:alice:1', data: 'x' }, 'Bearer wrong').expect(403)).text).toBe('Forbidden');
+    expect((await endpoint({ channel: 'dashboard:stats', data: 'x' }, 'Bearer test-publish-token').expect(403)).text).toBe('Forbidden');
+    const s = await stream('/events/job:alice:abc123', 'alice');
+    const ok = await endpoint({ channel: 'job:alice:abc123', data: '<b>hi</b>', event: 'progress' }, 'Bearer test-publish-token').expect(201);
+    const [ev] = await s.waitFor(1);
+    expect(ev).toEqual({ id: (ok.body as { id: string }).id, event: 'progress', data: '<b>hi</b>' });
+  });
+
+  // REDIS_URL comes from the global setup (a real redis-server): a missing one fails, never skips.
+  test('on Redis, the worker publishes with the sse-relay CLI: progress and done arrive', async () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { RedisBroker } = require('../dist') as { RedisBroker: new (o: { url: string; prefix: string }) => unknown };
+    // The CLI uses the default prefix, as the app's broker does.
+    const redisApp = createApp({
+      broker: new RedisBroker({ url: process.env.REDIS_URL!, prefix: 'sse-relay:' }),
+      redisUrl: process.env.REDIS_URL!,
+      secret: 'test-secret',
+      jobTickMs: 10,
+      jobStep: 50,
+    });
+    const redisServer = await listen(redisApp.app);
+    try {
+      const url = `http://127.0.0.1:${(redisServer.address() as AddressInfo).port}`;
+      const cookie = await login('bob');
+      const started = await request(url).post('/jobs').set('Cookie', cookie).expect(303);
+      const page = await request(url).get(String(started.headers.location)).set('Cookie', cookie).expect(200);
+      const s = await openStream(url + sseConnect(page.text), { headers: { Cookie: cookie } });
+      streams.push(s);
+      const events = await s.waitFor((e) => e.event === 'done', 20_000);
+      const progress = events.filter((e) => e.event === 'progress').map((e) => Number(/value="(\d+)"/.exec(e.data)?.[1]));
+      expect(progress.at(-1)).toBe(100);
+      expect(progress).toEqual([...progress].sort((a, b) => a - b));
+      expect(events.at(-1)!.data).toContain('Completed');
+    } finally {
+      await redisApp.close();
+      await closeServer(redisServer);
+    }
   });
 });
 

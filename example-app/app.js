@@ -1,9 +1,13 @@
 // @ts-check
 'use strict';
 
+const { fork } = require('node:child_process');
+const { randomBytes, timingSafeEqual } = require('node:crypto');
 const path = require('node:path');
 const express = require('express');
 const { createHub, MemoryBroker } = require('sse-relay');
+// The publish endpoint's handler. TODO(lead): once the hub has it, this is `hub.publisher({ authorize })`.
+const { createPublisher } = require('../dist/publisher');
 const { createSessions } = require('./session');
 const { createStore, USERS, STATUSES, STATUS_LABELS } = require('./store');
 const views = require('./views');
@@ -69,11 +73,16 @@ function canSubscribe(store, user, channel) {
  * - `broker`: where events go (default: a MemoryBroker, one process; pass a
  *   RedisBroker to share events between processes);
  * - `secret`: the session signing key (default: random per process);
+ * - `redisUrl`: the Redis of that RedisBroker, for the job worker (it then
+ *   publishes with the `sse-relay` CLI over Redis instead of the HTTP endpoint);
+ * - `publishToken`: the bearer token of `POST /internal/publish` (default:
+ *   random per process, handed to the worker it forks);
  * - `jobTickMs` (100) and `jobStep` (5 %): the pace of the demo background jobs;
  * - `reauthorizeEvery` (60000 ms): how often open streams are authorised again.
  */
 function createApp(options = {}) {
-  const { broker, secret, jobTickMs = 100, jobStep = 5, reauthorizeEvery = 60_000 } = options;
+  const { broker, secret, redisUrl, jobTickMs = 100, jobStep = 5, reauthorizeEvery = 60_000 } = options;
+  const publishToken = options.publishToken ?? randomBytes(24).toString('base64url');
   const store = createStore();
   const sessions = createSessions(secret);
   const currentUser = (req) => {
@@ -130,40 +139,74 @@ function createApp(options = {}) {
   }
 
   // ---- background jobs ------------------------------------------------------
+  // A separate process (worker.js) runs them and publishes their progress itself:
+  // through POST /internal/publish below, or through the CLI over Redis. It tells
+  // this process each new state first (store.js stands in for a shared database).
 
-  const timers = new Map();
   let closed = false;
+  /** @type {import('node:child_process').ChildProcess | undefined} */
+  let worker;
 
-  function startJob(user) {
-    const job = { id: store.newId(), owner: user, progress: 0, state: 'running', startedAt: Date.now(), finishedAt: 0 };
-    store.addJob(job);
-    const channel = `job:${user}:${job.id}`;
-    const stop = () => {
-      clearTimeout(timers.get(job.id));
-      timers.delete(job.id);
-    };
-    const tick = async () => {
-      timers.delete(job.id);
-      if (closed) return;
-      job.progress = Math.min(100, job.progress + jobStep);
-      try {
-        // coalesce: a client that falls behind gets the newest progress, not a backlog.
-        await hub.publish(channel, String(views.progress(job)), { event: 'progress', coalesce: 'progress' });
-        if (job.progress < 100) {
-          if (!closed) timers.set(job.id, setTimeout(tick, jobTickMs));
-          return;
-        }
+  /** The URL of this app's publish endpoint, as seen by a process on this machine. */
+  function publishUrl(req) {
+    const address = req.socket.localAddress ?? '127.0.0.1';
+    const host = address.includes(':') && !address.startsWith('::ffff:') ? `[${address}]` : address.replace(/^::ffff:/, '');
+    return `http://${host}:${req.socket.localPort}/internal/publish`;
+  }
+
+  function onWorkerMessage(message) {
+    const job = store.job(message?.id);
+    if (job === undefined) return;
+    if (message.type === 'update') {
+      if (typeof message.progress === 'number') job.progress = message.progress;
+      if (message.state === 'done') {
         job.state = 'done';
         job.finishedAt = Date.now();
-        await publish(channel, views.jobDone(job), 'done');
-        await announce(`${USERS[user].display}'s job #${job.id} finished`);
-      } catch (err) {
-        stop();
-        if (!closed) console.error(`job #${job.id}:`, err);
       }
-    };
-    timers.set(job.id, setTimeout(tick, jobTickMs));
+      worker?.send({ type: 'updated', ref: message.ref, job: { ...job } });
+    } else if (message.type === 'finished') {
+      announce(`${USERS[job.owner].display}'s job #${job.id} finished`).catch((err) => console.error(err));
+    } else if (message.type === 'failed' && !closed) {
+      console.error(`job #${job.id}: ${message.error}`);
+    }
+  }
+
+  /** The worker process, forked at the first job (it needs this app's address). */
+  function workerFor(req) {
+    if (worker !== undefined) return worker;
+    /** @type {NodeJS.ProcessEnv} */
+    const env = { ...process.env, SSE_RELAY_TOKEN: publishToken };
+    if (redisUrl) env.REDIS_URL = redisUrl;
+    else {
+      delete env.REDIS_URL;
+      env.SSE_RELAY_PUBLISH_URL = publishUrl(req);
+    }
+    const child = fork(path.join(__dirname, 'worker.js'), [], { env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    child.on('message', onWorkerMessage);
+    child.on('error', (err) => console.error('job worker:', err));
+    child.once('exit', (code) => {
+      if (worker === child) worker = undefined;
+      if (!closed && code !== 0) console.error(`job worker exited with ${code}`);
+    });
+    worker = child;
+    return child;
+  }
+
+  function startJob(req, user) {
+    const job = { id: store.newId(), owner: user, progress: 0, state: 'running', startedAt: Date.now(), finishedAt: 0 };
+    store.addJob(job);
+    workerFor(req).send({ type: 'start', job: { id: job.id, channel: `job:${user}:${job.id}` }, tickMs: jobTickMs, step: jobStep });
     return job;
+  }
+
+  /** Only the worker (holding the token) may publish here, and only to job channels. */
+  const expected = Buffer.from(`Bearer ${publishToken}`);
+  function workerAuthorize(req, channel) {
+    const got = req.headers.authorization;
+    if (got === undefined) return 'unauthenticated';
+    const given = Buffer.from(got);
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return false;
+    return channel.startsWith('job:');
   }
 
   // ---- app ----------------------------------------------------------------
@@ -231,6 +274,12 @@ function createApp(options = {}) {
   // GET /events/<channel> and GET /events?channel=a&channel=b, authorised per channel.
 
   app.use('/events', hub.router());
+
+  // ---- the publish endpoint (for the job worker) --------------------------
+
+  /** @type {import('../dist/publisher').PublishFn} */
+  const publishAny = (channel, data, opts) => hub.publish(channel, data, /** @type {any} */ (opts));
+  app.post('/internal/publish', createPublisher(publishAny, { authorize: workerAuthorize }));
 
   // ---- pages --------------------------------------------------------------
 
@@ -324,7 +373,7 @@ function createApp(options = {}) {
         429,
       );
     }
-    const job = startJob(req.user);
+    const job = startJob(req, req.user);
     await announce(`${USERS[req.user].display} started job #${job.id}`);
     res.redirect(303, `/jobs/${job.id}`);
   });
@@ -355,11 +404,17 @@ function createApp(options = {}) {
     sendPage(res, views.errorPage({ user: currentUser(req), status: 500, message: 'Something went wrong.' }), 500);
   });
 
-  /** Stops the demo jobs and closes the hub (ends every stream, releases the broker). */
+  /** Stops the job worker and closes the hub (ends every stream, releases the broker). */
   async function close() {
     closed = true;
-    for (const timer of timers.values()) clearTimeout(timer);
-    timers.clear();
+    const child = worker;
+    if (child !== undefined && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      if (child.connected) child.disconnect(); // the worker exits on disconnect
+      const timer = setTimeout(() => child.kill('SIGKILL'), 2000);
+      await exited;
+      clearTimeout(timer);
+    }
     await hub.close();
   }
 
