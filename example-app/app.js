@@ -6,8 +6,6 @@ const { randomBytes, timingSafeEqual } = require('node:crypto');
 const path = require('node:path');
 const express = require('express');
 const { createHub, MemoryBroker } = require('sse-relay');
-// The publish endpoint's handler. TODO(lead): once the hub has it, this is `hub.publisher({ authorize })`.
-const { createPublisher } = require('../dist/publisher');
 const { createSessions } = require('./session');
 const { createStore, USERS, STATUSES, STATUS_LABELS } = require('./store');
 const views = require('./views');
@@ -277,9 +275,7 @@ function createApp(options = {}) {
 
   // ---- the publish endpoint (for the job worker) --------------------------
 
-  /** @type {import('../dist/publisher').PublishFn} */
-  const publishAny = (channel, data, opts) => hub.publish(channel, data, /** @type {any} */ (opts));
-  app.post('/internal/publish', createPublisher(publishAny, { authorize: workerAuthorize }));
+  app.post('/internal/publish', hub.publisher({ authorize: workerAuthorize }));
 
   // ---- pages --------------------------------------------------------------
 

@@ -3,7 +3,7 @@
  * "200 + `retry:` + end" (the only way to turn an EventSource away for a while
  * without making it give up for good). Nothing here knows about streams.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 
 /** Connect/Express `next`. */
 export type NextFunction = (err?: unknown) => void;
@@ -11,27 +11,30 @@ export type NextFunction = (err?: unknown) => void;
 /** A Connect/Express handler built on Node's own `req`/`res`. */
 export type Handler = (req: IncomingMessage, res: ServerResponse, next: NextFunction) => void;
 
-const STATUS_TEXT: Readonly<Record<number, string>> = {
-  400: 'Bad Request',
-  401: 'Unauthorized',
-  403: 'Forbidden',
-  405: 'Method Not Allowed',
-  413: 'Payload Too Large',
-  415: 'Unsupported Media Type',
-  429: 'Too Many Requests',
-  503: 'Service Unavailable',
-};
-
 /** Whether nothing was written yet and the response can still be answered. */
 export function answerable(res: ServerResponse): boolean {
   return !res.headersSent && !res.writableEnded && !res.destroyed;
 }
 
-/** Answers `status` with its generic reason phrase as a plain-text body. Never echoes input. */
+/**
+ * Answers `status` with its generic reason phrase as a plain-text body: never
+ * the input, never an error message. Sent while part of the request body has
+ * not arrived yet (a refusal before reading it, a 413), it closes the
+ * connection, so that rest is never read.
+ */
 export function refuse(res: ServerResponse, status: number, headers?: Record<string, string>): void {
   if (!answerable(res)) return;
-  res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', ...headers });
-  res.end(STATUS_TEXT[status] ?? 'Error');
+  const text = STATUS_CODES[status] ?? 'Error';
+  const head: Record<string, string> = {
+    'Content-Type': 'text/plain; charset=utf-8',
+    'Content-Length': String(Buffer.byteLength(text)),
+    'Cache-Control': 'no-store',
+    'X-Content-Type-Options': 'nosniff',
+    ...headers,
+  };
+  if (res.req !== undefined && !res.req.complete && !isHttp2(res.req)) head.Connection = 'close';
+  res.writeHead(status, head);
+  res.end(text);
 }
 
 /** Reconnection delays: `retry:` for a refused or ended stream, spread so browsers do not return all at once. */

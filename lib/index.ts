@@ -37,3 +37,11 @@ export type {
   PublishInput,
   ReplayResult,
 } from './brokers/broker';
+export {
+  createPublisher,
+  type PublishFn,
+  type PublisherHandler,
+  type PublisherOptions,
+  type PublishAuthorize,
+  type PublishDecision,
+} from './publisher';

@@ -15,7 +15,8 @@
  * `express.urlencoded()` in front (a body they parsed already is used as it
  * is). Only Node's own `req`/`res` API: Express 4 and 5, Connect, bare http.
  */
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { answerable, refuse } from './http';
 import { SseRelayError } from './errors';
 import { bodyConsumed, bodyKind, declaredLength, readBody, type BodyKind } from './publisher/body';
 import { idempotencyKey, parseBody, parseParsed, type PublishFields } from './publisher/fields';
@@ -36,28 +37,8 @@ export type PublisherHandler = (req: IncomingMessage, res: ServerResponse, next?
 /** Seconds a client is asked to wait (`Retry-After`) when the broker is unavailable. */
 export const PUBLISH_RETRY_AFTER = 5;
 
-/**
- * A refusal: the status text as a plain body. Sent while part of the request
- * body has not arrived yet (a 405/415 before reading, a 413), it closes the
- * connection, so that rest is never read.
- */
-function refuse(req: IncomingMessage, res: ServerResponse, status: number, headers?: Record<string, string>): void {
-  if (res.headersSent || res.writableEnded || res.destroyed) return;
-  const text = STATUS_CODES[status] ?? 'Error';
-  const head: Record<string, string> = {
-    'Content-Type': 'text/plain; charset=utf-8',
-    'Content-Length': String(Buffer.byteLength(text)),
-    'Cache-Control': 'no-store',
-    'X-Content-Type-Options': 'nosniff',
-    ...headers,
-  };
-  if (!req.complete) head.Connection = 'close';
-  res.writeHead(status, head);
-  res.end(text);
-}
-
 function created(res: ServerResponse, id: string): void {
-  if (res.headersSent || res.writableEnded || res.destroyed) return;
+  if (!answerable(res)) return;
   const body = JSON.stringify({ id });
   res.writeHead(201, {
     'Content-Type': 'application/json',
@@ -78,7 +59,7 @@ function transient(err: unknown): boolean {
 async function fields(req: IncomingMessage, res: ServerResponse, kind: BodyKind, limit: number): Promise<PublishFields | null | undefined> {
   const declared = declaredLength(req);
   if (declared !== undefined && declared > limit) {
-    refuse(req, res, 413); // whether or not a parser in front read it already
+    refuse(res, 413); // whether or not a parser in front read it already
     return null;
   }
   if (bodyConsumed(req)) return parseParsed(kind, (req as { body?: unknown }).body);
@@ -86,7 +67,7 @@ async function fields(req: IncomingMessage, res: ServerResponse, kind: BodyKind,
   if (read.ok) return parseBody(kind, read.body);
   if (read.reason === 'too-large') {
     // Nothing more is read: the connection closes once the 413 is out.
-    refuse(req, res, 413);
+    refuse(res, 413);
   }
   return null;
 }
@@ -98,13 +79,13 @@ class Publisher {
   ) {}
 
   async handle(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): Promise<void> {
-    if (req.method !== 'POST') return refuse(req, res, 405, { Allow: 'POST' });
+    if (req.method !== 'POST') return refuse(res, 405, { Allow: 'POST' });
     const kind = bodyKind(req);
-    if (kind === undefined) return refuse(req, res, 415);
+    if (kind === undefined) return refuse(res, 415);
     const key = idempotencyKey(req.headers['idempotency-key']);
     const input = await fields(req, res, kind, this.opts.limit);
     if (input === null) return; // 413 sent, or the client left
-    if (input === undefined || key === null) return refuse(req, res, 400);
+    if (input === undefined || key === null) return refuse(res, 400);
 
     let decision: unknown;
     try {
@@ -112,8 +93,8 @@ class Publisher {
     } catch (err) {
       return next(err);
     }
-    if (decision === 'unauthenticated') return refuse(req, res, 401, { 'WWW-Authenticate': this.opts.wwwAuthenticate });
-    if (decision !== true) return refuse(req, res, 403);
+    if (decision === 'unauthenticated') return refuse(res, 401, { 'WWW-Authenticate': this.opts.wwwAuthenticate });
+    if (decision !== true) return refuse(res, 403);
     if (res.destroyed) return; // the client left: publish nothing it cannot hear about
 
     const options: { event?: string; coalesce?: string; idempotencyKey?: string } = {};
@@ -124,8 +105,9 @@ class Publisher {
     try {
       id = await this.publish(input.channel, input.data, options);
     } catch (err) {
-      if (transient(err)) return refuse(req, res, 503, { 'Retry-After': String(PUBLISH_RETRY_AFTER) });
-      if (err instanceof TypeError || err instanceof RangeError) return refuse(req, res, 400);
+      if (transient(err)) return refuse(res, 503, { 'Retry-After': String(PUBLISH_RETRY_AFTER) });
+      if (err instanceof RangeError) return refuse(res, 413); // over the hub's maxEventBytes
+      if (err instanceof TypeError) return refuse(res, 400);
       return next(err);
     }
     created(res, id);
@@ -134,7 +116,7 @@ class Publisher {
 
 function fallback(req: IncomingMessage, res: ServerResponse): (err?: unknown) => void {
   return () => {
-    if (!res.headersSent) refuse(req, res, 500);
+    if (!res.headersSent) refuse(res, 500);
     else if (!res.writableEnded) res.destroy();
   };
 }

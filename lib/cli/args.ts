@@ -3,7 +3,7 @@
  * nothing here touches the network or the process.
  */
 import { parseArgs } from 'node:util';
-import { CHANNEL_NAME } from '../hub';
+import { CHANNEL_NAME } from '../channel-name';
 
 /** A usage error: exit status 2, the message and a pointer to --help on stderr. */
 export class UsageError extends Error {

@@ -20,6 +20,7 @@ import { turn } from '../stream/turn';
 import { Channels } from './channels';
 import { Delivery } from './fan-out';
 import { openStream, type OpenContext } from './open';
+import { createPublisher, type PublisherHandler, type PublisherOptions } from '../publisher';
 import { Reauthorizer, type Authorize } from './reauthorize';
 import { checkChannelArg, routerHandler, subscribeHandler, type SelectChannels } from './routes';
 import type { HubStream } from './stream';
@@ -93,6 +94,12 @@ export interface Hub<E extends EventMap = AnyEvents> {
   publish<K extends EventName<E>>(channel: string, data: E[K], options: PublishOptions<K> & { event: K }): Promise<string>;
   /** Publishes an event without a name (dispatched as `message`). */
   publish(channel: string, data: MessageData<E>, options?: PublishOptions<never>): Promise<string>;
+  /**
+   * A handler for `POST` with `{ channel, data, event?, coalesce? }` (JSON or
+   * form-encoded) that publishes on this hub after `options.authorize(req,
+   * channel)` says a strict `true`: 201 + `{"id": "<id>"}` (see the README).
+   */
+  publisher(options: PublisherOptions): PublisherHandler;
   /** The id of the newest event of those channels (resume point for a page rendered now). */
   cursor(channels: string | readonly string[]): Promise<string>;
   stats(): HubStats;
@@ -198,6 +205,10 @@ class HubImpl implements Hub, OpenContext {
     const flushed = turn.afterFlush();
     if (flushed !== undefined) await flushed;
     return this.delivery.eventId(ev);
+  }
+
+  publisher(options: PublisherOptions): PublisherHandler {
+    return createPublisher((channel, data, o) => this.publish(channel, data, o), options);
   }
 
   async cursor(channels: string | readonly string[]): Promise<string> {

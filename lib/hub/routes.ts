@@ -6,8 +6,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pathOf, queryOf, refuse, type Handler, type NextFunction } from '../http';
 
-/** A channel name: 1 to 200 of `A-Z a-z 0-9 _ . : -`. */
-export const CHANNEL_NAME = /^[A-Za-z0-9_.:-]{1,200}$/;
+import { CHANNEL_NAME } from '../channel-name';
+
+export { CHANNEL_NAME, checkChannelArg } from '../channel-name';
 
 /** Most channels one stream may ask for; more is a 400. */
 export const MAX_CHANNELS_PER_STREAM = 256;
@@ -27,14 +28,6 @@ export function validateChannels(list: unknown): string[] | undefined {
     if (!out.includes(name)) out.push(name);
   }
   return out;
-}
-
-/** Throws a TypeError unless `channel` is a channel name (for calls, not requests). */
-export function checkChannelArg(channel: unknown): string {
-  if (typeof channel !== 'string' || !CHANNEL_NAME.test(channel)) {
-    throw new TypeError(`sse-relay: a channel name must match ${CHANNEL_NAME}, got ${JSON.stringify(channel)}`);
-  }
-  return channel;
 }
 
 function withChannels(open: Open, req: IncomingMessage, res: ServerResponse, next: NextFunction, selected: unknown): void {

@@ -5,7 +5,7 @@
  * the response never says which field, so it can never echo input.
  */
 import { TextDecoder } from 'node:util';
-import { CHANNEL_NAME } from '../hub';
+import { CHANNEL_NAME } from '../channel-name';
 import type { BodyKind } from './body';
 
 export interface PublishFields {
