@@ -1,13 +1,17 @@
 /**
  * The broker contract suite, run against every broker: MemoryBroker, and
- * RedisBroker on the real redis-server of this test run (REDIS_URL).
+ * RedisBroker on the real redis-server of this test run (REDIS_URL), with its
+ * own connection and on the caller's client, with ioredis 5 and ioredis 6
+ * (RESP3 by default).
  */
 import Redis from 'ioredis';
+import Redis6 from 'ioredis6';
+import type { Broker } from '../lib/brokers/broker';
 import { MemoryBroker } from '../lib/brokers/memory';
 import { RedisBroker } from '../lib/brokers/redis';
 import { runBrokerContract } from '../lib/testing';
 
-runBrokerContract('MemoryBroker', async () => new MemoryBroker());
+runBrokerContract('MemoryBroker', async () => new MemoryBroker() as unknown as Broker);
 
 describe('with Redis', () => {
   const prefix = `sse-relay-contract-${process.pid}:`;
@@ -34,21 +38,28 @@ describe('with Redis', () => {
 
   runBrokerContract('RedisBroker', async () => new RedisBroker({ url: process.env.REDIS_URL!, prefix }), flush);
 
-  runBrokerContract(
-    "RedisBroker on the caller's client",
-    async () => {
-      const client = new Redis(process.env.REDIS_URL!);
-      const broker = new RedisBroker({ redis: client, prefix });
-      // the caller owns its client: quit it after the broker is closed
-      const close = broker.close.bind(broker);
-      let closing: Promise<void> | undefined;
-      broker.close = () =>
-        (closing ??= close().then(async () => {
-          expect(client.status).toBe('ready'); // close() left the caller's client alone
-          await client.quit();
-        }));
-      return broker;
-    },
-    flush,
-  );
+  for (const [label, Ctor] of [
+    ['ioredis 5', Redis],
+    ['ioredis 6 (RESP3)', Redis6],
+  ] as const) {
+    runBrokerContract(
+      `RedisBroker on the caller's client, ${label}`,
+      async () => {
+        const client = new (Ctor as typeof Redis)(process.env.REDIS_URL!);
+        const broker = new RedisBroker({ redis: client, prefix });
+        // the caller owns its client: quit it after the broker is closed
+        const close = broker.close.bind(broker);
+        let closing: Promise<void> | undefined;
+        broker.close = () =>
+          (closing ??= close().then(async () => {
+            expect(['end', 'close'].includes(client.status)).toBe(false); // close() left the caller's client alone
+            await client.quit();
+          }));
+        return broker;
+      },
+      flush,
+    );
+  }
+
+  runBrokerContract('RedisBroker with 4 partitions on one Redis', async () => new RedisBroker({ url: process.env.REDIS_URL!, prefix, partitions: 4 }), flush);
 });

@@ -27,6 +27,7 @@ export {
   type RedisBrokerOptions,
   type RedisBrokerStats,
   type RedisClientLike,
+  type ClusterNode,
 } from './brokers/redis';
 export type {
   Broker,

@@ -2,15 +2,16 @@
  * ONE behavioural suite every Broker must pass (MemoryBroker, RedisBroker, ...).
  * Delivery may be synchronous (memory) or arrive later (Redis): every assertion
  * on delivery waits for the events it expects, and "nothing arrived" is proved
- * with a fence: an event on another subscribed channel published afterwards
- * (a broker delivers in global seq order, so once the fence arrived, anything
- * published before it would have too).
+ * with a fence: an event on another subscribed channel OF THE SAME PARTITION
+ * published afterwards (a broker delivers in seq order per partition, so once
+ * the fence arrived, anything published before it would have too).
  */
 import {
-  formatId,
+  formatEventId,
   type Broker,
   type BrokerEvent,
   type BrokerListener,
+  type PartitionPosition,
   type Position,
 } from '../brokers/broker';
 import { SseRelayError } from '../errors';
@@ -38,7 +39,7 @@ const WAIT_MS = 10_000;
 /** A listener that records everything and lets a test wait for a count. */
 export class Recorder implements BrokerListener {
   readonly events: BrokerEvent[] = [];
-  readonly resets: { channel: string; head: Position }[] = [];
+  readonly resets: { channel: string; head: PartitionPosition }[] = [];
   private waiters: { check: () => boolean; resolve: () => void }[] = [];
 
   onEvent(event: BrokerEvent): void {
@@ -46,7 +47,7 @@ export class Recorder implements BrokerListener {
     this.wake();
   }
 
-  onReset(channel: string, head: Position): void {
+  onReset(channel: string, head: PartitionPosition): void {
     this.resets.push({ channel, head });
     this.wake();
   }
@@ -98,6 +99,44 @@ export function channelNames(...names: string[]): string[] {
   return names.map((n) => `t${counter}:${n}`);
 }
 
+function partitionsOf(b: Broker): number {
+  return b.partitions ?? 1;
+}
+
+function partitionOf(b: Broker, channel: string): number {
+  return partitionsOf(b) === 1 || b.partitionOf === undefined ? 0 : b.partitionOf(channel);
+}
+
+/** Unique channel names that all live in one partition of `b` (the first name's). */
+export function samePartition(b: Broker, ...names: string[]): string[] {
+  counter++;
+  const out: string[] = [];
+  let want: number | undefined;
+  for (const n of names) {
+    for (let i = 0; i < 10_000; i++) {
+      const name = `t${counter}:${n}${i === 0 ? '' : '-' + i}`;
+      const p = partitionOf(b, name);
+      want ??= p;
+      if (p === want) {
+        out.push(name);
+        break;
+      }
+    }
+  }
+  if (out.length !== names.length) throw new Error('no channel names found in one partition');
+  return out;
+}
+
+/** The `after` map of a replay: every partition of `channels` at the given seq. */
+export function afterMap(b: Broker, channels: readonly string[], seq: number | ReadonlyMap<number, Position>): Map<number, number> {
+  const m = new Map<number, number>();
+  for (const c of channels) {
+    const p = partitionOf(b, c);
+    m.set(p, typeof seq === 'number' ? seq : seq.get(p)!.seq);
+  }
+  return m;
+}
+
 function expectSeqIncreasing(events: readonly BrokerEvent[]): void {
   for (let i = 1; i < events.length; i++) expect(events[i]!.seq).toBeGreaterThan(events[i - 1]!.seq);
 }
@@ -111,11 +150,19 @@ async function expectCode(promise: Promise<unknown>, code: string): Promise<void
   expect((err as SseRelayError).code).toBe(code);
 }
 
+/** `{ epoch, seq }` of a head for one partition. */
+function headOf(heads: ReadonlyMap<number, Position>, p: number): Position {
+  const h = heads.get(p);
+  if (h === undefined) throw new Error(`replay gave no head for partition ${p}`);
+  return { epoch: h.epoch, seq: h.seq };
+}
+
 /**
  * Registers the broker contract suite in the current test file: every
- * behaviour the hub relies on (global seq order, delivery only to subscribed
- * channels, unsubscribe, replay snapshots and their `complete` rules,
- * history 0, close). Run it against your own Broker:
+ * behaviour the hub relies on (seq order per partition, delivery only to
+ * subscribed channels, unsubscribe, replay snapshots and their `complete`
+ * rules across partitions, history 0, idempotency keys, fence, close). Run it
+ * against your own Broker:
  *
  * ```ts
  * runBrokerContract('MyBroker', async () => new MyBroker(), async () => wipeMyStorage());
@@ -138,7 +185,7 @@ export function runBrokerContract(
       return b;
     }
 
-    /** Publishes to `fence` (which `rec` listens to) and waits for it: everything before has arrived. */
+    /** Publishes to `fence` (which `rec` listens to, same partition) and waits for it: everything before has arrived. */
     async function fence(b: Broker, rec: Recorder, channel: string): Promise<void> {
       const ev = await b.publish(channel, { data: 'fence' }, 10);
       await rec.has(ev.id);
@@ -151,6 +198,21 @@ export function runBrokerContract(
       await cleanup();
     });
 
+    test('partitions: 1..8, partitionOf stable and in range', async () => {
+      const b = await broker();
+      const n = partitionsOf(b);
+      expect(Number.isSafeInteger(n) && n >= 1 && n <= 8).toBe(true);
+      if (n > 1) expect(typeof b.partitionOf).toBe('function');
+      const seen = new Set<number>();
+      for (let i = 0; i < 200; i++) {
+        const p = partitionOf(b, `chan:${i}`);
+        expect(Number.isSafeInteger(p) && p >= 0 && p < n).toBe(true);
+        expect(partitionOf(b, `chan:${i}`)).toBe(p);
+        seen.add(p);
+      }
+      expect(seen.size).toBe(n); // 200 names reach every partition
+    });
+
     test('publish resolves with the stored event and its id', async () => {
       const b = await broker();
       const [a] = channelNames('a');
@@ -159,9 +221,11 @@ export function runBrokerContract(
       expect(ev.data).toBe('hello');
       expect(ev.event).toBe('greet');
       expect(ev.coalesce).toBe('k');
+      expect(ev.partition).toBe(partitionOf(b, a!));
       expect(ev.epoch).toMatch(/^[A-Za-z0-9_-]{1,32}$/);
       expect(Number.isSafeInteger(ev.seq) && ev.seq > 0).toBe(true);
-      expect(ev.id).toBe(formatId(ev.epoch, ev.seq));
+      expect(ev.id).toBe(formatEventId(ev.partition, ev.epoch, ev.seq, partitionsOf(b)));
+      expect(ev.id).toMatch(/^[A-Za-z0-9._-]{1,128}$/);
       const plain = await b.publish(a!, { data: '' }, 10);
       expect(plain.event).toBeUndefined();
       expect(plain.coalesce).toBeUndefined();
@@ -184,22 +248,32 @@ export function runBrokerContract(
       expect(rec.events).toEqual(published);
     });
 
-    test('seq increases strictly across all channels, in one epoch', async () => {
+    test('concurrent publishes to one channel are delivered in the order of their seqs, each once', async () => {
       const b = await broker();
-      const names = channelNames('a', 'b', 'c');
+      const [a] = channelNames('a');
+      const rec = new Recorder();
+      await b.subscribe(a!, rec);
+      const all = await Promise.all(Array.from({ length: 200 }, (_, i) => b.publish(a!, { data: String(i) }, 500)));
+      await rec.count(200);
+      expect(new Set(all.map((e) => e.seq)).size).toBe(200);
+      expect(rec.events).toEqual([...all].sort((x, y) => x.seq - y.seq));
+    });
+
+    test('seq increases strictly across the channels of a partition, in one epoch', async () => {
+      const b = await broker();
+      const names = samePartition(b, 'a', 'b', 'c');
       const out: BrokerEvent[] = [];
       for (let i = 0; i < 15; i++) out.push(await b.publish(names[i % 3]!, { data: String(i) }, 100));
       expectSeqIncreasing(out);
       expect(new Set(out.map((e) => e.epoch)).size).toBe(1);
-      // concurrent publishes get distinct seqs too
       const many = await Promise.all(names.map((n, i) => b.publish(n, { data: 'p' + i }, 100)));
       expect(new Set(many.map((e) => e.seq)).size).toBe(3);
       expect(Math.min(...many.map((e) => e.seq))).toBeGreaterThan(out[out.length - 1]!.seq);
     });
 
-    test('only subscribed channels are delivered; events of several channels arrive in seq order', async () => {
+    test('only subscribed channels are delivered; events of a partition arrive in seq order', async () => {
       const b = await broker();
-      const [a, other, c] = channelNames('a', 'other', 'c');
+      const [a, other, c] = samePartition(b, 'a', 'other', 'c');
       const rec = new Recorder();
       await b.subscribe(a!, rec);
       await b.subscribe(c!, rec);
@@ -235,7 +309,7 @@ export function runBrokerContract(
 
     test('unsubscribe stops delivery to that listener only, then to the channel', async () => {
       const b = await broker();
-      const [a, f] = channelNames('a', 'fence');
+      const [a, f] = samePartition(b, 'a', 'fence');
       const r1 = new Recorder();
       const r2 = new Recorder();
       const watch = new Recorder();
@@ -257,21 +331,18 @@ export function runBrokerContract(
       await fence(b, watch, f!);
       await fence(b, watch, f!);
       expect(r2.ids()).toEqual([first.id, second.id]);
-      // unsubscribing what was never subscribed is harmless too
       await b.unsubscribe(channelNames('never')[0]!, r1);
     });
 
     test('concurrent subscribe/unsubscribe of one channel end in the state the calls left', async () => {
       const b = await broker();
-      const [a, f] = channelNames('a', 'fence');
+      const [a, f] = samePartition(b, 'a', 'fence');
       const rec = new Recorder();
       const other = new Recorder();
       await b.subscribe(f!, rec);
-      // sub, unsub, sub without waiting: ends subscribed
       await Promise.all([b.subscribe(a!, rec), b.unsubscribe(a!, rec), b.subscribe(a!, rec)]);
       const one = await b.publish(a!, { data: '1' }, 10);
       await rec.has(one.id);
-      // unsub, sub, unsub: ends unsubscribed (for rec); another listener comes and goes meanwhile
       await Promise.all([
         b.unsubscribe(a!, rec),
         b.subscribe(a!, other),
@@ -285,82 +356,132 @@ export function runBrokerContract(
       expect(other.events.filter((e) => e.data === '2')).toHaveLength(0);
     });
 
-    test('replay without a position gives the head only', async () => {
+    test('replay without positions gives the heads of the partitions of the channels only', async () => {
       const b = await broker();
-      const [a, c] = channelNames('a', 'c');
+      const [a, c] = samePartition(b, 'a', 'c');
+      const p = partitionOf(b, a!);
       const first = await b.replay([a!], undefined);
       expect(first.complete).toBe(true);
       expect(first.events).toEqual([]);
-      expect(first.head.epoch).toMatch(/^[A-Za-z0-9_-]{1,32}$/);
+      expect([...first.heads.keys()]).toEqual([p]);
+      expect(headOf(first.heads, p).epoch).toMatch(/^[A-Za-z0-9_-]{1,32}$/);
       const e1 = await b.publish(a!, { data: '1' }, 10);
       const e2 = await b.publish(c!, { data: '2' }, 10);
       const r = await b.replay([a!], undefined);
-      expect(r).toEqual({ complete: true, events: [], head: { epoch: e2.epoch, seq: e2.seq } });
-      expect(e1.epoch).toBe(first.head.epoch);
+      expect(r.complete).toBe(true);
+      expect(r.events).toEqual([]);
+      expect(headOf(r.heads, p)).toEqual({ epoch: e2.epoch, seq: e2.seq });
+      expect(e1.epoch).toBe(headOf(first.heads, p).epoch);
+      const none = await b.replay([], undefined);
+      expect(none.complete).toBe(true);
+      expect(none.heads.size).toBe(0);
     });
 
-    test('replay across several channels: every event after the position, merged in seq order', async () => {
+    test('replay across several channels of a partition: every event after the position, merged in seq order', async () => {
       const b = await broker();
-      const [a, bb, c] = channelNames('a', 'b', 'c');
-      const start = (await b.replay([a!, bb!, c!], undefined)).head;
+      const [a, bb, c, empty] = samePartition(b, 'a', 'b', 'c', 'empty');
+      const p = partitionOf(b, a!);
+      const start = headOf((await b.replay([a!, bb!, c!], undefined)).heads, p);
       const all: BrokerEvent[] = [];
       for (let i = 0; i < 18; i++) all.push(await b.publish([a, bb, c][(i * 7) % 3]!, { data: 'd' + i, event: 'ev' }, 100));
-      const r = await b.replay([a!, bb!, c!], start);
+      const at = new Map([[p, start.seq]]);
+      const r = await b.replay([a!, bb!, c!], at);
       expect(r.complete).toBe(true);
       expect(r.events).toEqual(all);
-      expect(r.head).toEqual({ epoch: start.epoch, seq: all[all.length - 1]!.seq });
-      const sub = await b.replay([c!, a!], start);
+      expect(headOf(r.heads, p)).toEqual({ epoch: start.epoch, seq: all[all.length - 1]!.seq });
+      const sub = await b.replay([c!, a!], at);
       expect(sub.events).toEqual(all.filter((e) => e.channel !== bb));
-      // a channel that never had an event is complete and empty
-      const none = await b.replay(channelNames('empty'), start);
-      expect(none).toEqual({ complete: true, events: [], head: r.head });
-      // no channels at all
-      expect((await b.replay([], start)).complete).toBe(true);
+      const none = await b.replay([empty!], afterMap(b, [empty!], r.heads));
+      expect(none.complete).toBe(true);
+      expect(none.events).toEqual([]);
+      expect((await b.replay([], at)).complete).toBe(true);
     });
 
     test('replay from every position returns exactly the events after it', async () => {
       const b = await broker();
-      const names = channelNames('a', 'b', 'c');
-      const start = (await b.replay(names, undefined)).head;
+      const names = samePartition(b, 'a', 'b', 'c');
+      const p = partitionOf(b, names[0]!);
+      const start = headOf((await b.replay(names, undefined)).heads, p);
       const all: BrokerEvent[] = [];
       for (let i = 0; i < 12; i++) all.push(await b.publish(names[i % 3]!, { data: String(i) }, 100));
       const last = all[all.length - 1]!.seq;
       for (let seq = start.seq; seq <= last; seq++) {
-        const r = await b.replay(names, { epoch: start.epoch, seq });
+        const r = await b.replay(names, new Map([[p, seq]]));
         expect(r.complete).toBe(true);
         expect(r.events).toEqual(all.filter((e) => e.seq > seq));
-        expect(r.head).toEqual({ epoch: start.epoch, seq: last });
-        const one = await b.replay([names[1]!], { epoch: start.epoch, seq });
+        expect(headOf(r.heads, p)).toEqual({ epoch: start.epoch, seq: last });
+        const one = await b.replay([names[1]!], new Map([[p, seq]]));
         expect(one.events).toEqual(all.filter((e) => e.seq > seq && e.channel === names[1]));
+      }
+    });
+
+    test('replay across partitions: one position per partition, each partition complete or the whole replay not', async () => {
+      const b = await broker();
+      const n = partitionsOf(b);
+      // one channel in each of (up to) three partitions
+      const chans: string[] = [];
+      const parts = new Set<number>();
+      for (let i = 0; chans.length < Math.min(3, n) && i < 10_000; i++) {
+        const [c] = channelNames('x' + i);
+        const p = partitionOf(b, c!);
+        if (!parts.has(p)) {
+          parts.add(p);
+          chans.push(c!);
+        }
+      }
+      const start = (await b.replay(chans, undefined)).heads;
+      expect(start.size).toBe(chans.length);
+      const all: BrokerEvent[] = [];
+      for (let i = 0; i < 12; i++) all.push(await b.publish(chans[i % chans.length]!, { data: String(i) }, 100));
+      const r = await b.replay(chans, afterMap(b, chans, start));
+      expect(r.complete).toBe(true);
+      const sorted = [...r.events].sort((x, y) => x.partition - y.partition || x.seq - y.seq);
+      expect(r.events.map((e) => e.id).sort()).toEqual(all.map((e) => e.id).sort());
+      for (const p of parts) {
+        const mine = r.events.filter((e) => e.partition === p);
+        expect(mine).toEqual(all.filter((e) => e.partition === p));
+      }
+      expect(sorted).toHaveLength(all.length);
+      for (const p of parts) {
+        const newest = all.filter((e) => e.partition === p).pop()!;
+        expect(headOf(r.heads, p)).toEqual({ epoch: newest.epoch, seq: newest.seq });
+      }
+      if (n > 1 && chans.length > 1) {
+        // a partition missing from the positions: not complete
+        const partial = afterMap(b, chans, start);
+        partial.delete(partitionOf(b, chans[1]!));
+        const miss = await b.replay(chans, partial);
+        expect(miss.complete).toBe(false);
+        expect(miss.events).toEqual([]);
+        expect(miss.heads.size).toBe(chans.length);
       }
     });
 
     test('history trimming: complete only when nothing after the position was trimmed', async () => {
       const b = await broker();
-      const [a, other] = channelNames('a', 'other');
-      const start = (await b.replay([a!], undefined)).head;
+      const [a, other] = samePartition(b, 'a', 'other');
+      const p = partitionOf(b, a!);
+      const at = (seq: number): Map<number, number> => new Map([[p, seq]]);
+      const start = headOf((await b.replay([a!], undefined)).heads, p);
       const evs: BrokerEvent[] = [];
       for (let i = 0; i < 6; i++) {
         evs.push(await b.publish(a!, { data: String(i) }, 3));
-        await b.publish(other!, { data: 'x' + i }, 100); // interleaved seqs of another channel
+        await b.publish(other!, { data: 'x' + i }, 100);
       }
-      const head = (await b.replay([a!], undefined)).head;
-      // kept: evs[3..5]; dropped mark: evs[2].seq
-      expect((await b.replay([a!], start)).complete).toBe(false);
-      expect((await b.replay([a!], { epoch: start.epoch, seq: evs[1]!.seq })).complete).toBe(false);
-      const miss = await b.replay([a!], { epoch: start.epoch, seq: evs[2]!.seq - 1 });
-      expect(miss).toEqual({ complete: false, events: [], head });
-      const ok = await b.replay([a!], { epoch: start.epoch, seq: evs[2]!.seq });
-      expect(ok).toEqual({ complete: true, events: evs.slice(3), head });
-      expect((await b.replay([a!], { epoch: start.epoch, seq: evs[3]!.seq })).events).toEqual(evs.slice(4));
-      // one incomplete channel makes the whole replay incomplete
-      const both = await b.replay([other!, a!], { epoch: start.epoch, seq: evs[0]!.seq });
+      const heads = (await b.replay([a!], undefined)).heads;
+      expect((await b.replay([a!], at(start.seq))).complete).toBe(false);
+      expect((await b.replay([a!], at(evs[1]!.seq))).complete).toBe(false);
+      const miss = await b.replay([a!], at(evs[2]!.seq - 1));
+      expect(miss).toEqual({ complete: false, events: [], heads });
+      const ok = await b.replay([a!], at(evs[2]!.seq));
+      expect(ok).toEqual({ complete: true, events: evs.slice(3), heads });
+      expect((await b.replay([a!], at(evs[3]!.seq))).events).toEqual(evs.slice(4));
+      const both = await b.replay([other!, a!], at(evs[0]!.seq));
       expect(both.complete).toBe(false);
       expect(both.events).toEqual([]);
-      // a longer history later keeps more again
       const more: BrokerEvent[] = [];
       for (let i = 0; i < 4; i++) more.push(await b.publish(a!, { data: 'm' + i }, 100));
-      const r = await b.replay([a!], { epoch: start.epoch, seq: evs[2]!.seq });
+      const r = await b.replay([a!], at(evs[2]!.seq));
       expect(r.complete).toBe(true);
       expect(r.events).toEqual([...evs.slice(3), ...more]);
     });
@@ -368,36 +489,40 @@ export function runBrokerContract(
     test('history 0 keeps nothing: live delivery only, replay from before it is incomplete', async () => {
       const b = await broker();
       const [a] = channelNames('a');
+      const p = partitionOf(b, a!);
       const rec = new Recorder();
       await b.subscribe(a!, rec);
-      const start = (await b.replay([a!], undefined)).head;
+      const start = headOf((await b.replay([a!], undefined)).heads, p);
       const ev = await b.publish(a!, { data: 'live' }, 0);
       await rec.has(ev.id);
-      expect((await b.replay([a!], start)).complete).toBe(false);
-      expect(await b.replay([a!], { epoch: ev.epoch, seq: ev.seq })).toEqual({
-        complete: true,
-        events: [],
-        head: { epoch: ev.epoch, seq: ev.seq },
-      });
-      // history 0 after history > 0: what was kept is gone
+      expect((await b.replay([a!], new Map([[p, start.seq]]))).complete).toBe(false);
+      const at = await b.replay([a!], new Map([[p, ev.seq]]));
+      expect(at.complete).toBe(true);
+      expect(at.events).toEqual([]);
+      expect(headOf(at.heads, p).seq).toBe(ev.seq);
       const [c] = channelNames('c');
+      const q = partitionOf(b, c!);
       const kept = await b.publish(c!, { data: '1' }, 10);
       const zero = await b.publish(c!, { data: '2' }, 0);
-      expect((await b.replay([c!], { epoch: kept.epoch, seq: kept.seq - 1 })).complete).toBe(false);
-      expect((await b.replay([c!], { epoch: kept.epoch, seq: kept.seq })).complete).toBe(false);
-      expect((await b.replay([c!], { epoch: zero.epoch, seq: zero.seq })).complete).toBe(true);
+      expect((await b.replay([c!], new Map([[q, kept.seq - 1]]))).complete).toBe(false);
+      expect((await b.replay([c!], new Map([[q, kept.seq]]))).complete).toBe(false);
+      expect((await b.replay([c!], new Map([[q, zero.seq]]))).complete).toBe(true);
     });
 
-    test('a position from another epoch or from the future is not complete', async () => {
+    test('a position from the future is not complete (epochs are the hub\'s to compare)', async () => {
       const b = await broker();
       const [a] = channelNames('a');
+      const p = partitionOf(b, a!);
       const ev = await b.publish(a!, { data: '1' }, 10);
       const head = { epoch: ev.epoch, seq: ev.seq };
-      expect(await b.replay([a!], { epoch: 'another-epoch', seq: 0 })).toEqual({ complete: false, events: [], head });
-      expect(await b.replay([a!], { epoch: 'another-epoch', seq: ev.seq - 1 })).toEqual({ complete: false, events: [], head });
-      expect(await b.replay([a!], { epoch: ev.epoch, seq: ev.seq + 1 })).toEqual({ complete: false, events: [], head });
-      expect(await b.replay([a!], { epoch: ev.epoch, seq: Number.MAX_SAFE_INTEGER })).toEqual({ complete: false, events: [], head });
-      expect(await b.replay([a!], head)).toEqual({ complete: true, events: [], head });
+      for (const seq of [ev.seq + 1, Number.MAX_SAFE_INTEGER]) {
+        const r = await b.replay([a!], new Map([[p, seq]]));
+        expect(r.complete).toBe(false);
+        expect(r.events).toEqual([]);
+        expect(headOf(r.heads, p)).toEqual(head);
+      }
+      const now = await b.replay([a!], new Map([[p, ev.seq]]));
+      expect(now).toEqual({ complete: true, events: [], heads: new Map([[p, head]]) });
     });
 
     test('a listener subscribed after some events gets only later ones, live', async () => {
@@ -409,6 +534,64 @@ export function runBrokerContract(
       const after = await b.publish(a!, { data: 'after' }, 10);
       await rec.has(after.id);
       expect(rec.ids()).toEqual([after.id]);
+    });
+
+    test('idempotencyKey: a second publish with the same key stores nothing and returns the first event', async () => {
+      const b = await broker();
+      const [a, f] = samePartition(b, 'a', 'fence');
+      const p = partitionOf(b, a!);
+      const rec = new Recorder();
+      await b.subscribe(a!, rec);
+      await b.subscribe(f!, rec);
+      const start = headOf((await b.replay([a!], undefined)).heads, p);
+      const key = 'order-42-shipped-' + a;
+      const first = await b.publish(a!, { data: 'once', idempotencyKey: key }, 10);
+      const again = await b.publish(a!, { data: 'once', idempotencyKey: key }, 10);
+      const [x, y] = await Promise.all([
+        b.publish(a!, { data: 'twin', idempotencyKey: key + 'b' }, 10),
+        b.publish(a!, { data: 'twin', idempotencyKey: key + 'b' }, 10),
+      ]);
+      expect(again.id).toBe(first.id);
+      expect(again.seq).toBe(first.seq);
+      expect(y!.id).toBe(x!.id);
+      const other = await b.publish(a!, { data: 'other key', idempotencyKey: key + 'c' }, 10);
+      expect(other.seq).toBeGreaterThan(x!.seq);
+      await fence(b, rec, f!);
+      expect(rec.events.filter((e) => e.channel === a).map((e) => e.data)).toEqual(['once', 'twin', 'other key']);
+      const r = await b.replay([a!], new Map([[p, start.seq]]));
+      expect(r.events.map((e) => e.data)).toEqual(['once', 'twin', 'other key']);
+    });
+
+    test('fence: a position ahead of the head in the same epoch starts a new epoch; listeners get one reset, then every later event', async () => {
+      const b = await broker();
+      const [a] = channelNames('a');
+      const p = partitionOf(b, a!);
+      if (b.fence === undefined) {
+        expect(b.fence).toBeUndefined(); // optional: a broker whose history cannot rewind omits it
+        return;
+      }
+      const rec = new Recorder();
+      await b.subscribe(a!, rec);
+      const ev = await b.publish(a!, { data: 'before' }, 10);
+      await rec.has(ev.id);
+      // a fence at or behind the head changes nothing
+      await b.fence({ partition: p, epoch: ev.epoch, seq: ev.seq });
+      expect(headOf((await b.replay([a!], undefined)).heads, p).epoch).toBe(ev.epoch);
+      await b.fence({ partition: p, epoch: ev.epoch, seq: ev.seq + 1000 });
+      const after = headOf((await b.replay([a!], undefined)).heads, p);
+      expect(after.epoch === ev.epoch).toBe(false);
+      // nothing of the old epoch is vouched for: a replay from its positions is the hub's reset
+      const next = await b.publish(a!, { data: 'after' }, 10);
+      expect(next.epoch).toBe(after.epoch);
+      await rec.has(next.id);
+      await rec.until(() => rec.resets.length >= 1, 'a reset');
+      expect(rec.resets).toHaveLength(1);
+      expect(rec.resets[0]!.channel).toBe(a);
+      expect(rec.resets[0]!.head.epoch).toBe(after.epoch);
+      expect(rec.events.map((e) => e.data)).toEqual(['before', 'after']);
+      const r = await b.replay([a!], new Map([[p, rec.resets[0]!.head.seq]]));
+      expect(r.complete).toBe(true);
+      expect(r.events.map((e) => e.data)).toEqual(['after']);
     });
 
     test('close: idempotent; publish and subscribe reject afterwards', async () => {

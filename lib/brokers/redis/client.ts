@@ -1,0 +1,253 @@
+/**
+ * The command connection: the caller's ioredis client (`Redis` or `Cluster`)
+ * or one the broker opens. Owns waiting for it (one listener per event for
+ * any number of waiting operations), failing fast while Redis refuses
+ * connections, bounded calls that say whether their outcome is known, the
+ * Function library (loaded on connect, reloaded when Redis lost it) and the
+ * offset between this clock and Redis' (for deadlines Redis enforces).
+ */
+import type { Cluster, Redis } from 'ioredis';
+import { SseRelayError } from '../../errors';
+import { LIBRARY_SOURCE } from './scripts';
+
+export type AnyClient = Redis | Cluster;
+type Ctor = new (...args: unknown[]) => AnyClient;
+
+export function loadIORedis(): { Redis: Ctor; Cluster: Ctor } {
+  try {
+    // Optional peer dependency: loaded only when a RedisBroker opens its own connection.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const mod = require('ioredis') as { Redis?: Ctor; Cluster?: Ctor; default?: Ctor & { Cluster?: Ctor } };
+    const Redis = mod.Redis ?? mod.default!;
+    return { Redis, Cluster: mod.Cluster ?? mod.default!.Cluster! };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException | undefined)?.code === 'MODULE_NOT_FOUND') {
+      throw new SseRelayError('ERR_REDIS_MISSING', "sse-relay: RedisBroker needs the 'ioredis' package (version 5 or later): npm install ioredis", { cause: err });
+    }
+    throw err;
+  }
+}
+
+export function closedError(): SseRelayError {
+  return new SseRelayError('ERR_BROKER_CLOSED', 'sse-relay: the broker is closed');
+}
+
+export function unavailable(reason: unknown, outcome: 'not-published' | 'unknown' = 'not-published'): SseRelayError {
+  if (reason instanceof SseRelayError) return reason;
+  const text = reason instanceof Error ? reason.message : String(reason);
+  const err = new SseRelayError('ERR_BROKER_UNAVAILABLE', `sse-relay: Redis is unavailable (${text})`, { cause: reason, outcome });
+  return err;
+}
+
+export function isCluster(client: unknown): client is Cluster {
+  return (client as { isCluster?: boolean }).isCluster === true;
+}
+
+function refusedError(err: unknown): boolean {
+  const e = err as { code?: string; lastNodeError?: { code?: string } } | undefined;
+  return e?.code === 'ECONNREFUSED' || e?.lastNodeError?.code === 'ECONNREFUSED';
+}
+
+/** A reply error from Redis itself (the command ran, or was refused by Redis before it ran). */
+export function isReplyError(err: unknown): err is Error {
+  return err instanceof Error && err.name === 'ReplyError';
+}
+
+function noop(): void {}
+
+interface Waiter {
+  resolve(): void;
+  reject(err: Error): void;
+}
+
+export class CommandConnection {
+  readonly cluster: boolean;
+  private readonly waiters = new Set<Waiter>();
+  private refused = false;
+  private lastError: unknown = undefined;
+  private loading: Promise<void> | undefined = undefined;
+  /** Redis ms - local ms, and how uncertain it is. */
+  private offset = 0;
+  private offsetError = Infinity;
+  private closed = false;
+
+  private readonly onReady = (): void => {
+    this.refused = false;
+    this.lastError = undefined;
+    this.loading = undefined; // a new server may not have our functions (restart, failover)
+    for (const w of [...this.waiters]) w.resolve();
+  };
+  private readonly onError = (err: unknown): void => {
+    this.lastError = err;
+    if (refusedError(err)) {
+      this.refused = true;
+      for (const w of [...this.waiters]) w.reject(unavailable(this.reason('Redis refused the connection')));
+    }
+  };
+  private readonly onEnd = (): void => {
+    for (const w of [...this.waiters]) w.reject(unavailable(this.reason('the connection was closed')));
+  };
+
+  constructor(
+    readonly client: AnyClient,
+    private readonly owned: boolean,
+    private readonly timeout: number,
+  ) {
+    this.cluster = isCluster(client);
+    client.on('ready', this.onReady);
+    client.on('error', this.onError);
+    client.on('end', this.onEnd);
+  }
+
+  reason(fallback: string): string {
+    const err = this.lastError as Error | undefined;
+    return err instanceof Error && err.message ? `${fallback}: ${err.message}` : fallback;
+  }
+
+  get ready(): boolean {
+    return this.client.status === 'ready';
+  }
+
+  /** Resolves once ready, within `ms`; at once with ERR_BROKER_UNAVAILABLE while Redis refuses connections. */
+  waitReady(ms: number): Promise<void> {
+    if (this.closed) return Promise.reject(closedError());
+    if (this.client.status === 'ready') return Promise.resolve();
+    if (this.client.status === 'end') return Promise.reject(unavailable(this.reason('the connection was closed')));
+    if (this.refused) return Promise.reject(unavailable(this.reason('Redis refused the connection')));
+    if (this.client.status === 'wait') this.client.connect().catch(noop);
+    return new Promise<void>((resolve, reject) => {
+      const w: Waiter = {
+        resolve: () => {
+          clearTimeout(timer);
+          this.waiters.delete(w);
+          resolve();
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          this.waiters.delete(w);
+          reject(err);
+        },
+      };
+      const timer = setTimeout(() => w.reject(unavailable(this.reason('not connected'))), Math.max(0, ms));
+      timer.unref();
+      this.waiters.add(w);
+    });
+  }
+
+  /** Rejects every waiting operation (close). */
+  abortWaiters(): void {
+    for (const w of [...this.waiters]) w.reject(closedError());
+  }
+
+  /** Loads the library once per connection (FUNCTION LOAD REPLACE on every master) and measures the clock offset. */
+  ensureLibrary(): Promise<void> {
+    this.loading ??= this.load().catch((err: unknown) => {
+      this.loading = undefined;
+      throw err;
+    });
+    return this.loading;
+  }
+
+  /** Redis lost the library (FUNCTION FLUSH, a restart, a failover to a node without it): load again. */
+  libraryLost(): void {
+    this.loading = undefined;
+  }
+
+  private async load(): Promise<void> {
+    const nodes: { call(...args: unknown[]): Promise<unknown> }[] = this.cluster
+      ? (this.client as Cluster).nodes('master')
+      : [this.client as Redis];
+    await Promise.all(nodes.map((n) => n.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY_SOURCE)));
+    const before = Date.now();
+    const t = (await this.client.call('TIME')) as [string, string];
+    const after = Date.now();
+    const redisMs = Number(t[0]) * 1000 + Math.floor(Number(t[1]) / 1000);
+    const err = (after - before) / 2 + 1;
+    if (err <= this.offsetError || this.offsetError === Infinity) {
+      this.offset = redisMs - (before + after) / 2;
+      this.offsetError = err;
+    }
+  }
+
+  /** A local deadline as Redis ms, early by the offset's uncertainty (so Redis never runs a call we gave up on). */
+  redisDeadline(localMs: number): number {
+    if (this.offsetError === Infinity) return 0;
+    return Math.floor(localMs + this.offset - this.offsetError - 5);
+  }
+
+  /**
+   * One command, bounded by `deadline` (local ms). Rejects with ERR_BROKER_UNAVAILABLE whose
+   * `outcome` is 'unknown' once the command may have reached Redis, and with Redis' own reply
+   * error unchanged (the caller decides what it means).
+   */
+  async call(deadline: number, args: readonly (string | number)[]): Promise<unknown> {
+    if (this.closed) throw closedError();
+    await this.waitReady(deadline - Date.now());
+    const command = this.client.call(String(args[0]), ...args.slice(1).map(String));
+    return new Promise((resolve, reject) => {
+      const w: Waiter = {
+        resolve: noop,
+        reject: (err) => {
+          clearTimeout(timer);
+          this.waiters.delete(w);
+          reject(err);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(w);
+        reject(unavailable(`no reply within ${this.timeout} ms`, 'unknown'));
+        if (this.owned) this.reset();
+      }, Math.max(0, deadline - Date.now()));
+      timer.unref();
+      command.then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          if (this.closed) reject(closedError());
+          else if (isReplyError(err)) reject(err);
+          else reject(unavailable(err, 'unknown'));
+        },
+      );
+    });
+  }
+
+  /** A connection that stopped answering: start it again (ours only; the caller's client is left alone). */
+  private reset(): void {
+    if (this.closed || this.cluster) return;
+    const stream = (this.client as unknown as { stream?: { destroy(): void } }).stream;
+    if (stream !== undefined) stream.destroy();
+    else this.client.disconnect(true);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.abortWaiters();
+    this.client.off('ready', this.onReady);
+    this.client.off('end', this.onEnd);
+    if (this.owned) await quit(this.client);
+    this.client.off('error', this.onError);
+  }
+}
+
+/** QUIT when connected (bounded), else disconnect; resolves once nothing of it is left open. */
+export async function quit(client: AnyClient): Promise<void> {
+  if (client.status === 'end') return;
+  if (client.status !== 'ready') {
+    client.disconnect();
+    return;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const ended = new Promise<void>((resolve) => {
+    client.once('end', () => resolve());
+    timer = setTimeout(() => {
+      client.disconnect();
+      resolve();
+    }, 2000);
+  });
+  client.quit().catch(() => client.disconnect());
+  await ended;
+  clearTimeout(timer);
+}

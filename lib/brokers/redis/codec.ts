@@ -1,0 +1,146 @@
+/**
+ * Pure validation and decoding: what callers hand the broker, and everything
+ * read back from Redis (anyone can write to our keys and SPUBLISH to our
+ * channels, so nothing read is trusted before it is checked).
+ */
+import { EPOCH, formatEventId } from '../../positions';
+import type { BrokerEvent, PublishInput } from '../broker';
+import { unknownOption } from './options';
+
+const SEQ = /^(?:0|[1-9][0-9]{0,15})$/;
+const ENTRY_ID = /^([1-9][0-9]{0,15})-0$/;
+const CHANNEL = /^[A-Za-z0-9_.:\-]{1,200}$/;
+const FIELD_BREAK = /[\r\n\0]/;
+const INPUT_NAMES = ['data', 'event', 'coalesce', 'idempotencyKey'];
+
+export function isSeq(value: unknown): value is string {
+  return typeof value === 'string' && SEQ.test(value) && Number.isSafeInteger(Number(value));
+}
+
+function isField(value: unknown): value is string {
+  return typeof value === 'string' && !FIELD_BREAK.test(value);
+}
+
+export function checkChannel(where: string, channel: unknown): asserts channel is string {
+  if (typeof channel !== 'string' || !CHANNEL.test(channel)) {
+    throw new TypeError(`sse-relay: RedisBroker.${where} channel must match ${String(CHANNEL)}, got ${JSON.stringify(channel)}`);
+  }
+}
+
+/** Validates one publish; returns the data size in bytes. */
+export function checkPublish(input: PublishInput, history: number, maxDataBytes: number): void {
+  if (input === null || typeof input !== 'object') throw new TypeError('sse-relay: RedisBroker.publish input must be an object { data, event?, coalesce?, idempotencyKey? }');
+  for (const key of Object.keys(input)) {
+    if (!INPUT_NAMES.includes(key)) throw unknownOption('RedisBroker.publish', key, INPUT_NAMES);
+  }
+  if (typeof input.data !== 'string') throw new TypeError(`sse-relay: RedisBroker.publish input.data must be a string, got ${typeof input.data}`);
+  if (input.event !== undefined && !isField(input.event)) {
+    throw new TypeError(`sse-relay: RedisBroker.publish input.event must be a string without CR, LF or NUL, got ${JSON.stringify(input.event)}`);
+  }
+  if (input.coalesce !== undefined && (!isField(input.coalesce) || input.coalesce === '')) {
+    throw new TypeError(`sse-relay: RedisBroker.publish input.coalesce must be a non-empty string without CR, LF or NUL, got ${JSON.stringify(input.coalesce)}`);
+  }
+  const key = input.idempotencyKey;
+  if (key !== undefined && (typeof key !== 'string' || key === '' || key.length > 200 || FIELD_BREAK.test(key))) {
+    throw new TypeError(`sse-relay: RedisBroker.publish input.idempotencyKey must be a string of 1..200 characters without CR, LF or NUL, got ${JSON.stringify(key)}`);
+  }
+  if (typeof history !== 'number' || !Number.isSafeInteger(history) || history < 0 || history > 1_000_000) {
+    throw new RangeError(`sse-relay: RedisBroker.publish history must be an integer 0..1000000, got ${String(history)}`);
+  }
+  const size = input.data.length > maxDataBytes / 3 ? Buffer.byteLength(input.data, 'utf8') : input.data.length;
+  if (size > maxDataBytes) {
+    throw new RangeError(`sse-relay: RedisBroker.publish data is ${size} bytes, more than maxDataBytes (${maxDataBytes})`);
+  }
+}
+
+/** One live message: `<epoch>\n<seq>\n<-|=event>\n<-|=coalesce>\n<data>`. Undefined when anything is off. */
+export function decodeMessage(channel: string, partition: number, partitions: number, raw: string): BrokerEvent | undefined {
+  const a = raw.indexOf('\n');
+  const b = a < 0 ? -1 : raw.indexOf('\n', a + 1);
+  const c = b < 0 ? -1 : raw.indexOf('\n', b + 1);
+  const d = c < 0 ? -1 : raw.indexOf('\n', c + 1);
+  if (d < 0) return undefined;
+  const epoch = raw.slice(0, a);
+  const s = raw.slice(a + 1, b);
+  const ev = raw.slice(b + 1, c);
+  const co = raw.slice(c + 1, d);
+  if (!EPOCH.test(epoch) || !isSeq(s) || s === '0') return undefined;
+  if ((ev !== '-' && ev[0] !== '=') || (co !== '-' && (co[0] !== '=' || co.length < 2))) return undefined;
+  const seq = Number(s);
+  return {
+    channel,
+    partition,
+    epoch,
+    seq,
+    id: formatEventId(partition, epoch, seq, partitions),
+    data: raw.slice(d + 1),
+    event: ev === '-' ? undefined : ev.slice(1),
+    coalesce: co === '-' ? undefined : co.slice(1),
+  };
+}
+
+/** One stream entry `[id, [field, value, ...]]`. */
+export function decodeEntry(channel: string, partition: number, partitions: number, epoch: string, entry: unknown): BrokerEvent | undefined {
+  if (!Array.isArray(entry) || entry.length !== 2) return undefined;
+  const [id, fields] = entry as unknown[];
+  const m = typeof id === 'string' ? ENTRY_ID.exec(id) : null;
+  if (m === null || !Array.isArray(fields) || fields.length % 2 !== 0) return undefined;
+  const seq = Number(m[1]);
+  if (!Number.isSafeInteger(seq)) return undefined;
+  let data: unknown;
+  let event: unknown;
+  let coalesce: unknown;
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i];
+    if (name === 'd') data = fields[i + 1];
+    else if (name === 'e') event = fields[i + 1];
+    else if (name === 'c') coalesce = fields[i + 1];
+  }
+  if (typeof data !== 'string') return undefined;
+  if (event !== undefined && !isField(event)) return undefined;
+  if (coalesce !== undefined && (!isField(coalesce) || coalesce === '')) return undefined;
+  return {
+    channel,
+    partition,
+    epoch,
+    seq,
+    id: formatEventId(partition, epoch, seq, partitions),
+    data,
+    event: event as string | undefined,
+    coalesce: coalesce as string | undefined,
+  };
+}
+
+export interface ReadReply {
+  readonly epoch: string;
+  readonly head: number;
+  readonly base: number;
+  readonly streams: readonly { complete: boolean; entries: unknown }[];
+}
+
+/** The reply of the read function; garbage stored in Redis is an error, never a position. */
+export function parseRead(reply: unknown, streams: number): ReadReply | string {
+  if (!Array.isArray(reply) || reply.length !== 3 + 2 * streams) return 'unexpected reply from Redis';
+  const [epoch, head, base] = reply as unknown[];
+  const h = typeof head === 'number' ? String(head) : head;
+  const b = typeof base === 'number' ? String(base) : base;
+  if (typeof epoch !== 'string' || !EPOCH.test(epoch) || !isSeq(h) || !isSeq(b)) return 'invalid epoch or seq stored in Redis';
+  const out: { complete: boolean; entries: unknown }[] = [];
+  for (let i = 3; i < reply.length; i += 2) out.push({ complete: reply[i] === 1, entries: reply[i + 1] });
+  return { epoch, head: Number(h), base: Number(b), streams: out };
+}
+
+/** The reply of the batch function: `[epoch, seq...]` or, for a call already done, `'epoch seq...'`. */
+export function parseBatch(reply: unknown, count: number): { epoch: string; seqs: number[] } | string {
+  const parts: unknown[] = typeof reply === 'string' ? reply.split(' ') : Array.isArray(reply) ? reply : [];
+  if (parts.length !== count + 1) return 'unexpected reply from Redis';
+  const epoch = parts[0];
+  if (typeof epoch !== 'string' || !EPOCH.test(epoch)) return 'invalid epoch stored in Redis';
+  const seqs: number[] = [];
+  for (let i = 1; i < parts.length; i++) {
+    const s = typeof parts[i] === 'number' ? String(parts[i]) : parts[i];
+    if (!isSeq(s) || s === '0') return 'invalid seq stored in Redis';
+    seqs.push(Number(s));
+  }
+  return { epoch, seqs };
+}

@@ -1,0 +1,157 @@
+/**
+ * RedisBroker options: their types, defaults and validation, once, at
+ * construction. Unknown names are refused with a "did you mean".
+ */
+import { MAX_PARTITIONS } from './partitions';
+
+/** The part of an ioredis client (`Redis` or `Cluster`) that the option `redis` must have. */
+export interface RedisClientLike {
+  readonly status: string;
+  duplicate(override?: object): unknown;
+}
+
+export interface ClusterNode {
+  host: string;
+  port: number;
+}
+
+export interface RedisBrokerOptions {
+  /** Redis URL for the connections the broker opens, e.g. `redis://127.0.0.1:6379`. Default: ioredis' default (localhost:6379). Not with `redis` or `cluster`. */
+  url?: string;
+  /**
+   * Your ioredis client, a `Redis` or a `Cluster`. The broker runs its commands on it and
+   * opens its subscriber connections from it (`duplicate()`, or one per master node of a
+   * cluster); `close()` never quits it.
+   */
+  redis?: RedisClientLike;
+  /** Startup nodes of a Redis Cluster the broker opens itself (an ioredis `Cluster`). */
+  cluster?: readonly ClusterNode[];
+  /** Options for the connections the broker opens (ioredis `RedisOptions`, e.g. password, tls). */
+  redisOptions?: Record<string, unknown>;
+  /** Prefix of every key and pub/sub channel. Default `'sse-relay:'`. */
+  prefix?: string;
+  /**
+   * How long (ms) one operation may wait for a connection and its reply before it rejects
+   * with `ERR_BROKER_UNAVAILABLE`. Default 5000.
+   */
+  commandTimeout?: number;
+  /** Partitions positions are kept in (1..8). Default 8 on a cluster, 1 on one Redis. */
+  partitions?: number;
+  /** ms between PINGs on each subscriber connection; no reply within it: reconnect. Default 3000. */
+  healthCheckInterval?: number;
+  /** Largest `data` (UTF-8 bytes) a publish accepts. Default 1 MiB. */
+  maxDataBytes?: number;
+}
+
+export interface ResolvedOptions {
+  readonly url: string | undefined;
+  readonly redis: RedisClientLike | undefined;
+  readonly cluster: readonly ClusterNode[] | undefined;
+  readonly redisOptions: Record<string, unknown>;
+  readonly prefix: string;
+  readonly commandTimeout: number;
+  readonly partitions: number | undefined;
+  readonly healthCheckInterval: number;
+  readonly maxDataBytes: number;
+}
+
+const NAMES = [
+  'url',
+  'redis',
+  'cluster',
+  'redisOptions',
+  'prefix',
+  'commandTimeout',
+  'partitions',
+  'healthCheckInterval',
+  'maxDataBytes',
+] as const;
+
+function distance(a: string, b: string): number {
+  const d: number[][] = [];
+  for (let i = 0; i <= a.length; i++) d.push([i]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1]!.toLowerCase() === b[j - 1]!.toLowerCase() ? 0 : 1;
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/** `unknown option "x"`, with the closest known name when one is close. */
+export function unknownOption(where: string, name: string, known: readonly string[]): TypeError {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const k of known) {
+    const dd = distance(name, k);
+    if (dd < bestD) {
+      bestD = dd;
+      best = k;
+    }
+  }
+  const hint = best !== undefined && bestD <= Math.max(2, Math.floor(best.length / 3)) ? ` (did you mean "${best}"?)` : '';
+  return new TypeError(`sse-relay: ${where} got an unknown option ${JSON.stringify(name)}${hint}; known: ${known.join(', ')}`);
+}
+
+function integer(name: string, value: unknown, min: number, max: number, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number') throw new TypeError(`sse-relay: RedisBroker option ${name} must be a number, got ${typeof value}`);
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new RangeError(`sse-relay: RedisBroker option ${name} must be an integer ${min}..${max}, got ${String(value)}`);
+  }
+  return value;
+}
+
+export function resolveOptions(options: RedisBrokerOptions | undefined): ResolvedOptions {
+  if (options === undefined) options = {};
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new TypeError('sse-relay: RedisBroker expects an options object { url?, redis?, cluster?, prefix?, ... }');
+  }
+  for (const key of Object.keys(options)) {
+    if (!(NAMES as readonly string[]).includes(key)) throw unknownOption('RedisBroker', key, NAMES);
+  }
+  const o = options as Record<string, unknown>;
+  const { url, redis, cluster, redisOptions, prefix = 'sse-relay:' } = o;
+  if (url !== undefined && typeof url !== 'string') {
+    throw new TypeError(`sse-relay: RedisBroker option url must be a string, got ${typeof url}`);
+  }
+  if (typeof prefix !== 'string' || /[{}\s]/.test(prefix)) {
+    throw new TypeError(`sse-relay: RedisBroker option prefix must be a string without braces or spaces, got ${JSON.stringify(prefix)}`);
+  }
+  const given = [url, redis, cluster].filter((v) => v !== undefined).length;
+  if (given > 1) throw new TypeError('sse-relay: RedisBroker takes one of the options url, redis and cluster, not several');
+  if (redis !== undefined) {
+    const c = redis as { duplicate?: unknown; call?: unknown } | null;
+    if (c === null || typeof c !== 'object' || typeof c.duplicate !== 'function' || typeof c.call !== 'function') {
+      throw new TypeError('sse-relay: RedisBroker option redis must be an ioredis client (new Redis(...) or new Cluster(...))');
+    }
+  }
+  if (cluster !== undefined) {
+    if (!Array.isArray(cluster) || cluster.length === 0) {
+      throw new TypeError('sse-relay: RedisBroker option cluster must be a non-empty array of { host, port }');
+    }
+    for (const node of cluster as unknown[]) {
+      const n = node as Partial<ClusterNode> | null;
+      if (n === null || typeof n !== 'object' || typeof n.host !== 'string' || !Number.isSafeInteger(n.port)) {
+        throw new TypeError(`sse-relay: RedisBroker option cluster: each node must be { host: string, port: number }, got ${JSON.stringify(node)}`);
+      }
+    }
+  }
+  if (redisOptions !== undefined && (redisOptions === null || typeof redisOptions !== 'object')) {
+    throw new TypeError('sse-relay: RedisBroker option redisOptions must be an object');
+  }
+  const partitions = o.partitions === undefined ? undefined : integer('partitions', o.partitions, 1, MAX_PARTITIONS, 1);
+  return {
+    url: url as string | undefined,
+    redis: redis as RedisClientLike | undefined,
+    cluster: cluster as ClusterNode[] | undefined,
+    redisOptions: (redisOptions as Record<string, unknown> | undefined) ?? {},
+    prefix,
+    commandTimeout: integer('commandTimeout', o.commandTimeout, 1, 3_600_000, 5000),
+    partitions,
+    healthCheckInterval: integer('healthCheckInterval', o.healthCheckInterval, 10, 3_600_000, 3000),
+    maxDataBytes: integer('maxDataBytes', o.maxDataBytes, 0, 512 * 1024 * 1024, 1024 * 1024),
+  };
+}

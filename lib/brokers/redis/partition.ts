@@ -1,0 +1,275 @@
+/**
+ * One partition's delivery state: its channels and listeners, the newest
+ * position Redis vouched for (the floor: publish acks, reads), what was
+ * delivered, live messages checked against Redis before they move anything,
+ * and the catch-up after a lost connection or a new epoch.
+ *
+ * A live message at or below the floor is delivered (once, in seq order). One
+ * above it (another process published, or someone forged it) waits for one
+ * read of the head: Redis ran the publish before it sent the message, so a
+ * message that arrived before that read was sent and is still above the head
+ * was never stored: it is counted invalid and moves nothing.
+ */
+import type { BrokerEvent, BrokerListener, PartitionPosition, Position } from '../broker';
+import type { ReadReply } from './codec';
+import { decodeEntry } from './codec';
+import type { PartitionKeys } from './partitions';
+import type { Subscriber } from './subscriber';
+
+export const LIVE = 0;
+export const WAITING = 1;
+export const SNAPSHOT = 2;
+
+export interface Counters {
+  invalid: number;
+  duplicates: number;
+  recoveries: number;
+  resets: number;
+}
+
+export interface PartitionIO {
+  read(p: number, channels: readonly { name: string; after: number }[], expected: string): Promise<ReadReply>;
+  /** Asks for a catch-up pass (sync) of this partition. */
+  requestRecovery(part: Partition): void;
+}
+
+export class Chan {
+  readonly listeners = new Set<BrokerListener>();
+  subscribed = false;
+  armed = false;
+  /** The head read just before SSUBSCRIBE: later events of this channel have greater seqs. */
+  floor = 0;
+  constructor(
+    readonly name: string,
+    readonly topic: string,
+  ) {}
+}
+
+function call(fn: () => void): void {
+  try {
+    fn();
+  } catch {
+    // listeners must not throw; one that does must not break delivery to the others
+  }
+}
+
+export class Partition {
+  readonly chans = new Map<string, Chan>();
+  /** Newest position Redis vouched for (floor for rewind detection). */
+  known: Position | undefined = undefined;
+  /** Epoch of what was delivered, and the newest seq delivered in it. */
+  liveEpoch: string | undefined = undefined;
+  last = 0;
+  phase = LIVE;
+  needRecovery = false;
+  private buffer: { chan: Chan; event: BrokerEvent }[] = [];
+  private pending: { chan: Chan; event: BrokerEvent }[] = [];
+  private verifying = false;
+  /** The subscriber connection this partition's channels are on. */
+  sub: Subscriber | undefined = undefined;
+
+  constructor(
+    readonly keys: PartitionKeys,
+    private readonly partitions: number,
+    private readonly io: PartitionIO,
+    private readonly counters: Counters,
+  ) {}
+
+  get index(): number {
+    return this.keys.index;
+  }
+
+  hasListeners(): boolean {
+    for (const c of this.chans.values()) if (c.listeners.size > 0) return true;
+    return false;
+  }
+
+  /** Redis vouched for (epoch, seq). A new epoch with listeners here means a catch-up (with reset). */
+  seen(epoch: string, seq: number): void {
+    const k = this.known;
+    if (k === undefined || k.epoch !== epoch || seq > k.seq) {
+      this.known = { epoch, seq };
+    }
+    if (this.liveEpoch !== undefined && this.liveEpoch !== epoch && this.phase !== SNAPSHOT && this.hasListeners()) {
+      this.startRecovery();
+    }
+  }
+
+  // ---- live ----------------------------------------------------------------
+
+  message(chan: Chan, event: BrokerEvent): void {
+    if (this.phase === WAITING) return; // the catch-up reads it from history
+    if (this.phase === SNAPSHOT) {
+      this.buffer.push({ chan, event });
+      return;
+    }
+    const k = this.known;
+    if (this.pending.length === 0 && k !== undefined && event.epoch === k.epoch && event.epoch === this.liveEpoch && event.seq <= k.seq) {
+      this.deliverNew(chan, event);
+      return;
+    }
+    this.pending.push({ chan, event });
+    this.verify();
+  }
+
+  private deliverNew(chan: Chan, event: BrokerEvent): void {
+    if (event.seq <= this.last) {
+      this.counters.duplicates++;
+      return;
+    }
+    this.last = event.seq;
+    for (const listener of chan.listeners) call(() => listener.onEvent(event));
+  }
+
+  private verify(): void {
+    if (this.verifying) return;
+    this.verifying = true;
+    const asked = this.pending.length;
+    this.io.read(this.index, [], '').then(
+      () => {
+        this.verifying = false;
+        if (this.phase !== LIVE) {
+          this.pending = [];
+          return;
+        }
+        const k = this.known!;
+        const keep: { chan: Chan; event: BrokerEvent }[] = [];
+        this.pending.forEach((m, i) => {
+          const vouched = m.event.epoch === k.epoch && m.event.seq <= k.seq;
+          if (vouched && keep.length === 0) {
+            if (m.event.epoch === this.liveEpoch) this.deliverNew(m.chan, m.event);
+          } else if (i < asked && !vouched) {
+            this.counters.invalid++; // above what Redis holds: never stored
+          } else {
+            keep.push(m);
+          }
+        });
+        this.pending = keep;
+        if (keep.length > 0) this.verify();
+      },
+      () => {
+        this.verifying = false;
+        this.pending = [];
+        this.startRecovery(); // could not check: read what is real from history
+      },
+    );
+  }
+
+  // ---- catch-up ------------------------------------------------------------
+
+  startRecovery(): void {
+    this.needRecovery = true;
+    this.phase = WAITING;
+    this.buffer = [];
+    this.pending = [];
+    this.io.requestRecovery(this);
+  }
+
+  connectionLost(): void {
+    let lost = false;
+    for (const chan of this.chans.values()) {
+      if (chan.subscribed) {
+        chan.subscribed = false;
+        lost = true;
+      }
+    }
+    if (lost) this.startRecovery();
+    else if (this.phase === SNAPSHOT) this.phase = WAITING;
+  }
+
+  private reset(chan: Chan, head: PartitionPosition): void {
+    for (const listener of chan.listeners) {
+      this.counters.resets++;
+      call(() => listener.onReset(chan.name, head));
+    }
+  }
+
+  /** One snapshot of every subscribed channel after what it has seen, then the buffered live messages. */
+  async recover(isCurrent: () => boolean): Promise<void> {
+    const chans = [...this.chans.values()].filter((c) => c.subscribed && c.armed && c.listeners.size > 0);
+    const afters = chans.map((c) => Math.max(c.floor, this.last));
+    this.buffer = [];
+    this.pending = [];
+    this.phase = SNAPSHOT;
+    let snap: ReadReply;
+    try {
+      snap = await this.io.read(
+        this.index,
+        chans.map((c, i) => ({ name: c.name, after: afters[i]! })),
+        this.liveEpoch ?? '',
+      );
+    } catch (err) {
+      if (this.phase === SNAPSHOT) this.phase = WAITING;
+      this.buffer = [];
+      throw err;
+    }
+    // From here on everything is synchronous: no message slips between the snapshot and live.
+    if (!isCurrent() || this.phase !== SNAPSHOT) throw new Error('the subscriber connection was lost during catch-up');
+    const rebased = this.liveEpoch !== undefined && this.liveEpoch !== snap.epoch;
+    const events: BrokerEvent[] = [];
+    const covered = new Map<Chan, number>();
+    const p = this.index;
+    chans.forEach((chan, i) => {
+      const { complete, entries } = snap.streams[i]!;
+      const after = rebased ? snap.base : afters[i]!;
+      if (!complete) {
+        this.reset(chan, { partition: p, epoch: snap.epoch, seq: snap.head });
+        covered.set(chan, snap.head);
+        return;
+      }
+      if (rebased) this.reset(chan, { partition: p, epoch: snap.epoch, seq: snap.base });
+      this.entries(chan.name, snap.epoch, after, snap.head, entries, events);
+      covered.set(chan, after);
+    });
+    let again = false;
+    for (const { chan, event } of this.buffer) {
+      const floor = covered.get(chan);
+      if (floor === undefined) continue;
+      if (event.epoch !== snap.epoch) {
+        again = true;
+        continue;
+      }
+      if (event.seq > floor) events.push(event);
+    }
+    events.sort((a, b) => a.seq - b.seq);
+    this.liveEpoch = snap.epoch;
+    if (rebased) this.last = 0;
+    this.buffer = [];
+    this.phase = LIVE;
+    this.needRecovery = false;
+    this.counters.recoveries++;
+    let prev = 0;
+    const k = this.known!;
+    for (const event of events) {
+      if (event.seq === prev) continue;
+      if (k.epoch === event.epoch && event.seq > k.seq) {
+        // buffered, published after the snapshot: checked like any live message
+        this.pending.push({ chan: this.chans.get(event.channel)!, event });
+        continue;
+      }
+      prev = event.seq;
+      const chan = this.chans.get(event.channel);
+      if (chan !== undefined) this.deliverNew(chan, event);
+    }
+    if (this.pending.length > 0) this.verify();
+    this.last = Math.max(this.last, Math.min(snap.head, k.seq));
+    for (const chan of chans) chan.floor = Math.max(chan.floor, this.last);
+    if (again) this.startRecovery();
+  }
+
+  /** Stream entries to events, validated: anything malformed is counted and skipped. */
+  entries(channel: string, epoch: string, after: number, head: number, entries: unknown, out: BrokerEvent[]): void {
+    if (!Array.isArray(entries)) {
+      this.counters.invalid++;
+      return;
+    }
+    for (const entry of entries as unknown[]) {
+      const ev = decodeEntry(channel, this.index, this.partitions, epoch, entry);
+      if (ev === undefined || ev.seq <= after || ev.seq > head) {
+        this.counters.invalid++;
+        continue;
+      }
+      out.push(ev);
+    }
+  }
+}

@@ -1,0 +1,245 @@
+/**
+ * The Redis Function library: publishing and reading history, atomically, in
+ * Redis. Loaded by every RedisBroker (`FUNCTION LOAD REPLACE`, on connect and
+ * again whenever Redis says the function is missing), and callable by any
+ * Redis client: `sse_relay_publish_v1` is the public entry point (see README,
+ * "Publishing from any Redis client"); the broker uses `sse_relay_batch_v1`,
+ * which runs the same per-event code for many events at once.
+ *
+ * Rewind fence: calls from a broker carry the newest position it has seen in
+ * the partition (its floor). When Redis holds that epoch but a lower seq
+ * (restarted from an older snapshot, a replica promoted behind its master),
+ * the function starts a new epoch whose history begins at the stored seq.
+ */
+import { MAX_PARTITIONS, TAGS } from './partitions';
+
+/** Bump when the stored layout or a function's contract changes; the name is part of the API. */
+export const LIBRARY = 'sse_relay_v1';
+export const FN_PUBLISH = 'sse_relay_publish_v1';
+export const FN_BATCH = 'sse_relay_batch_v1';
+export const FN_READ = 'sse_relay_read_v1';
+
+/** What the public function accepts by default (bytes of data); callers may lower it, never raise it. */
+export const DEFAULT_MAX_DATA = 1024 * 1024;
+export const DEFAULT_HISTORY = 1000;
+/** Lifetime of a caller's idempotencyKey. */
+export const USER_KEY_TTL_S = 600;
+export const EXPIRED = 'SSERELAY_EXPIRED';
+
+function tagTable(): string {
+  const rows: string[] = [];
+  for (let n = 1; n <= MAX_PARTITIONS; n++) {
+    TAGS[n]!.forEach((tag, p) => rows.push(`['${tag}'] = {${n}, ${p}}`));
+  }
+  return '{' + rows.join(', ') + '}';
+}
+
+function tagsBy(): string {
+  const rows: string[] = [];
+  for (let n = 1; n <= MAX_PARTITIONS; n++) rows.push('{' + TAGS[n]!.map((t) => `'${t}'`).join(', ') + '}');
+  return '{' + rows.join(', ') + '}';
+}
+
+export const LIBRARY_SOURCE = `#!lua name=${LIBRARY}
+local TAGS = ${tagTable()}
+local USER_TTL = ${USER_KEY_TTL_S}
+
+local function fmt(n) return string.format('%d', n) end
+
+local function fnv(s)
+  local h = 2166136261
+  for i = 1, #s do
+    h = bit.bxor(h, string.byte(s, i))
+    if h < 0 then h = h + 4294967296 end
+    h = (h * 403 + (h % 256) * 16777216) % 4294967296
+  end
+  return h
+end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function bad(msg) return redis.error_reply('ERR sse-relay: ' .. msg) end
+
+-- The partition's epoch, newest seq and base, creating or fencing them.
+local function begin(B, floor_e, floor_s, new_e)
+  local m = redis.call('HMGET', B, 'e', 's', 'b')
+  local e, s, b = m[1], tonumber(m[2] or '0'), tonumber(m[3] or '0')
+  if not e then
+    if new_e == '' then
+      local t = redis.call('TIME')
+      new_e = 't' .. t[1] .. t[2]
+    end
+    e, s, b = new_e, 0, 0
+    redis.call('DEL', B .. '!l')
+    redis.call('HSET', B, 'e', e, 's', '0', 'b', '0')
+  elseif floor_e ~= '' and e == floor_e and s < floor_s then
+    -- Redis went back behind a position it acknowledged: nothing before is vouched for.
+    e, b = new_e, s
+    redis.call('HSET', B, 'e', e, 'b', fmt(b))
+  end
+  return e, s, b
+end
+
+-- Stores one event and sends it live. last: channel -> newest seq (cache for this call).
+local function put(B, e, s, key, ch, data, ev, co, hist, last)
+  local prev = last[ch]
+  if prev == nil then prev = tonumber(redis.call('HGET', B .. '!l', ch) or '0') end
+  last[ch] = s
+  local id = fmt(s) .. '-0'
+  local f = {'d', data, 'p', fmt(prev)}
+  if ev ~= '' then f[#f + 1] = 'e'; f[#f + 1] = string.sub(ev, 2) end
+  if co ~= '' then f[#f + 1] = 'c'; f[#f + 1] = string.sub(co, 2) end
+  local added = redis.pcall('XADD', key, 'MAXLEN', hist, id, unpack(f))
+  if type(added) == 'table' and added.err then
+    -- not a stream of ours (or ids ahead of ours): start it again, nothing before is replayable
+    redis.call('DEL', key)
+    f[4] = fmt(s - 1)
+    redis.call('XADD', key, 'MAXLEN', hist, id, unpack(f))
+  end
+  if ev == '' then ev = '-' end
+  if co == '' then co = '-' end
+  redis.call('SPUBLISH', key, e .. '\\n' .. fmt(s) .. '\\n' .. ev .. '\\n' .. co .. '\\n' .. data)
+end
+
+local function finish(B, s, last)
+  redis.call('HSET', B, 's', fmt(s))
+  local l = {}
+  for ch, seq in pairs(last) do l[#l + 1] = ch; l[#l + 1] = fmt(seq) end
+  redis.call('HSET', B .. '!l', unpack(l))
+end
+
+local function valid_channel(ch)
+  return #ch >= 1 and #ch <= 200 and string.find(ch, '^[A-Za-z0-9_.:%-]+$') ~= nil
+end
+
+-- KEYS[1] <prefix>{<tag>}:<channel>
+-- ARGV data [event [coalesce [history [idempotency-key [max-bytes]]]]] ('' = none)
+local function publish(keys, args)
+  if #keys ~= 1 then return bad('expects 1 key: <prefix>{<tag>}:<channel>') end
+  local prefix, tag, ch = string.match(keys[1], '^(.-){([^}]*)}:(.*)$')
+  if not tag then return bad('the key must be <prefix>{<tag>}:<channel>') end
+  if not valid_channel(ch) then return bad('invalid channel name (^[A-Za-z0-9_.:-]{1,200}$)') end
+  local t = TAGS[tag]
+  if not t then return bad('unknown partition tag {' .. tag .. '}') end
+  local want = TAGS_BY[t[1]][fnv(ch) % t[1] + 1]
+  if want ~= tag then
+    return bad('channel ' .. ch .. ' belongs to key ' .. prefix .. '{' .. want .. '}:' .. ch)
+  end
+  local data, ev, co = args[1], args[2] or '', args[3] or ''
+  local hist, ukey, maxb = args[4] or '', args[5] or '', args[6] or ''
+  if data == nil then return bad('expects the data argument') end
+  if #args > 6 then return bad('too many arguments') end
+  local limit = ${DEFAULT_MAX_DATA}
+  if maxb ~= '' then
+    local m = tonumber(maxb)
+    if not m or m < 0 or m % 1 ~= 0 then return bad('max-bytes must be a non-negative integer') end
+    if m < limit then limit = m end
+  end
+  if #data > limit then return bad('data is larger than ' .. fmt(limit) .. ' bytes') end
+  if string.find(ev, '[\\r\\n%z]') then return bad('the event name contains CR, LF or NUL') end
+  if string.find(co, '[\\r\\n%z]') then return bad('the coalesce key contains CR, LF or NUL') end
+  if hist == '' then hist = ${DEFAULT_HISTORY} else hist = tonumber(hist) end
+  if not hist or hist < 0 or hist % 1 ~= 0 or hist > 1000000 then
+    return bad('history must be an integer 0..1000000')
+  end
+  local B = prefix .. '{' .. tag .. '}'
+  local e, s, b = begin(B, '', 0, '')
+  local ukeyname
+  if ukey ~= '' then
+    ukeyname = B .. '!k:' .. ch .. ' ' .. ukey
+    local done = redis.call('GET', ukeyname)
+    if done then return {string.match(done, '^(%S+) (%d+)$')} end
+  end
+  s = s + 1
+  if ev ~= '' then ev = '=' .. ev end
+  if co ~= '' then co = '=' .. co end
+  local last = {}
+  put(B, e, s, keys[1], ch, data, ev, co, hist, last)
+  finish(B, s, last)
+  if ukeyname then redis.call('SET', ukeyname, e .. ' ' .. fmt(s), 'EX', USER_TTL) end
+  return {e, fmt(s)}
+end
+
+-- KEYS[1] B, KEYS[2] B!l, KEYS[3] B!b:<call id>, KEYS[4..] streams and caller key marks
+-- ARGV[1] floor epoch, [2] floor seq, [3] new epoch, [4] deadline (Redis ms, 0 = none),
+-- [5] call mark lifetime (ms), then per event: key index, data, event, coalesce, history, mark index (0 = none)
+-- reply: {epoch, seq...} or, for a call already done, the string 'epoch seq...'
+local function batch(keys, args)
+  local done = redis.call('GET', keys[3])
+  if done then return done end
+  local deadline = tonumber(args[4])
+  if deadline > 0 and now_ms() > deadline then
+    return redis.error_reply('${EXPIRED} the deadline passed before Redis ran the call; nothing was stored')
+  end
+  local B = keys[1]
+  local e, s, b = begin(B, args[1], tonumber(args[2]), args[3])
+  local out = {e}
+  local last = {}
+  local n = #B + 2
+  for i = 6, #args, 6 do
+    local key = keys[tonumber(args[i])]
+    local mark = tonumber(args[i + 5])
+    local seq
+    if mark > 0 then
+      local prior = redis.call('GET', keys[mark])
+      if prior then seq = string.match(prior, ' (%d+)$') end
+    end
+    if not seq then
+      s = s + 1
+      put(B, e, s, key, string.sub(key, n), args[i + 1], args[i + 2], args[i + 3], tonumber(args[i + 4]), last)
+      seq = fmt(s)
+      if mark > 0 then redis.call('SET', keys[mark], e .. ' ' .. seq, 'EX', USER_TTL) end
+    end
+    out[#out + 1] = seq
+  end
+  if next(last) ~= nil then finish(B, s, last) end
+  redis.call('SET', keys[3], table.concat(out, ' '), 'PX', args[5])
+  return out
+end
+
+-- KEYS[1] B, KEYS[2] B!l, KEYS[3..] streams
+-- ARGV[1] floor epoch, [2] floor seq, [3] new epoch, [4] expected epoch ('' = none;
+-- when set and different, every stream is read from the epoch's start), [5..] seq to read after, per stream
+-- reply: {epoch, head, base, per stream: complete (1/0), entries}
+local function read(keys, args)
+  local B = keys[1]
+  local e, s, b = begin(B, args[1], tonumber(args[2]), args[3])
+  local out = {e, fmt(s), fmt(b)}
+  local rebase = args[4] ~= '' and args[4] ~= e
+  local n = #B + 2
+  for i = 3, #keys do
+    local after = tonumber(args[i + 2])
+    if rebase then after = b end
+    local ok = 0
+    local entries = {}
+    if after >= b and after <= s then
+      local first = redis.call('XRANGE', keys[i], '-', '+', 'COUNT', 1)
+      local prev
+      if #first == 0 then
+        prev = tonumber(redis.call('HGET', keys[2], string.sub(keys[i], n)) or '0')
+      else
+        local f = first[1][2]
+        for j = 1, #f, 2 do if f[j] == 'p' then prev = tonumber(f[j + 1]) end end
+      end
+      if prev and prev <= after then
+        ok = 1
+        entries = redis.call('XRANGE', keys[i], '(' .. fmt(after) .. '-0', '+')
+      end
+    end
+    out[#out + 1] = ok
+    out[#out + 1] = entries
+  end
+  return out
+end
+
+redis.register_function(FN_PUBLISH_NAME, publish)
+redis.register_function(FN_BATCH_NAME, batch)
+redis.register_function(FN_READ_NAME, read)
+`
+  .replace('FN_PUBLISH_NAME', `'${FN_PUBLISH}'`)
+  .replace('FN_BATCH_NAME', `'${FN_BATCH}'`)
+  .replace('FN_READ_NAME', `'${FN_READ}'`)
+  .replace('local USER_TTL', `local TAGS_BY = ${tagsBy()}\nlocal USER_TTL`);

@@ -1,0 +1,227 @@
+/**
+ * Calls into the Function library: publishes (batched per partition per
+ * event-loop turn, at most once) and reads (heads, replays, catch-ups, fences).
+ *
+ * At most once: every call carries a random call id that Redis remembers for
+ * longer than the call can run (a resend of the same call, by ioredis or by
+ * us after a lost reply, returns the first result), a deadline Redis checks
+ * against its own clock (a call that reaches Redis after we gave up stores
+ * nothing), and the caller's idempotencyKeys (10 minutes).
+ */
+import { randomBytes } from 'node:crypto';
+import { formatEventId, newEpoch } from '../../positions';
+import type { BrokerEvent, Position, PublishInput } from '../broker';
+import { SseRelayError } from '../../errors';
+import { closedError, isReplyError, unavailable, type CommandConnection } from './client';
+import { parseBatch, parseRead, type ReadReply } from './codec';
+import type { PartitionKeys } from './partitions';
+import { EXPIRED, FN_BATCH, FN_READ } from './scripts';
+
+const MAX_EVENTS_PER_CALL = 512;
+const MAX_BYTES_PER_CALL = 4 * 1024 * 1024;
+const RETRY_DELAY_MS = 50;
+
+interface Pending {
+  readonly channel: string;
+  readonly input: PublishInput;
+  readonly history: number;
+  readonly deadline: number;
+  readonly resolve: (event: BrokerEvent) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+export interface StoreHooks {
+  /** The newest position the broker has seen in partition `p` (the rewind floor). */
+  floor(p: number): Position | undefined;
+  /** Redis acknowledged `seq` (the newest of a call) in `epoch` of partition `p`. */
+  seen(p: number, epoch: string, seq: number): void;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}
+
+function bounded<T>(promise: Promise<T>, deadline: number, outcome: 'not-published' | 'unknown'): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(unavailable('no reply in time', outcome)), Math.max(0, deadline - Date.now()));
+    timer.unref();
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+export class Store {
+  private readonly queues = new Map<number, Pending[]>();
+  private scheduled: NodeJS.Immediate | undefined = undefined;
+  private closed = false;
+  /** Calls in flight: close() rejects them. */
+  private readonly inflight = new Set<Pending[]>();
+
+  constructor(
+    private readonly conn: CommandConnection,
+    private readonly keys: readonly PartitionKeys[],
+    private readonly timeout: number,
+    private readonly hooks: StoreHooks,
+  ) {}
+
+  publish(p: number, channel: string, input: PublishInput, history: number): Promise<BrokerEvent> {
+    if (this.closed) return Promise.reject(closedError());
+    return new Promise<BrokerEvent>((resolve, reject) => {
+      let q = this.queues.get(p);
+      if (q === undefined) this.queues.set(p, (q = []));
+      q.push({ channel, input, history, deadline: Date.now() + this.timeout, resolve, reject });
+      this.scheduled ??= setImmediate(() => this.flush());
+    });
+  }
+
+  private flush(): void {
+    this.scheduled = undefined;
+    for (const [p, q] of this.queues) {
+      this.queues.delete(p);
+      let start = 0;
+      while (start < q.length) {
+        let end = start;
+        let bytes = 0;
+        while (end < q.length && end - start < MAX_EVENTS_PER_CALL && (end === start || bytes + q[end]!.input.data.length <= MAX_BYTES_PER_CALL)) {
+          bytes += q[end]!.input.data.length;
+          end++;
+        }
+        void this.run(p, q.slice(start, end));
+        start = end;
+      }
+    }
+  }
+
+  /** One batch call, retried with the same call id while its deadline allows. */
+  private async run(p: number, items: Pending[]): Promise<void> {
+    this.inflight.add(items);
+    const k = this.keys[p]!;
+    const callId = randomBytes(12).toString('base64url');
+    const deadline = Math.min(...items.map((i) => i.deadline));
+    const keys: string[] = [k.base, k.last, k.call(callId)];
+    const index = new Map<string, number>();
+    const perEvent: (string | number)[] = [];
+    for (const it of items) {
+      const stream = k.channel(it.channel);
+      let ki = index.get(stream);
+      if (ki === undefined) {
+        keys.push(stream);
+        index.set(stream, (ki = keys.length));
+      }
+      let mark = 0;
+      if (it.input.idempotencyKey !== undefined) {
+        keys.push(k.userKey(it.channel, it.input.idempotencyKey));
+        mark = keys.length;
+      }
+      const { event, coalesce } = it.input;
+      perEvent.push(ki, it.input.data, event === undefined ? '' : '=' + event, coalesce === undefined ? '' : '=' + coalesce, it.history, mark);
+    }
+    let sent = false;
+    let failure: unknown;
+    try {
+      for (;;) {
+        try {
+          await bounded(this.conn.waitReady(deadline - Date.now()).then(() => this.conn.ensureLibrary()), deadline, 'not-published');
+          const floor = this.hooks.floor(p);
+          const args = [
+            'FCALL', FN_BATCH, keys.length, ...keys,
+            floor?.epoch ?? '', floor?.seq ?? 0, newEpoch(),
+            this.conn.redisDeadline(deadline), this.timeout + 10_000,
+            ...perEvent,
+          ];
+          sent = true;
+          const reply = await this.conn.call(deadline, args);
+          const parsed = parseBatch(reply, items.length);
+          if (typeof parsed === 'string') throw unavailable(parsed, 'unknown');
+          this.settle(p, items, parsed.epoch, parsed.seqs);
+          return;
+        } catch (err) {
+          if (this.closed) throw closedError();
+          if (isReplyError(err)) {
+            if (/function not found/i.test(err.message) && Date.now() < deadline) {
+              this.conn.libraryLost();
+              continue;
+            }
+            // Redis refused the call before it ran (EXPIRED, BUSY, READONLY, OOM, ...): nothing stored.
+            const outcome = err.message.startsWith(EXPIRED) || !sent ? 'not-published' : 'not-published';
+            throw unavailable(err, outcome);
+          }
+          const outcome = sent ? 'unknown' : (err as SseRelayError).outcome ?? 'not-published';
+          if (outcome === 'unknown' && Date.now() + RETRY_DELAY_MS < deadline) {
+            // The reply was lost with the connection: ask again under the same call id.
+            await sleep(RETRY_DELAY_MS);
+            continue;
+          }
+          throw err instanceof SseRelayError && err.outcome === outcome ? err : unavailable(err, outcome);
+        }
+      }
+    } catch (err) {
+      failure = err;
+    } finally {
+      this.inflight.delete(items);
+    }
+    for (const it of items) it.reject(failure);
+  }
+
+  private settle(p: number, items: Pending[], epoch: string, seqs: number[]): void {
+    const partitions = this.keys.length;
+    let max = 0;
+    for (const s of seqs) if (s > max) max = s;
+    this.hooks.seen(p, epoch, max);
+    items.forEach((it, i) => {
+      const seq = seqs[i]!;
+      it.resolve({
+        channel: it.channel,
+        partition: p,
+        epoch,
+        seq,
+        id: formatEventId(p, epoch, seq, partitions),
+        data: it.input.data,
+        event: it.input.event,
+        coalesce: it.input.coalesce,
+      });
+    });
+  }
+
+  /**
+   * One atomic read of partition `p`: its head and, per channel, whether history is
+   * complete after the given seq and the entries after it. `expected` set and different
+   * from Redis' epoch: every channel is read from the epoch's start.
+   */
+  async read(p: number, channels: readonly { name: string; after: number }[], expected: string, floor?: Position): Promise<ReadReply> {
+    if (this.closed) throw closedError();
+    const k = this.keys[p]!;
+    const deadline = Date.now() + this.timeout;
+    const f = floor ?? this.hooks.floor(p);
+    const args: (string | number)[] = ['FCALL', FN_READ, 2 + channels.length, k.base, k.last];
+    for (const c of channels) args.push(k.channel(c.name));
+    args.push(f?.epoch ?? '', f?.seq ?? 0, newEpoch(), expected);
+    for (const c of channels) args.push(c.after);
+    for (let attempt = 0; ; attempt++) {
+      await bounded(this.conn.waitReady(deadline - Date.now()).then(() => this.conn.ensureLibrary()), deadline, 'not-published');
+      let reply: unknown;
+      try {
+        reply = await this.conn.call(deadline, args);
+      } catch (err) {
+        if (isReplyError(err) && /function not found/i.test(err.message) && attempt < 3) {
+          this.conn.libraryLost();
+          continue;
+        }
+        throw this.closed ? closedError() : unavailable(err);
+      }
+      const parsed = parseRead(reply, channels.length);
+      if (typeof parsed === 'string') throw unavailable(parsed);
+      this.hooks.seen(p, parsed.epoch, parsed.head);
+      return parsed;
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.scheduled !== undefined) clearImmediate(this.scheduled);
+    this.scheduled = undefined;
+    for (const q of this.queues.values()) for (const it of q) it.reject(closedError());
+    this.queues.clear();
+    for (const items of this.inflight) for (const it of items) it.reject(closedError());
+  }
+}

@@ -1,0 +1,158 @@
+/**
+ * One subscriber connection (sharded pub/sub): SSUBSCRIBE/SUNSUBSCRIBE in
+ * batches, a health check (PING on the subscribed connection; no reply within
+ * the interval: the connection is destroyed and ioredis reconnects), and the
+ * events the broker needs: a message, the connection lost (every subscription
+ * of it is gone), ready again, a slot moved away.
+ */
+import type { Redis } from 'ioredis';
+import { unavailable } from './client';
+
+export interface SubscriberEvents {
+  message(topic: string, raw: string): void;
+  lost(sub: Subscriber): void;
+  ready(sub: Subscriber): void;
+  moved(sub: Subscriber): void;
+}
+
+function noop(): void {}
+
+export class Subscriber {
+  private healthTimer: NodeJS.Timeout | undefined = undefined;
+  private pingOutstanding = false;
+  private closed = false;
+  /** Counts connection losses, so a command that raced one is not trusted. */
+  generation = 0;
+
+  private readonly onMessage = (topic: string, raw: string): void => this.events.message(topic, raw);
+  private readonly onClose = (): void => {
+    this.generation++;
+    this.pingOutstanding = false;
+    this.events.lost(this);
+  };
+  private readonly onReady = (): void => this.events.ready(this);
+  private readonly onMoved = (): void => this.events.moved(this);
+  private readonly onError = (err: unknown): void => {
+    // ioredis 5 answers an unsolicited SUNSUBSCRIBE (slot migrated) with this: start again.
+    if (err instanceof Error && err.message.includes('Command queue state error')) this.reset();
+  };
+
+  constructor(
+    readonly client: Redis,
+    readonly node: string,
+    private readonly events: SubscriberEvents,
+    private readonly healthCheckInterval: number,
+  ) {
+    client.on('smessage', this.onMessage);
+    client.on('close', this.onClose);
+    client.on('ready', this.onReady);
+    client.on('moved', this.onMoved);
+    client.on('error', this.onError);
+    this.healthTimer = setInterval(() => this.check(), healthCheckInterval);
+    this.healthTimer.unref();
+  }
+
+  get ready(): boolean {
+    return this.client.status === 'ready';
+  }
+
+  /** PING; a connection that does not answer within one interval is destroyed (half-open TCP). */
+  private check(): void {
+    if (this.closed || this.client.status !== 'ready') return;
+    if (this.pingOutstanding) {
+      this.reset();
+      return;
+    }
+    this.pingOutstanding = true;
+    const generation = this.generation;
+    this.client.ping().then(
+      () => {
+        if (generation === this.generation) this.pingOutstanding = false;
+      },
+      noop,
+    );
+  }
+
+  /** Destroys the socket (no FIN handshake to wait for); ioredis reconnects. */
+  reset(): void {
+    if (this.closed) return;
+    const stream = (this.client as unknown as { stream?: { destroy(): void } }).stream;
+    if (stream !== undefined) stream.destroy();
+    else this.client.disconnect(true);
+  }
+
+  waitReady(ms: number): Promise<void> {
+    if (this.client.status === 'ready') return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const done = (err?: Error): void => {
+        clearTimeout(timer);
+        this.client.off('ready', onReady);
+        if (err === undefined) resolve();
+        else reject(err);
+      };
+      const onReady = (): void => done();
+      const timer = setTimeout(() => done(unavailable(`the subscriber connection to ${this.node} is not ready`)), Math.max(0, ms));
+      timer.unref();
+      this.client.once('ready', onReady);
+    });
+  }
+
+  /** A command on this connection: rejects at once when the connection drops, resets it on timeout. */
+  private command(run: () => Promise<unknown>, deadline: number): Promise<void> {
+    if (this.closed) return Promise.reject(unavailable('closed'));
+    const generation = this.generation;
+    return new Promise<void>((resolve, reject) => {
+      const done = (err?: unknown): void => {
+        clearTimeout(timer);
+        this.client.off('close', onClose);
+        if (err === undefined && generation !== this.generation) err = unavailable('the subscriber connection was lost');
+        if (err === undefined) resolve();
+        else reject(unavailable(err));
+      };
+      const onClose = (): void => done(unavailable('the subscriber connection was lost'));
+      const timer = setTimeout(() => {
+        done(unavailable('no reply on the subscriber connection'));
+        this.reset();
+      }, Math.max(0, deadline - Date.now()));
+      timer.unref();
+      this.client.once('close', onClose);
+      run().then(() => done(), done);
+    });
+  }
+
+  /** SSUBSCRIBE; every topic must be in the same slot. */
+  subscribe(topics: readonly string[], deadline: number): Promise<void> {
+    return this.command(() => this.client.ssubscribe(...topics), deadline);
+  }
+
+  unsubscribe(topics: readonly string[], deadline: number): Promise<void> {
+    return this.command(() => this.client.sunsubscribe(...topics), deadline);
+  }
+
+  close(): Promise<void> {
+    this.closed = true;
+    if (this.healthTimer !== undefined) clearInterval(this.healthTimer);
+    this.healthTimer = undefined;
+    this.client.off('smessage', this.onMessage);
+    this.client.off('close', this.onClose);
+    this.client.off('ready', this.onReady);
+    this.client.off('moved', this.onMoved);
+    const c = this.client;
+    return new Promise<void>((resolve) => {
+      if (c.status === 'end') return resolve();
+      if (c.status !== 'ready') {
+        c.disconnect();
+        return resolve();
+      }
+      const timer = setTimeout(() => {
+        c.disconnect();
+        resolve();
+      }, 2000);
+      c.once('end', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      c.quit().catch(() => c.disconnect());
+    }).finally(() => c.off('error', this.onError));
+  }
+}
