@@ -254,15 +254,17 @@ describe('sse-relay publish --url (a publish endpoint)', () => {
   test.each([
     ['--token', (args: string[]) => ({ args: [...args, '--token', TOKEN], env: {} })],
     ['SSE_RELAY_TOKEN', (args: string[]) => ({ args, env: { SSE_RELAY_TOKEN: TOKEN } })],
-  ])('publish with %s prints the id the endpoint answered; the event reaches the stream', async (_, how) => {
+  ])('publish with %s prints the id the endpoint answered; the event reaches the stream', async (how_, how) => {
     const s = await openStream({ server, path: '/events/order:9' });
     streams.push(s);
-    const { args, env } = how(['publish', 'order:9', 'paid', '--event', 'status', '--idempotency-key', 'k-1', '--url', url]);
+    // One key per case: the hub's broker deduplicates a key it has seen (that is the point of it).
+    const key = `k-${how_}`;
+    const { args, env } = how(['publish', 'order:9', 'paid', '--event', 'status', '--idempotency-key', key, '--url', url]);
     const r = await run(args, { env });
     expect([r.code, r.stderr]).toEqual([0, '']);
     const [ev] = await s.waitFor(1);
     expect(ev).toEqual({ id: r.stdout.trim(), event: 'status', data: 'paid' });
-    expect(seen).toEqual([{ event: 'status', idempotencyKey: 'k-1' }]);
+    expect(seen).toEqual([{ event: 'status', idempotencyKey: key }]);
   });
 
   test('refusals exit 1 with the status: 401 without a token, 403 with a wrong one, 400 for a bad channel', async () => {
