@@ -141,15 +141,32 @@ function machineBusyS() {
   }
 }
 
-/** CPU seconds used so far by this orchestrator and every child it started (redis-server included). */
+/** utime + stime of one process, in seconds (0 once it is gone). */
+function procCpuS(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const v = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(v[11]) + Number(v[12])) / 100; // utime, stime in USER_HZ
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * CPU seconds used so far by this orchestrator and every child it started,
+ * redis-server included: that one runs under a guard shell, whose own counters
+ * do not include a child it has not reaped yet, so the shell's children count too.
+ */
 function ourCpuS() {
   const self = process.cpuUsage();
   let s = (self.user + self.system) / 1e6;
   for (const child of children) {
+    s += procCpuS(child.pid);
+    if (!child.guarded) continue;
     try {
-      const stat = fs.readFileSync(`/proc/${child.pid}/stat`, 'latin1');
-      const v = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      s += (Number(v[11]) + Number(v[12])) / 100; // utime, stime in USER_HZ
+      for (const pid of fs.readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'latin1').split(' ').filter(Boolean)) {
+        s += procCpuS(pid);
+      }
     } catch {
       // gone
     }
