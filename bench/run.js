@@ -15,6 +15,10 @@
 //   --quick                a ~1-minute smoke run (smaller counts)         BENCH_QUICK=1
 //   --only a,b             only these scenarios (--list names them)        BENCH_ONLY=a,b
 //   --servers a,b          only these servers (raw, better-sse, sse-relay, sse-relay-redis)  BENCH_SERVERS=a,b
+//   --cluster nodes|auto   publish-rate also on a Redis Cluster: its startup nodes
+//                          (127.0.0.1:port,...) or "auto" (3 masters started here)  BENCH_REDIS_CLUSTER
+//   --flood-events N       events in the flood (default 1,000,000)        BENCH_FLOOD_EVENTS
+//   --flood-runs N         flood repeats (default 1)                       BENCH_FLOOD_RUNS
 //   --list                 print the scenarios and exit
 // Diagnosis (environment only):
 //   BENCH_PROF=kind[,kind]  run those servers under --cpu-prof (bench/results/prof/)
@@ -25,10 +29,22 @@ const os = require('node:os');
 const path = require('node:path');
 const { settings, killAll, startRedis } = require('./procs');
 const { createHarness } = require('./harness');
+const { parseNodes } = require('./cluster');
 const { table } = require('./report');
 
 // In the order they run and print.
-const SCENARIOS = ['fanout', 'throughput', 'large', 'paced', 'idle', 'redis'].map((name) =>
+const SCENARIOS = [
+  'fanout',
+  'throughput',
+  'large',
+  'paced',
+  'idle',
+  'redis',
+  'publish-rate',
+  'light-load',
+  'multi-channel',
+  'flood',
+].map((name) =>
   require(`./scenarios/${name}`),
 );
 const SERVERS = ['raw', 'better-sse', 'sse-relay', 'sse-relay-redis'];
@@ -40,6 +56,9 @@ const OPTIONS = {
   quick: { flag: true, env: 'BENCH_QUICK', help: 'a ~1-minute smoke run (smaller counts)' },
   only: { env: 'BENCH_ONLY', help: 'comma-separated scenarios to run' },
   servers: { env: 'BENCH_SERVERS', help: `comma-separated servers (${SERVERS.join(', ')})` },
+  cluster: { env: 'BENCH_REDIS_CLUSTER', help: 'publish-rate on a Redis Cluster too: 127.0.0.1:port,... or auto' },
+  'flood-events': { env: 'BENCH_FLOOD_EVENTS', int: [1, 100_000_000], help: 'events in the flood (default 1,000,000)' },
+  'flood-runs': { env: 'BENCH_FLOOD_RUNS', int: [1, 100], help: 'flood repeats (default 1)' },
   list: { flag: true, help: 'print the scenarios and exit' },
   help: { flag: true, help: 'print this help and exit' },
 };
@@ -93,6 +112,16 @@ function parseArgs(argv) {
     if (out[key] !== undefined || !o.env || !process.env[o.env]) continue;
     out[key] = o.flag ? process.env[o.env] === '1' : process.env[o.env];
   }
+  for (const [name, o] of Object.entries(OPTIONS)) {
+    const key = name.replace(/-([a-z])/g, (_, c) => c.toUpperCase());
+    if (!o.int || out[key] === undefined) continue;
+    const n = Number(out[key]);
+    if (!/^\d+$/.test(out[key]) || n < o.int[0] || n > o.int[1]) {
+      throw new RangeError(`bench: --${name} must be an integer from ${o.int[0]} to ${o.int[1]}, got ${JSON.stringify(out[key])}`);
+    }
+    out[key] = n;
+  }
+  if (out.cluster !== undefined && out.cluster !== 'auto') parseNodes(out.cluster); // throws for a bad node
   const list = (s) => (s || '').split(',').map((x) => x.trim()).filter(Boolean);
   const names = SCENARIOS.map((s) => s.name);
   const only = list(out.only);
@@ -151,7 +180,7 @@ async function main(opts, h) {
   const targets = [];
   for (const s of wanted) {
     const result = results.scenarios[s.name];
-    s.print(h, params.get(s), result);
+    s.print(h, params.get(s), result, results.scenarios);
     if (s.targets) targets.push(...s.targets(h, params.get(s), result));
   }
   for (const s of wanted) {
@@ -199,7 +228,7 @@ function start() {
     servers: opts.servers,
     redis: null,
     redisSkip: '',
-    budgetMs: quick ? 150_000 : 585_000, // hard stop: everything killed
+    budgetMs: quick ? 240_000 : 900_000, // hard stop: everything killed
     started: Date.now(),
     notes: [],
   });
