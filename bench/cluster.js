@@ -9,6 +9,12 @@ const { sleep, freePort, redisCommand, startRedis } = require('./procs');
 
 const REDIS_CLI = '/usr/bin/redis-cli';
 
+// Temp dirs of clusters still running: removed on exit too (the runner's watchdog exits without awaiting stop()).
+const dirs = new Set();
+process.on('exit', () => {
+  for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
+});
+
 /** "127.0.0.1:7000,127.0.0.1:7001" -> [{ host, port }]; only loopback nodes are accepted. */
 function parseNodes(spec) {
   return spec.split(',').map((s) => s.trim()).filter(Boolean).map((s) => {
@@ -49,6 +55,7 @@ async function waitClusterOk(nodes, timeoutMs) {
 async function startCluster() {
   if (!fs.existsSync(REDIS_CLI)) throw new Error(`redis-cli not found (${REDIS_CLI})`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sse-relay-bench-cluster-'));
+  dirs.add(dir);
   const servers = [];
   try {
     for (let i = 0; i < 3; i++) {
@@ -71,11 +78,13 @@ async function startCluster() {
     const stop = async () => {
       await Promise.all(servers.map((s) => s.stop()));
       fs.rmSync(dir, { recursive: true, force: true });
+      dirs.delete(dir);
     };
     return { nodes, stop };
   } catch (err) {
     await Promise.all(servers.map((s) => s.stop()));
     fs.rmSync(dir, { recursive: true, force: true });
+    dirs.delete(dir);
     throw err;
   }
 }
