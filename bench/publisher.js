@@ -9,10 +9,11 @@ let cluster;
 
 /**
  * Opens the broker: { url } for one Redis, or { nodes: [{ host, port }] } for
- * a cluster (an ioredis Cluster client handed over as `{ redis }`). Replies
+ * a cluster (an ioredis Cluster client handed over as `{ redis }`, keys under
+ * `prefix` when given). Replies
  * { unsupported } when this build refuses the cluster client.
  */
-async function open({ url, nodes }) {
+async function open({ url, nodes, prefix }) {
   const lib = require('../dist');
   if (typeof lib.RedisBroker !== 'function') throw new Error('RedisBroker is not exported by dist/');
   if (nodes === undefined) {
@@ -30,7 +31,7 @@ async function open({ url, nodes }) {
     });
   });
   try {
-    broker = new lib.RedisBroker({ redis: cluster });
+    broker = new lib.RedisBroker(prefix === undefined ? { redis: cluster } : { redis: cluster, prefix });
   } catch (err) {
     return { unsupported: String(err.message || err) };
   }
@@ -50,10 +51,10 @@ async function connected() {
 
 /**
  * Publishes `n` events of `size` characters round-robin over `channels`
- * channels with at most `inflight` unresolved at once; `warmup` publishes
- * first, not timed. Replies with the timed window and this process's CPU.
+ * channels with at most `inflight` unresolved at once. Replies with the
+ * time it took and this process's CPU.
  */
-async function run({ n, warmup, inflight, size, channels, history, timeoutMs }) {
+async function run({ n, inflight, size, channels, history, timeoutMs }) {
   const names = Array.from({ length: channels }, (_, i) => `bench.pr.${i}`);
   const make = payloadMaker(size);
   const deadline = Date.now() + timeoutMs;
@@ -87,7 +88,6 @@ async function run({ n, warmup, inflight, size, channels, history, timeoutMs }) 
     });
     if (failure !== undefined) throw failure;
   };
-  await burst(warmup);
   const cpu0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   await burst(n);
