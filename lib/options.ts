@@ -54,7 +54,9 @@ export function checkOptions<T extends object>(what: string, options: T | undefi
     if (known.includes(key)) continue;
     const hint = closest(key, known);
     throw new TypeError(
-      `sse-relay: unknown ${what} option ${JSON.stringify(key)}` + (hint === undefined ? '' : ` (did you mean "${hint}"?)`),
+      `sse-relay: unknown ${what} option ${JSON.stringify(key)}` +
+        (hint === undefined ? '' : ` (did you mean "${hint}"?)`) +
+        `; known: ${known.join(', ')}`,
     );
   }
   return options;
