@@ -108,10 +108,10 @@ describe('createPublisher options', () => {
       'sse-relay: unknown publisher option "limt" (did you mean "limit"?); known: authorize, limit, wwwAuthenticate',
     );
     expect(() => createPublisher(publish, { authorize: () => true, limit: '1mb' } as unknown as PublisherOptions)).toThrow(
-      new TypeError('sse-relay: publisher option limit must be a number of bytes, got "1mb"'),
+      new TypeError('sse-relay: option limit must be a number, got "1mb"'),
     );
     expect(() => createPublisher(publish, { authorize: () => true, limit: 0 })).toThrow(
-      new RangeError('sse-relay: publisher option limit must be a positive integer (bytes), got 0'),
+      new RangeError('sse-relay: option limit must be a positive integer, got 0'),
     );
     expect(() => createPublisher(publish, { authorize: () => true, limit: 1.5 })).toThrow(RangeError);
     expect(() => createPublisher(publish, { authorize: () => true, wwwAuthenticate: 'a\nb' })).toThrow(TypeError);
