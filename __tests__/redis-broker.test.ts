@@ -20,6 +20,13 @@ function prefix(): string {
   return `rb${process.pid}-${++seqNo}:`;
 }
 
+/** The sharded pub/sub channel (and history stream) of `channel` on one Redis (one partition, tag `0`). */
+function topic(p: string, channel: string): string {
+  return `${p}{0}:${channel}`;
+}
+
+const at = (seq: number): Map<number, number> => new Map([[0, seq]]);
+
 /** Everything a test opens, closed in afterEach whatever happened. */
 const open: { brokers: RedisBroker[]; clients: Redis[]; servers: RedisServer[]; dirs: string[] } = {
   brokers: [],
@@ -106,8 +113,8 @@ describe('connections', () => {
     const clients = await pubsubClients(admin);
     expect(clients).toHaveLength(1);
     expect(clients[0]).toContain('name=sse-relay:sub');
-    expect(((await admin.pubsub('CHANNELS', p + '*')) as string[]).sort()).toEqual(channels.map((c) => p + 'c:' + c).sort());
-    const numsub = (await admin.pubsub('NUMSUB', ...channels.map((c) => p + 'c:' + c))) as (string | number)[];
+    expect(((await admin.call('PUBSUB', 'SHARDCHANNELS', p + '*')) as string[]).sort()).toEqual(channels.map((c) => topic(p, c)).sort());
+    const numsub = (await admin.call('PUBSUB', 'SHARDNUMSUB', ...channels.map((c) => topic(p, c)))) as (string | number)[];
     for (let i = 1; i < numsub.length; i += 2) expect(Number(numsub[i])).toBe(1);
     expect(b.stats()).toMatchObject({ subscribed: 10, listeners: 50 });
 
@@ -125,15 +132,15 @@ describe('connections', () => {
 
     // half leave: still subscribed; all leave: no subscription left
     await Promise.all(listeners.slice(0, 25).map((l, i) => b.unsubscribe(channels[i % 10]!, l)));
-    expect((await admin.pubsub('CHANNELS', p + '*')) as string[]).toHaveLength(10);
+    expect((await admin.call('PUBSUB', 'SHARDCHANNELS', p + '*')) as string[]).toHaveLength(10);
     await Promise.all(listeners.slice(25).map((l, i) => b.unsubscribe(channels[(i + 25) % 10]!, l)));
-    expect(await admin.pubsub('CHANNELS', p + '*')).toEqual([]);
+    expect(await admin.call('PUBSUB', 'SHARDCHANNELS', p + '*')).toEqual([]);
     expect(b.stats()).toMatchObject({ subscribed: 0, listeners: 0 });
 
     // and back again
     const again = new Recorder();
     await b.subscribe('ch3', again);
-    expect(await admin.pubsub('CHANNELS', p + '*')).toEqual([p + 'c:ch3']);
+    expect(await admin.call('PUBSUB', 'SHARDCHANNELS', p + '*')).toEqual([topic(p, 'ch3')]);
     const ev = await b.publish('ch3', { data: 'again' }, 10);
     await again.has(ev.id);
     expect(await pubsubClients(admin)).toHaveLength(1);
@@ -168,8 +175,8 @@ describe('connections', () => {
         }
       }
       await Promise.all(ops);
-      const expected = channels.filter((_, c) => model[c]!.size > 0).map((ch) => p + 'c:' + ch);
-      expect(((await admin.pubsub('CHANNELS', p + '*')) as string[]).sort()).toEqual(expected);
+      const expected = channels.filter((_, c) => model[c]!.size > 0).map((ch) => topic(p, ch)).sort();
+      expect(((await admin.call('PUBSUB', 'SHARDCHANNELS', p + '*')) as string[]).sort()).toEqual(expected);
       expect(b.stats().listeners).toBe(model.reduce((n, m) => n + m.size, 0));
     }
     // and delivery matches the model
@@ -207,6 +214,33 @@ describe('connections', () => {
     expect(() => new RedisBroker({ prefix: null as unknown as string })).toThrow(TypeError);
     expect(() => new RedisBroker({ commandTimeout: 0 })).toThrow(RangeError);
     expect(() => new RedisBroker({ commandTimeout: 1.5 })).toThrow(RangeError);
+    expect(() => new RedisBroker({ partitions: 9 })).toThrow(RangeError);
+    expect(() => new RedisBroker({ partitions: '2' as unknown as number })).toThrow(TypeError);
+    expect(() => new RedisBroker({ healthCheckInterval: -1 })).toThrow(RangeError);
+    expect(() => new RedisBroker({ url: 'redis://127.0.0.1:1', cluster: [{ host: '127.0.0.1', port: 1 }] })).toThrow(TypeError);
+    expect(() => new RedisBroker({ cluster: [{ host: '127.0.0.1' }] as never })).toThrow(TypeError);
+  });
+
+  test('unknown option names are refused with a "did you mean", before anything connects', () => {
+    expect(() => new RedisBroker({ uri: 'redis://127.0.0.1:1' } as never)).toThrow(
+      'sse-relay: RedisBroker got an unknown option "uri" (did you mean "url"?)',
+    );
+    expect(() => new RedisBroker({ prefx: 'a:' } as never)).toThrow(/did you mean "prefix"/);
+    expect(() => new RedisBroker({ commandTimeOut: 5 } as never)).toThrow(/did you mean "commandTimeout"/);
+    expect(() => new RedisBroker({ zzz: 1 } as never)).toThrow(/unknown option "zzz"; known: url, redis/);
+  });
+
+  test('publish input: unknown fields, bad types and oversized data are refused before anything is sent', async () => {
+    const b = broker({ url: process.env.REDIS_URL!, prefix: prefix(), maxDataBytes: 10 });
+    await expect(b.publish('a', { data: 'x', evnt: 'e' } as never, 10)).rejects.toThrow(/unknown option "evnt" \(did you mean "event"\?\)/);
+    await expect(b.publish('a', { data: 5 } as never, 10)).rejects.toThrow(TypeError);
+    await expect(b.publish('a', { data: 'x', event: 'a\nb' }, 10)).rejects.toThrow(TypeError);
+    await expect(b.publish('a', { data: 'x', coalesce: 'a\rb' }, 10)).rejects.toThrow(TypeError);
+    await expect(b.publish('a b', { data: 'x' }, 10)).rejects.toThrow(TypeError);
+    await expect(b.publish('a', { data: 'x' }, -1)).rejects.toThrow(RangeError);
+    await expect(b.publish('a', { data: '12345678901' }, 10)).rejects.toThrow(/11 bytes, more than maxDataBytes \(10\)/);
+    await expect(b.publish('a', { data: 'ééééééé' }, 10)).rejects.toThrow(RangeError); // 14 bytes in UTF-8
+    expect((await b.publish('a', { data: '1234567890' }, 10)).data).toBe('1234567890');
   });
 });
 
@@ -289,7 +323,7 @@ describe('catch-up', () => {
     expect(acked.length + failed).toBe(201);
     expect(acked.length).toBeGreaterThan(100);
     // the history survived too
-    const r = await sub.replay(['a', 'b'], { epoch: acked[0]!.epoch, seq: acked[0]!.seq - 1 });
+    const r = await sub.replay(['a', 'b'], at(acked[0]!.seq - 1));
     expect(r.complete).toBe(true);
     const ids = new Set(r.events.map((e) => e.id));
     expect(acked.filter((e) => !ids.has(e.id))).toEqual([]);
@@ -353,7 +387,7 @@ describe('catch-up', () => {
     const fresh = await b.publish('a', { data: '2' }, 10);
     expect(fresh.epoch).not.toBe(first.epoch);
     await rec.has(fresh.id);
-    expect(rec.resets).toEqual([{ channel: 'a', head: { epoch: fresh.epoch, seq: 0 } }]);
+    expect(rec.resets).toEqual([{ channel: 'a', head: { partition: 0, epoch: fresh.epoch, seq: 0 } }]);
     expect(rec.ids()).toEqual([first.id, fresh.id]);
   });
 
@@ -380,7 +414,7 @@ describe('catch-up', () => {
     await recA.until(() => recA.resets.length > 0, 'onReset on a');
     const bEvents = burst.filter((e) => e.channel === 'b');
     await recB.until(allOf(recB, bEvents), 'b caught up');
-    expect(recA.resets).toEqual([{ channel: 'a', head: { epoch: a0.epoch, seq: head } }]);
+    expect(recA.resets).toEqual([{ channel: 'a', head: { partition: 0, epoch: a0.epoch, seq: head } }]);
     expect(recA.ids()).toEqual([a0.id]); // nothing from before the head after the reset
     expect(recB.resets).toEqual([]);
     expect(recB.ids()).toEqual(bEvents.map((e) => e.id));
@@ -397,38 +431,28 @@ describe('validation', () => {
     const b = broker({ url: process.env.REDIS_URL!, prefix: p });
     const rec = new Recorder();
     await b.subscribe('v', rec);
-    const ok = { e: 'epoch_1', s: '1', d: 'x' };
     const garbage = [
-      'not json',
+      'no newlines',
       '',
-      'null',
-      '[1,2]',
-      '"string"',
-      '{}',
-      JSON.stringify({ ...ok, e: 'bad epoch!' }),
-      JSON.stringify({ ...ok, e: 'x'.repeat(33) }),
-      JSON.stringify({ ...ok, e: 7 }),
-      JSON.stringify({ ...ok, s: 5 }),
-      JSON.stringify({ ...ok, s: '0' }),
-      JSON.stringify({ ...ok, s: '01' }),
-      JSON.stringify({ ...ok, s: '1e3' }),
-      JSON.stringify({ ...ok, s: '-1' }),
-      JSON.stringify({ ...ok, s: '99999999999999999' }),
-      JSON.stringify({ ...ok, d: 5 }),
-      JSON.stringify({ ...ok, d: undefined }),
-      JSON.stringify({ ...ok, v: 'evil\ndata: injected' }),
-      JSON.stringify({ ...ok, v: 'nul\0' }),
-      JSON.stringify({ ...ok, v: 3 }),
-      JSON.stringify({ ...ok, c: '' }),
-      JSON.stringify({ ...ok, c: {} }),
+      'epoch_1\n1\n-\n-', // four fields, no data separator
+      'bad epoch!\n1\n-\n-\nx',
+      'x'.repeat(33) + '\n1\n-\n-\nx',
+      'epoch_1\n0\n-\n-\nx',
+      'epoch_1\n01\n-\n-\nx',
+      'epoch_1\n1e3\n-\n-\nx',
+      'epoch_1\n-1\n-\n-\nx',
+      'epoch_1\n99999999999999999\n-\n-\nx',
+      'epoch_1\n1\nevent\n-\nx', // event field without '='
+      'epoch_1\n1\n-\n=\nx', // empty coalesce key
+      'epoch_1\n1\n-\nkey\nx',
     ];
-    for (const g of garbage) await admin.publish(p + 'c:v', g);
+    for (const g of garbage) await admin.call('SPUBLISH', topic(p, 'v'), g);
     const real = await b.publish('v', { data: 'real' }, 10);
     await rec.has(real.id);
     expect(rec.events).toEqual([real]);
     expect(b.stats().invalid).toBe(garbage.length);
     // a forged message in the past of what was delivered is never delivered backwards
-    await admin.publish(p + 'c:v', JSON.stringify({ e: real.epoch, s: String(real.seq), d: 'replayed' }));
+    await admin.call('SPUBLISH', topic(p, 'v'), `${real.epoch}\n${real.seq}\n-\n-\nreplayed`);
     const real2 = await b.publish('v', { data: 'real2' }, 10);
     await rec.has(real2.id);
     expect(rec.events).toEqual([real, real2]);
@@ -440,32 +464,31 @@ describe('validation', () => {
     const p = prefix();
     const b = broker({ url: process.env.REDIS_URL!, prefix: p });
     const e1 = await b.publish('h', { data: '1' }, 10);
-    const before = { epoch: e1.epoch, seq: e1.seq - 1 };
-    await admin.xadd(p + 'h:h', `${e1.seq}-5`, 'data', 'not ours'); // id not <seq>-0
-    await admin.xadd(p + 'h:h', `${e1.seq + 1000}-0`, 'nodata', 'x'); // no data field
+    const before = at(e1.seq - 1);
+    await admin.xadd(topic(p, 'h'), `${e1.seq}-5`, 'd', 'not ours'); // id not <seq>-0
+    await admin.xadd(topic(p, 'h'), `${e1.seq + 1000}-0`, 'nodata', 'x'); // no data field, beyond the head
     const r = await b.replay(['h'], before);
-    expect(r).toEqual({ complete: true, events: [e1], head: { epoch: e1.epoch, seq: e1.seq } });
+    expect(r).toEqual({ complete: true, events: [e1], heads: new Map([[0, { epoch: e1.epoch, seq: e1.seq }]]) });
     expect(b.stats().invalid).toBe(2);
     // the next publish cannot append behind the forged id: the stream starts again and says so
     const e2 = await b.publish('h', { data: '2' }, 10);
     expect((await b.replay(['h'], before)).complete).toBe(false);
-    expect(await b.replay(['h'], { epoch: e2.epoch, seq: e2.seq - 1 })).toEqual({
+    expect(await b.replay(['h'], at(e2.seq - 1))).toEqual({
       complete: true,
       events: [e2],
-      head: { epoch: e2.epoch, seq: e2.seq },
+      heads: new Map([[0, { epoch: e2.epoch, seq: e2.seq }]]),
     });
     // a key of another type under our name is replaced the same way
-    await admin.del(p + 'h:t');
-    await admin.set(p + 'h:t', 'a string');
+    await admin.set(topic(p, 't'), 'a string');
     const t = await b.publish('t', { data: 't' }, 10);
-    expect((await b.replay(['t'], { epoch: t.epoch, seq: t.seq - 1 })).events).toEqual([t]);
+    expect((await b.replay(['t'], at(t.seq - 1))).events).toEqual([t]);
   });
 
   test('a corrupt epoch in Redis is an error, never an id', async () => {
     const admin = client(process.env.REDIS_URL!);
     const p = prefix();
     const b = broker({ url: process.env.REDIS_URL!, prefix: p });
-    await admin.hset(p + 'meta', 'epoch', 'not a valid epoch!', 'seq', '3');
+    await admin.hset(p + '{0}', 'e', 'not a valid epoch!', 's', '3');
     const err = await expectCode(b.publish('x', { data: 'x' }, 10), 'ERR_BROKER_UNAVAILABLE');
     expect(err.message).toMatch(/invalid epoch/);
     await expectCode(b.replay(['x'], undefined), 'ERR_BROKER_UNAVAILABLE');
@@ -499,13 +522,16 @@ describe('Redis unreachable', () => {
     open.servers.splice(open.servers.indexOf(s), 1);
     await expectCode(b.publish('a', { data: 'lost' }, 10), 'ERR_BROKER_UNAVAILABLE');
     await expectCode(b.subscribe('other', new Recorder()), 'ERR_BROKER_UNAVAILABLE');
-    await expectCode(b.replay(['a'], { epoch: e1.epoch, seq: 0 }), 'ERR_BROKER_UNAVAILABLE');
+    await expectCode(b.replay(['a'], at(0)), 'ERR_BROKER_UNAVAILABLE');
     expect(b.stats().listeners).toBe(1); // the failed subscribe left nothing behind
 
     s = await server({ port });
+    // while the restarted server is not accepting yet, publishes fail fast: retry (bounded)
     let e2: BrokerEvent | undefined;
-    for (let i = 0; i < 40 && e2 === undefined; i++) {
+    const until = Date.now() + 10_000;
+    while (e2 === undefined && Date.now() < until) {
       e2 = await b.publish('a', { data: '2' }, 10).catch(() => undefined);
+      if (e2 === undefined) await new Promise((r) => setTimeout(r, 50));
     }
     expect(e2).toBeDefined();
     await rec.has(e2!.id);

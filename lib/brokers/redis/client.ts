@@ -8,6 +8,9 @@
  */
 import type { Cluster, Redis } from 'ioredis';
 import { SseRelayError } from '../../errors';
+
+/** A reply we cannot use (garbage stored in Redis): definite, not worth asking again. */
+export class BadReply extends Error {}
 import { LIBRARY_SOURCE } from './scripts';
 
 export type AnyClient = Redis | Cluster;
@@ -236,6 +239,7 @@ export class CommandConnection {
 export async function quit(client: AnyClient): Promise<void> {
   if (client.status === 'end') return;
   if (client.status !== 'ready') {
+    (client as unknown as { stream?: { destroy(): void } }).stream?.destroy();
     client.disconnect();
     return;
   }

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { formatEventId, newEpoch } from '../../positions';
 import type { BrokerEvent, Position, PublishInput } from '../broker';
 import { SseRelayError } from '../../errors';
-import { closedError, isReplyError, unavailable, type CommandConnection } from './client';
+import { BadReply, closedError, isReplyError, unavailable, type CommandConnection } from './client';
 import { parseBatch, parseRead, type ReadReply } from './codec';
 import type { PartitionKeys } from './partitions';
 import { EXPIRED, FN_BATCH, FN_READ } from './scripts';
@@ -132,19 +132,19 @@ export class Store {
           sent = true;
           const reply = await this.conn.call(deadline, args);
           const parsed = parseBatch(reply, items.length);
-          if (typeof parsed === 'string') throw unavailable(parsed, 'unknown');
+          if (typeof parsed === 'string') throw new BadReply(parsed);
           this.settle(p, items, parsed.epoch, parsed.seqs);
           return;
         } catch (err) {
           if (this.closed) throw closedError();
+          if (err instanceof BadReply) throw unavailable(err.message, 'unknown');
           if (isReplyError(err)) {
             if (/function not found/i.test(err.message) && Date.now() < deadline) {
               this.conn.libraryLost();
               continue;
             }
             // Redis refused the call before it ran (EXPIRED, BUSY, READONLY, OOM, ...): nothing stored.
-            const outcome = err.message.startsWith(EXPIRED) || !sent ? 'not-published' : 'not-published';
-            throw unavailable(err, outcome);
+            throw unavailable(err.message.startsWith(EXPIRED) ? 'the deadline passed before Redis ran the call' : err, 'not-published');
           }
           const outcome = sent ? 'unknown' : (err as SseRelayError).outcome ?? 'not-published';
           if (outcome === 'unknown' && Date.now() + RETRY_DELAY_MS < deadline) {

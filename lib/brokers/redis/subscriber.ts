@@ -17,6 +17,14 @@ export interface SubscriberEvents {
 
 function noop(): void {}
 
+/** Drops the socket at once (ioredis' disconnect() would otherwise wait up to 2 s for a FIN that may never come). */
+export function destroyStream(client: unknown): boolean {
+  const stream = (client as { stream?: { destroy(): void } }).stream;
+  if (stream === undefined) return false;
+  stream.destroy();
+  return true;
+}
+
 export class Subscriber {
   private healthTimer: NodeJS.Timeout | undefined = undefined;
   private pingOutstanding = false;
@@ -48,6 +56,7 @@ export class Subscriber {
     client.on('ready', this.onReady);
     client.on('moved', this.onMoved);
     client.on('error', this.onError);
+    client.on('error', noop);
     this.healthTimer = setInterval(() => this.check(), healthCheckInterval);
     this.healthTimer.unref();
   }
@@ -76,9 +85,7 @@ export class Subscriber {
   /** Destroys the socket (no FIN handshake to wait for); ioredis reconnects. */
   reset(): void {
     if (this.closed) return;
-    const stream = (this.client as unknown as { stream?: { destroy(): void } }).stream;
-    if (stream !== undefined) stream.destroy();
-    else this.client.disconnect(true);
+    if (!destroyStream(this.client)) this.client.disconnect(true);
   }
 
   waitReady(ms: number): Promise<void> {
@@ -141,6 +148,7 @@ export class Subscriber {
     return new Promise<void>((resolve) => {
       if (c.status === 'end') return resolve();
       if (c.status !== 'ready') {
+        destroyStream(c);
         c.disconnect();
         return resolve();
       }
@@ -154,5 +162,6 @@ export class Subscriber {
       });
       c.quit().catch(() => c.disconnect());
     }).finally(() => c.off('error', this.onError));
+    // (the noop 'error' listener stays: ioredis may still report the socket's end)
   }
 }
