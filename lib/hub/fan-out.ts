@@ -5,7 +5,7 @@
  * partition, or a broker's `onReset`, becomes ONE `reset` event per stream.
  */
 import type { BrokerEvent, BrokerListener, PartitionPosition, Position } from '../brokers/broker';
-import { encodeData, encodeEvent } from '../protocol/encode';
+import { encodeData, encodeEvent, encodeFrame } from '../protocol/encode';
 import { EPOCH, formatEventId } from '../positions';
 import { FanOut } from '../stream/fan-out';
 import type { HubStream } from './stream';
@@ -73,7 +73,7 @@ export class Delivery implements BrokerListener {
         s.buffer.push(ev);
         continue;
       }
-      if (!this.accept(s, ev)) {
+      if (!this.advance(s, ev)) {
         fanOut.skip(s.conn, s.group);
         continue;
       }
@@ -115,7 +115,7 @@ export class Delivery implements BrokerListener {
       this.counters.invalid++;
       return '';
     }
-    if (!this.accept(s, ev)) return '';
+    if (!this.advance(s, ev)) return '';
     return this.frame(s.id(), ev, encodeData(ev.data));
   }
 
@@ -126,15 +126,15 @@ export class Delivery implements BrokerListener {
   }
 
   private frame(id: string, ev: BrokerEvent, data: string): string {
-    const head = ev.event === undefined ? 'id: ' + id + '\n' : 'id: ' + id + '\nevent: ' + ev.event + '\n';
-    return head + data + '\n';
+    return encodeFrame(id, ev.event, data);
   }
 
   /**
-   * Whether `ev` is new for stream `s` (then it counts as delivered). An event
-   * of another epoch first tells the page with a reset: the broker lost history.
+   * Moves stream `s`'s cursor past `ev` and counts it delivered; false when the
+   * stream has it already (a duplicate). An event of another epoch first sends
+   * the page a `reset`: the broker lost history.
    */
-  private accept(s: HubStream, ev: BrokerEvent): boolean {
+  private advance(s: HubStream, ev: BrokerEvent): boolean {
     const p = ev.partition ?? 0;
     const epoch = s.epochs[p];
     if (epoch !== ev.epoch) {

@@ -12,7 +12,7 @@ import type { AnyEvents, EventMap, EventName, MessageData } from '../events';
 import { RETRY, jitter, type Handler, type NextFunction } from '../http';
 import { checkOptions, nonEmptyString, nonNegativeInt, positiveInt, show } from '../options';
 import { formatCursor } from '../positions';
-import { checkFieldValue, dataToText, encodeData, encodeRetry } from '../protocol/encode';
+import { checkFieldValue, dataToText, encodeData, encodeFrame, encodeRetry } from '../protocol/encode';
 import { Admission } from '../stream/admission';
 import type { Connection } from '../stream/connection';
 import { checkFrameSize, resolveOptions, type SseOptions } from '../stream/options';
@@ -107,6 +107,9 @@ export interface Hub<E extends EventMap = AnyEvents> {
   close(): Promise<void>;
 }
 
+/** Stands for the longest id a stream could be sent with an event, when sizing it. */
+const LONGEST_ID = 'x'.repeat(128);
+
 const HUB_OPTIONS = ['authorize', 'broker', 'history', 'reauthorizeEvery', 'reauthorizeTimeout', 'sse'] as const;
 const PUBLISH_OPTIONS = ['event', 'coalesce', 'idempotencyKey'] as const;
 const BROKER_METHODS = ['publish', 'subscribe', 'unsubscribe', 'replay', 'close'] as const;
@@ -197,7 +200,7 @@ class HubImpl implements Hub, OpenContext {
     const idempotencyKey = o.idempotencyKey === undefined ? undefined : nonEmptyString('idempotencyKey', o.idempotencyKey);
     const text = dataToText(data, this.admission.opts.serialize);
     // The largest frame any stream could get: the longest id, the event line, the data lines.
-    checkFrameSize('id: ' + 'x'.repeat(128) + '\n' + (event === undefined ? '' : 'event: ' + event + '\n') + encodeData(text) + '\n', this.admission.opts.maxEventBytes);
+    checkFrameSize(encodeFrame(LONGEST_ID, event, encodeData(text)), this.admission.opts.maxEventBytes);
     if (this.closed) throw new SseRelayError('ERR_HUB_CLOSED', 'sse-relay: the hub is closed');
     const ev = await this.broker.publish(channel, { data: text, event, coalesce, idempotencyKey }, this.history);
     if (!this.delivery.valid(ev)) throw new Error('sse-relay: the broker resolved publish() with an event that breaks the Broker contract');

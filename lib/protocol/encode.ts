@@ -83,6 +83,19 @@ export function encodeData(text: string): string {
 }
 
 /**
+ * One event frame from values the caller has already checked (`id` and
+ * `event` single-line, `data` already turned into `data:` lines by
+ * `encodeData`): the hot path of fan-out and `res.sse.send`. Same layout as
+ * `encodeEvent`.
+ */
+export function encodeFrame(id: string | undefined, event: string | undefined, dataLines: string): string {
+  let head = '';
+  if (id !== undefined) head = 'id: ' + id + '\n';
+  if (event !== undefined) head += 'event: ' + event + '\n';
+  return head + dataLines + '\n';
+}
+
+/**
  * Encodes one event. Field order: `id`, `event`, `retry`, then the `data:`
  * lines, then the blank line that dispatches it. Throws (TypeError or
  * RangeError) before producing anything when a field is invalid.

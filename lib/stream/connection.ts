@@ -6,7 +6,7 @@
  * every listener and timer.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { checkFieldValue, checkRetry, dataToText, encodeComment, encodeData, encodeRetry } from '../protocol/encode';
+import { checkFieldValue, checkRetry, dataToText, encodeComment, encodeData, encodeFrame, encodeRetry } from '../protocol/encode';
 import { HTTP1_HEADERS, STREAM_HEADERS, corsHeaders } from '../protocol/headers';
 import { RETRY, isHttp2, jitter, queryOf, refuse } from '../http';
 import type { AnyEvents, EventMap, EventName, MessageData } from '../events';
@@ -190,13 +190,14 @@ export class Connection implements SseStream, QueueOwner, Ticking {
 
   send(data: unknown, options?: SendOptions): boolean {
     if (this.state === 'closed') return false; // calls after close never throw
-    let head = '';
+    let id: string | undefined;
+    let event: string | undefined;
     if (options !== undefined && options !== null) {
       if (typeof options !== 'object') throw new TypeError('sse-relay: send options must be an object { event?, id? }');
-      if (options.id !== undefined) head += 'id: ' + checkFieldValue('id', options.id) + '\n';
-      if (options.event !== undefined) head += 'event: ' + checkFieldValue('event', options.event) + '\n';
+      if (options.id !== undefined) id = checkFieldValue('id', options.id);
+      if (options.event !== undefined) event = checkFieldValue('event', options.event);
     }
-    const frame = head + encodeData(dataToText(data, this.admission.opts.serialize)) + '\n';
+    const frame = encodeFrame(id, event, encodeData(dataToText(data, this.admission.opts.serialize)));
     checkFrameSize(frame, this.admission.opts.maxEventBytes);
     return this.open() && this.write(frame);
   }

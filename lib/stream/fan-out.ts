@@ -29,7 +29,7 @@ export class FanOut {
     if (queue === undefined) return;
     if (group !== undefined && this.coalesce === undefined) {
       const frames = this.framesOf(group);
-      if (queue.reads(frames) || queue.join(frames)) {
+      if (queue.isSharing(frames) || queue.share(frames)) {
         this.count(frames);
         return;
       }

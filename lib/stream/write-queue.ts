@@ -103,7 +103,7 @@ export class WriteQueue implements Flushable {
   }
 
   /** True when this stream reads `frames` this turn. */
-  reads(frames: SharedFrames): boolean {
+  isSharing(frames: SharedFrames): boolean {
     return this.shared === frames;
   }
 
@@ -112,7 +112,7 @@ export class WriteQueue implements Flushable {
    * bytes. False when it has output of its own pending or is backed up; then
    * the caller pushes frames one by one.
    */
-  join(frames: SharedFrames): boolean {
+  share(frames: SharedFrames): boolean {
     if (this.closed || this.backedUp || this.pending !== '' || this.shared !== null || frames.text !== '') return false;
     this.shared = frames;
     turn.mark(this);
