@@ -36,3 +36,25 @@ export type {
   PublishInput,
   ReplayResult,
 } from './brokers/broker';
+
+// ---- operations: metrics and tracing hooks (lib/metrics, lib/diagnostics) ----
+export {
+  metricsHandler,
+  metricsText,
+  metricsSnapshot,
+  registerPromMetrics,
+  METRIC_NAMES,
+  type MetricsHandlerOptions,
+  type MetricsSnapshot,
+  type PromRegistryLike,
+  type PromClientLike,
+} from './metrics';
+export {
+  CHANNELS as DIAGNOSTICS_CHANNELS,
+  type PublishContext,
+  type StreamOpenMessage,
+  type StreamCloseMessage,
+  type StreamDropMessage,
+  type ReplayMessage,
+  type ResetMessage,
+} from './diagnostics';
