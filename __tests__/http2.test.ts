@@ -106,7 +106,7 @@ test('sse(): the stream head over HTTP/2 has no Connection header; exact bytes',
 
 test('the same server over HTTP/1.1 (allowHTTP1) still sends Connection: keep-alive', async () => {
   const res = await new Promise<IncomingMessage>((resolve, reject) => {
-    const req = https.request(`${origin}/hello`, { ca: cert.cert, ALPNProtocols: ['http/1.1'], agent: false }, resolve);
+    const req = https.request(`${origin}/hello`, { ca: cert.cert, ALPNProtocols: ['http/1.1'], agent: false } as https.RequestOptions, resolve);
     req.on('error', reject);
     req.end();
   });
