@@ -24,6 +24,8 @@ let origin: string;
 let tcpConnections = 0;
 const events = sse({ keepAlive: false });
 const sessions: ClientHttp2Session[] = [];
+const serverSessions = new Set<http2.ServerHttp2Session>();
+const http1Sockets = new Set<import('node:tls').TLSSocket>();
 
 beforeAll(async () => {
   cert = selfSignedCertificate();
@@ -38,16 +40,28 @@ beforeAll(async () => {
     },
   );
   server = http2.createSecureServer({ key: cert.key, cert: cert.cert, allowHTTP1: true }, app as never);
-  server.on('secureConnection', () => tcpConnections++);
+  server.on('secureConnection', (socket) => {
+    tcpConnections++;
+    http1Sockets.add(socket);
+    socket.once('close', () => http1Sockets.delete(socket));
+  });
+  server.on('session', (session) => {
+    serverSessions.add(session);
+    session.once('close', () => serverSessions.delete(session));
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   origin = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
 });
 
 afterAll(async () => {
-  for (const s of sessions) s.destroy();
+  // Streams first (retry: + end), then the client sessions, then the server's own sessions.
   await hub.close();
   events.close();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
+  for (const s of sessions) s.destroy();
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  for (const s of serverSessions) s.destroy();
+  for (const socket of http1Sockets) socket.destroy();
+  await closed;
 });
 
 function connect(): Promise<ClientHttp2Session> {
