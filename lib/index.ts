@@ -38,6 +38,7 @@ export type {
   PublishInput,
   ReplayResult,
 } from './brokers/broker';
+<<<<<<< HEAD
 export {
   createPublisher,
   type PublishFn,
@@ -46,3 +47,27 @@ export {
   type PublishAuthorize,
   type PublishDecision,
 } from './publisher';
+=======
+
+// ---- operations: metrics and tracing hooks (lib/metrics, lib/diagnostics) ----
+export {
+  metricsHandler,
+  metricsText,
+  metricsSnapshot,
+  registerPromMetrics,
+  METRIC_NAMES,
+  type MetricsHandlerOptions,
+  type MetricsSnapshot,
+  type PromRegistryLike,
+  type PromClientLike,
+} from './metrics';
+export {
+  CHANNELS as DIAGNOSTICS_CHANNELS,
+  type PublishContext,
+  type StreamOpenMessage,
+  type StreamCloseMessage,
+  type StreamDropMessage,
+  type ReplayMessage,
+  type ResetMessage,
+} from './diagnostics';
+>>>>>>> ops~1
