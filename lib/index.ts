@@ -38,7 +38,6 @@ export type {
   PublishInput,
   ReplayResult,
 } from './brokers/broker';
-<<<<<<< HEAD
 export {
   createPublisher,
   type PublishFn,
@@ -47,7 +46,6 @@ export {
   type PublishAuthorize,
   type PublishDecision,
 } from './publisher';
-=======
 
 // ---- operations: metrics and tracing hooks (lib/metrics, lib/diagnostics) ----
 export {
@@ -70,4 +68,3 @@ export {
   type ReplayMessage,
   type ResetMessage,
 } from './diagnostics';
->>>>>>> ops~1
