@@ -6,7 +6,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AnyEvents, EventMap } from './events';
 import { RETRY, jitter, type NextFunction } from './http';
 import { encodeRetry } from './protocol/encode';
-import { Admission } from './stream/admission';
+import { registerSource } from './metrics/registry';
+import { Admission, droppedTotal } from './stream/admission';
 import { Connection, type SseStream } from './stream/connection';
 import { resolveOptions, type SseOptions } from './stream/options';
 
@@ -40,7 +41,8 @@ export interface SseMiddleware<E extends EventMap = AnyEvents> {
  * A bad option throws a TypeError or RangeError that names it.
  */
 export function sse<E extends EventMap = AnyEvents>(options?: SseOptions): SseMiddleware<E> {
-  const admission = new Admission<Connection>(resolveOptions(options));
+  const admission = new Admission<Connection>(resolveOptions(options), 'sse');
+  registerSource(admission); // held weakly: gone with the middleware
   const middleware = function sseMiddleware(req: IncomingMessage, res: ServerResponse, next: NextFunction): void {
     res.sse = new Connection(req, res, admission);
     next();
@@ -48,7 +50,7 @@ export function sse<E extends EventMap = AnyEvents>(options?: SseOptions): SseMi
   Object.defineProperties(middleware, {
     close: { value: () => admission.closeAll(() => encodeRetry(jitter(RETRY.unavailable))) },
     connections: { get: () => admission.open.size },
-    dropped: { get: () => admission.counters.droppedTotal },
+    dropped: { get: () => droppedTotal(admission.counters) },
     stream: { value: (res: ServerResponse) => res.sse as unknown as SseStream<E> },
   });
   return middleware;

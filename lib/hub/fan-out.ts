@@ -7,26 +7,29 @@
 import type { BrokerEvent, BrokerListener, PartitionPosition, Position } from '../brokers/broker';
 import { encodeData, encodeEvent, encodeFrame } from '../protocol/encode';
 import { EPOCH, formatEventId } from '../positions';
+import { resetSent } from '../diagnostics';
+import type { Counters } from '../metrics/counters';
+import { labelCounts } from '../metrics/registry';
 import { FanOut } from '../stream/fan-out';
+
+function observeSince(counters: Counters, t0: number): void {
+  counters.observeLatency((performance.now() - t0) / 1000);
+}
 import type { HubStream } from './stream';
 
 export const RESET_EVENT = 'reset';
 
 const FIELD_BREAK = /[\r\n\0]/;
 
-/** What the hub counts about delivery. */
-export class DeliveryCounters {
-  /** Event frames written to streams (one per stream per event). */
-  delivered = 0;
-  /** Events a broker handed over that broke the Broker contract's rules, dropped. */
-  invalid = 0;
-  /** `reset` events sent. */
-  resets = 0;
-}
+/** How many publish times are kept for events a broker delivers after publish() resolved. */
+const MAX_STAMPS = 1024;
 
 export class Delivery implements BrokerListener {
-  readonly counters = new DeliveryCounters();
   readonly fanOut = new FanOut();
+  /** performance.now() of the publish() whose broker call runs right now (MemoryBroker delivers inside it). */
+  publishing: number | undefined = undefined;
+  /** event id -> performance.now() at publish(), for events published here that a broker delivers later. */
+  private readonly stamps = new Map<string, number>();
   /** partition -> the last epoch that passed the check (skips the regex for the common case). */
   private readonly goodEpochs: (string | undefined)[];
 
@@ -34,6 +37,8 @@ export class Delivery implements BrokerListener {
     /** The streams of a channel here. */
     private readonly streamsOf: (channel: string) => ReadonlySet<HubStream> | undefined,
     private readonly partitionCount: number,
+    /** The hub's counters (shared with its streams' admission). */
+    private readonly counters: Counters,
   ) {
     this.goodEpochs = new Array<string | undefined>(partitionCount).fill(undefined);
   }
@@ -66,6 +71,7 @@ export class Delivery implements BrokerListener {
     const set = this.streamsOf(ev.channel);
     if (set === undefined) return;
     const fanOut = this.fanOut;
+    const before = this.counters.delivered;
     let begun = false;
     let data: string | undefined;
     for (const s of set) {
@@ -90,6 +96,28 @@ export class Delivery implements BrokerListener {
       }
     }
     if (begun) fanOut.end();
+    const delivered = this.counters.delivered - before;
+    if (delivered > 0) this.observe(ev, delivered);
+  }
+
+  /** Remembers when an event was published here, for a broker that delivers it after publish() resolved. */
+  stamp(ev: BrokerEvent, at: number): void {
+    if (this.stamps.size >= MAX_STAMPS) this.stamps.clear();
+    this.stamps.set(this.eventId(ev), at);
+  }
+
+  /** Per-label counts, and publish -> written-to-socket latency for events published in this process. */
+  private observe(ev: BrokerEvent, delivered: number): void {
+    const label = labelCounts(this.counters, ev.channel);
+    if (label !== undefined) label.delivered += delivered;
+    let t0 = this.publishing;
+    if (t0 === undefined && this.stamps.size > 0) {
+      const id = this.eventId(ev);
+      t0 = this.stamps.get(id);
+      this.stamps.delete(id);
+    }
+    // Queued after this turn's flush (the turn scheduled it first): runs once the frames were handed to the sockets.
+    if (t0 !== undefined) process.nextTick(observeSince, this.counters, t0);
   }
 
   /**
@@ -148,13 +176,14 @@ export class Delivery implements BrokerListener {
   }
 
   /** Tells the page it missed events (refetch your state); later resumes start from `head`. */
-  reset(s: HubStream, p: number, head: Position): void {
+  reset(s: HubStream, p: number, head: Position, cause: 'resume' | 'broker' = 'broker'): void {
     if (s.epochs[p] !== head.epoch || head.seq > s.seqs[p]!) s.place(p, head);
     if (!s.positioned) return; // set-up gives every partition a position and sends the reset then
     const id = s.id();
     if (s.resetAt === id) return; // already told at this position
     s.resetAt = id;
     this.counters.resets++;
+    resetSent(s.conn.req, s.channels, cause, id);
     s.conn.push(encodeEvent({ id, event: RESET_EVENT, data: '' }));
   }
 }

@@ -5,15 +5,18 @@
  * reauthorize, stream).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { MAX_PARTITIONS, type Broker } from '../brokers/broker';
+import { MAX_PARTITIONS, type Broker, type BrokerEvent, type PublishInput } from '../brokers/broker';
 import { MemoryBroker } from '../brokers/memory';
 import { SseRelayError } from '../errors';
 import type { AnyEvents, EventMap, EventName, MessageData } from '../events';
-import { RETRY, jitter, type Handler, type NextFunction } from '../http';
+import { RETRY, jitter, refuse, type Handler, type NextFunction } from '../http';
 import { checkOptions, nonEmptyString, nonNegativeInt, positiveInt, show } from '../options';
 import { formatCursor } from '../positions';
 import { checkFieldValue, dataToText, encodeData, encodeFrame, encodeRetry } from '../protocol/encode';
-import { Admission } from '../stream/admission';
+import { publishTraced, tracePublish } from '../diagnostics';
+import type { Counters, RefusedCounts } from '../metrics/counters';
+import { labelCounts, registerSource, type SourceGauges } from '../metrics/registry';
+import { Admission, droppedTotal } from '../stream/admission';
 import type { Connection } from '../stream/connection';
 import { checkFrameSize, resolveOptions, type SseOptions } from '../stream/options';
 import { turn } from '../stream/turn';
@@ -22,7 +25,7 @@ import { Delivery } from './fan-out';
 import { openStream, type OpenContext } from './open';
 import { createPublisher, type PublisherHandler, type PublisherOptions } from '../publisher';
 import { Reauthorizer, type Authorize } from './reauthorize';
-import { checkChannelArg, routerHandler, subscribeHandler, type SelectChannels } from './routes';
+import { checkChannelArg, routerHandler, subscribeHandler, type Open, type SelectChannels } from './routes';
 import type { HubStream } from './stream';
 
 export { CHANNEL_NAME, type SelectChannels } from './routes';
@@ -72,9 +75,12 @@ export interface HubStats {
   /** Streams cut for a limit (backlog, drain timeout). */
   dropped: number;
   /** Streams cut, by reason. */
-  droppedBy: { backlog: number; drain: number };
-  /** Requests refused a stream by admission: foreign origin (403), full (200 + retry), per key (429). */
-  refused: { origin: number; full: number; perKey: number };
+  droppedBy: { backlog: number; drain: number; error: number };
+  /**
+   * Requests turned away, by status: 400 (bad channels), 403 (origin, authorize), 429 (per key),
+   * 503 (200 + `retry:`: full, shutting down, broker unreachable).
+   */
+  refused: RefusedCounts;
   /** Resumes with Last-Event-ID: replayed completely, or answered with `reset`. */
   replays: { complete: number; reset: number };
   /** `reset` events sent (resumes and broker resets). */
@@ -148,16 +154,18 @@ class HubImpl implements Hub, OpenContext {
   readonly streams = new Set<HubStream>();
   readonly partitionCount: number;
   readonly partitionOf: (channel: string) => number;
-  readonly replays = { complete: 0, reset: 0 };
   closed = false;
-  private published = 0;
-  private readonly open = (req: IncomingMessage, res: ServerResponse, next: NextFunction, channels: readonly string[]): void => {
-    openStream(this, req, res, next, channels).catch((err: unknown) => {
-      // Only a bug in sse-relay lands here: never leave the request hanging.
-      if (!res.headersSent) next(err);
-      else if (!res.writableEnded) res.destroy();
-    });
-  };
+  private readonly unregisterMetrics: () => void;
+  private readonly open: Open = Object.assign(
+    (req: IncomingMessage, res: ServerResponse, next: NextFunction, channels: readonly string[]): void => {
+      openStream(this, req, res, next, channels).catch((err: unknown) => {
+        // Only a bug in sse-relay lands here: never leave the request hanging.
+        if (!res.headersSent) next(err);
+        else if (!res.writableEnded) res.destroy();
+      });
+    },
+    { refused: (res: ServerResponse, status: number) => refuse(res, status) },
+  );
 
   constructor(options: HubOptions) {
     if (options === null || typeof options !== 'object') {
@@ -178,10 +186,31 @@ class HubImpl implements Hub, OpenContext {
     this.broker = broker;
     this.partitionCount = partitions;
     this.partitionOf = partitionOf;
-    this.admission = new Admission(resolveOptions(o.sse, 'createHub sse'));
-    this.delivery = new Delivery((channel) => this.channels.of(channel), partitions);
+    this.admission = new Admission(resolveOptions(o.sse, 'createHub sse'), 'hub');
+    this.delivery = new Delivery((channel) => this.channels.of(channel), partitions, this.admission.counters);
     this.channels = new Channels(broker, this.delivery, (group) => this.delivery.fanOut.forget(group));
     this.reauth = new Reauthorizer(this.authorize, every === false ? 0 : every, timeout, () => this.streams);
+    this.open.refused = (res, status) => {
+      this.counters.refused[status as 400]++;
+      refuse(res, status);
+    };
+    this.unregisterMetrics = registerSource(this);
+  }
+
+  /** The metrics source's counters (lib/metrics): the same object the hub's streams count in. */
+  get counters(): Counters {
+    return this.admission.counters;
+  }
+
+  /** Metrics gauges, read at scrape time. */
+  gauges(): SourceGauges {
+    const stats = (this.broker as Broker & { stats?: () => { recoveries?: unknown } }).stats?.();
+    const recoveries = stats?.recoveries;
+    return {
+      connections: this.admission.open.size,
+      channels: this.channels.size,
+      brokerRecoveries: typeof recoveries === 'number' ? recoveries : undefined,
+    };
   }
 
   subscribe(select: SelectChannels): Handler {
@@ -202,9 +231,27 @@ class HubImpl implements Hub, OpenContext {
     // The largest frame any stream could get: the longest id, the event line, the data lines.
     checkFrameSize(encodeFrame(LONGEST_ID, event, encodeData(text)), this.admission.opts.maxEventBytes);
     if (this.closed) throw new SseRelayError('ERR_HUB_CLOSED', 'sse-relay: the hub is closed');
-    const ev = await this.broker.publish(channel, { data: text, event, coalesce, idempotencyKey }, this.history);
+    const input = { data: text, event, coalesce, idempotencyKey };
+    if (!publishTraced()) return this.store(channel, input);
+    return tracePublish({ channel, event, coalesce, size: text.length }, () => this.store(channel, input));
+  }
+
+  /** The broker part of publish(): store, count, stamp for latency, yield to sockets after a big turn. */
+  private async store(channel: string, input: PublishInput): Promise<string> {
+    const t0 = performance.now();
+    this.delivery.publishing = t0;
+    let pending: Promise<BrokerEvent>;
+    try {
+      pending = this.broker.publish(channel, input, this.history);
+    } finally {
+      this.delivery.publishing = undefined;
+    }
+    const ev = await pending;
     if (!this.delivery.valid(ev)) throw new Error('sse-relay: the broker resolved publish() with an event that breaks the Broker contract');
-    this.published++;
+    if (this.channels.of(channel) !== undefined) this.delivery.stamp(ev, t0);
+    this.counters.published++;
+    const label = labelCounts(this.counters, channel);
+    if (label !== undefined) label.published++;
     const flushed = turn.afterFlush();
     if (flushed !== undefined) await flushed;
     return this.delivery.eventId(ev);
@@ -231,26 +278,26 @@ class HubImpl implements Hub, OpenContext {
   }
 
   stats(): HubStats {
-    const c = this.admission.counters;
-    const d = this.delivery.counters;
+    const c = this.counters;
     return {
       connections: this.admission.open.size,
       channels: this.channels.size,
-      published: this.published,
-      delivered: d.delivered,
-      dropped: c.droppedTotal,
+      published: c.published,
+      delivered: c.delivered,
+      dropped: droppedTotal(c),
       droppedBy: { ...c.dropped },
-      refused: { origin: c.refused.origin, full: c.refused.full, perKey: c.refused['per-key'] },
-      replays: { ...this.replays },
-      resets: d.resets,
+      refused: { ...c.refused },
+      replays: { ...c.replays },
+      resets: c.resets,
       coalesced: c.coalesced,
-      invalid: d.invalid,
+      invalid: c.invalid,
     };
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.unregisterMetrics();
     this.reauth.stop();
     this.admission.closeAll(() => encodeRetry(jitter(RETRY.unavailable)));
     await this.channels.close();

@@ -17,6 +17,7 @@ import type { Channels } from './channels';
 import type { Delivery } from './fan-out';
 import type { Authorize, Reauthorizer } from './reauthorize';
 import { HubStream } from './stream';
+import { replayed } from '../diagnostics';
 
 /** Events asked of the broker per replay page. */
 const PAGE_EVENTS = 500;
@@ -36,8 +37,6 @@ export interface OpenContext {
   readonly partitionCount: number;
   partitionOf(channel: string): number;
   readonly closed: boolean;
-  /** Counts replays: complete, or answered with `reset`. */
-  readonly replays: { complete: number; reset: number };
 }
 
 /** Opens a stream of `channels` (already validated) for this request. */
@@ -50,7 +49,7 @@ export async function openStream(
 ): Promise<void> {
   // A foreign origin is refused before authorize runs.
   if (hub.admission.origin(req) === false) {
-    hub.admission.counters.refused.origin++;
+    hub.admission.counters.refused[403]++;
     refuse(res, 403, { Vary: 'Origin' });
     return;
   }
@@ -63,6 +62,7 @@ export async function openStream(
       return;
     }
     if (!ok) {
+      hub.admission.counters.refused[403]++;
       refuse(res, 403);
       return;
     }
@@ -71,11 +71,13 @@ export async function openStream(
   const conn = new Connection(req, res, hub.admission);
   res.sse = conn;
   if (req.method === 'HEAD' || hub.closed) {
+    if (hub.closed) hub.admission.counters.refused[503]++;
     // HEAD: the head alone. Shutting down: transient, so 200 + retry, never an error status.
     if (conn.admit()) conn.end(req.method === 'HEAD' ? '' : encodeRetry(jitter(RETRY.unavailable)));
     return;
   }
   if (!conn.admit()) return;
+  conn.channels = channels;
   const stream = newStream(hub, conn, channels);
   hub.streams.add(stream);
   hub.channels.attach(stream);
@@ -92,7 +94,9 @@ export async function openStream(
     goLive(hub, stream);
   } catch {
     // Broker unreachable: never a non-200 (EventSource would give up for good).
-    if (!conn.closed) conn.end(encodeRetry(jitter(RETRY.unavailable)));
+    if (conn.closed) return;
+    hub.admission.counters.refused[503]++;
+    conn.end(encodeRetry(jitter(RETRY.unavailable)));
   }
 }
 
@@ -130,24 +134,33 @@ async function position(hub: OpenContext, s: HubStream): Promise<void> {
       page = await hub.broker.replay(s.channels, undefined); // the new epoch's heads
       if (conn.closed) return;
     }
-    hub.replays.reset++;
-    resetAt(hub, s, page);
+    replayDone(hub, s, lastEventId, 0, false);
+    resetAt(hub, s, page, 'resume');
     return;
   }
+  let replayed = 0;
   for (const p of s.partitions) s.place(p, { epoch: headOf(page, p).epoch, seq: parsed.seqs.get(p)! });
   for (;;) {
+    replayed += page.events.length;
     await writePaced(hub, s, page.events);
     if (conn.closed || page.more !== true) break;
     s.buffer = []; // what arrived meanwhile is in the next page too
     page = await hub.broker.replay(s.channels, new Map(s.partitions.map((p) => [p, s.seqs[p]!])), PAGE_EVENTS);
     if (conn.closed) return;
     if (!page.complete || s.partitions.some((p) => headOf(page, p).epoch !== s.epochs[p])) {
-      hub.replays.reset++;
-      resetAt(hub, s, page); // history was trimmed or lost while we replayed
+      replayDone(hub, s, lastEventId, replayed, false);
+      resetAt(hub, s, page, 'resume'); // history was trimmed or lost while we replayed
       return;
     }
   }
-  hub.replays.complete++;
+  replayDone(hub, s, lastEventId, replayed, true);
+}
+
+/** Counts a resume and tells the diagnostics channel. */
+function replayDone(hub: OpenContext, s: HubStream, lastEventId: string, events: number, complete: boolean): void {
+  if (complete) hub.admission.counters.replays.complete++;
+  else hub.admission.counters.replays.reset++;
+  replayed(s.conn.req, s.channels, lastEventId, events, complete);
 }
 
 function headOf(page: ReplayResult, p: number): Position {
@@ -157,10 +170,10 @@ function headOf(page: ReplayResult, p: number): Position {
 }
 
 /** One `reset`, positioned at the heads of `page`. */
-function resetAt(hub: OpenContext, s: HubStream, page: ReplayResult): void {
+function resetAt(hub: OpenContext, s: HubStream, page: ReplayResult, cause: 'resume' | 'broker'): void {
   for (const p of s.partitions) s.place(p, headOf(page, p));
   s.resetAt = '';
-  hub.delivery.reset(s, s.partitions[0]!, headOf(page, s.partitions[0]!));
+  hub.delivery.reset(s, s.partitions[0]!, headOf(page, s.partitions[0]!), cause);
 }
 
 /**

@@ -4,7 +4,7 @@
  * subscribed) and hand it to the open pipeline.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pathOf, queryOf, refuse, type Handler, type NextFunction } from '../http';
+import { pathOf, queryOf, type Handler, type NextFunction } from '../http';
 
 import { CHANNEL_NAME } from '../channel-name';
 
@@ -16,7 +16,11 @@ export const MAX_CHANNELS_PER_STREAM = 256;
 export type SelectChannels = (req: IncomingMessage) => string | readonly string[] | Promise<string | readonly string[]>;
 
 /** What the routes hand a validated request to. */
-export type Open = (req: IncomingMessage, res: ServerResponse, next: NextFunction, channels: readonly string[]) => void;
+export interface Open {
+  (req: IncomingMessage, res: ServerResponse, next: NextFunction, channels: readonly string[]): void;
+  /** Answers (and counts) a request refused before it reached the pipeline. */
+  refused(res: ServerResponse, status: number): void;
+}
 
 /** The distinct channels of `list` (a name or names), or undefined when any is not a channel name. */
 export function validateChannels(list: unknown): string[] | undefined {
@@ -32,7 +36,7 @@ export function validateChannels(list: unknown): string[] | undefined {
 
 function withChannels(open: Open, req: IncomingMessage, res: ServerResponse, next: NextFunction, selected: unknown): void {
   const channels = validateChannels(selected);
-  if (channels === undefined) refuse(res, 400);
+  if (channels === undefined) open.refused(res, 400);
   else open(req, res, next, channels);
 }
 
@@ -74,14 +78,14 @@ export function routerHandler(open: Open): Handler {
     }
     const segment = path.slice(1);
     if (segment.includes('/')) {
-      refuse(res, 400);
+      open.refused(res, 400);
       return;
     }
     let channel: string;
     try {
       channel = decodeURIComponent(segment);
     } catch {
-      refuse(res, 400);
+      open.refused(res, 400);
       return;
     }
     withChannels(open, req, res, next, [channel]);

@@ -28,6 +28,10 @@ export class Counters {
    * gives up for good on a real 503; the publisher answers a real 503.
    */
   readonly refused: RefusedCounts = { 400: 0, 401: 0, 403: 0, 405: 0, 413: 0, 415: 0, 429: 0, 503: 0 };
+  /** `reset` events sent (resumes that could not be complete, broker resets). */
+  resets = 0;
+  /** Events a broker handed over that broke the Broker contract's rules, dropped. */
+  invalid = 0;
   /** Broker catch-ups after a lost connection (pulled from the broker at scrape time when it counts them itself). */
   brokerRecoveries = 0;
   /** Seconds from `publish()` in this process to the frame handed to the socket. */
@@ -45,6 +49,8 @@ export class Counters {
     this.published += other.published;
     this.delivered += other.delivered;
     this.coalesced += other.coalesced;
+    this.resets += other.resets;
+    this.invalid += other.invalid;
     this.brokerRecoveries += other.brokerRecoveries;
     addInto(this.dropped, other.dropped);
     addInto(this.replays, other.replays);

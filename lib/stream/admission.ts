@@ -4,28 +4,23 @@
  * streams they count. Verdicts only: the stream writes the answer.
  */
 import type { IncomingMessage } from 'node:http';
+import type { StreamKind } from '../diagnostics';
+import { Counters } from '../metrics/counters';
 import { StreamHead } from '../protocol/headers';
 import type { ResolvedOptions } from './options';
 
 /** Why a stream may not open: 403 (origin), 200 + `retry:` + end (full), 429 (per key). */
 export type Refusal = 'origin' | 'full' | 'per-key';
 
-/** Why an open stream was cut. */
-export type DropReason = 'backlog' | 'drain';
+/** Why an open stream was cut: its backlog, a drain timeout, or a write that threw. */
+export type DropReason = 'backlog' | 'drain' | 'error';
 
-/** What the streams of one factory did, for `stats()` and metrics. Plain counters. */
-export class StreamCounters {
-  opened = 0;
-  /** Event and comment frames written, one per stream per frame. */
-  delivered = 0;
-  /** Frames replaced by a newer one with the same coalescing key while the client was behind. */
-  coalesced = 0;
-  readonly dropped: Record<DropReason, number> = { backlog: 0, drain: 0 };
-  readonly refused: Record<Refusal, number> = { origin: 0, full: 0, 'per-key': 0 };
+/** The status each refusal is counted under (`full` answers 200 + retry, a transient 503 in spirit). */
+const REFUSED_STATUS = { origin: 403, full: 503, 'per-key': 429 } as const;
 
-  get droppedTotal(): number {
-    return this.dropped.backlog + this.dropped.drain;
-  }
+/** Streams cut, over every reason. */
+export function droppedTotal(counters: Counters): number {
+  return counters.dropped.backlog + counters.dropped.drain + counters.dropped.error;
 }
 
 /** What Admission needs of a stream. */
@@ -36,14 +31,19 @@ export interface Member {
 
 export class Admission<M extends Member = Member> {
   readonly open = new Set<M>();
-  readonly counters = new StreamCounters();
+  /** What these streams did: the metrics source's counters (lib/metrics), shared with a hub. */
+  readonly counters = new Counters();
   readonly head: StreamHead;
   /** The shared clock's period for these streams, and how many beats of silence make a keep-alive. */
   readonly timing: { readonly period: number; readonly keepAliveTicks: number };
   private readonly perKey = new Map<string, number>();
   private readonly keyOf = new Map<M, string>();
 
-  constructor(readonly opts: ResolvedOptions) {
+  constructor(
+    readonly opts: ResolvedOptions,
+    /** Who opened these streams, for the diagnostics channels. */
+    readonly kind: StreamKind,
+  ) {
     this.head = new StreamHead(opts.headers);
     // The keep-alive goes out between keepAlive and keepAlive + period ms after the last write, never earlier.
     const base = opts.keepAlive > 0 ? Math.min(opts.keepAlive, opts.drainTimeout) : opts.drainTimeout;
@@ -71,7 +71,7 @@ export class Admission<M extends Member = Member> {
   /** Reserves a place for `member`, or says why not (and counts the refusal). */
   admit(member: M, req: IncomingMessage): Refusal | undefined {
     const refusal = this.verdict(member, req);
-    if (refusal !== undefined) this.counters.refused[refusal]++;
+    if (refusal !== undefined) this.counters.refused[REFUSED_STATUS[refusal]]++;
     return refusal;
   }
 
@@ -87,7 +87,6 @@ export class Admission<M extends Member = Member> {
       this.keyOf.set(member, key);
     }
     this.open.add(member);
-    this.counters.opened++;
     return undefined;
   }
 
@@ -100,6 +99,11 @@ export class Admission<M extends Member = Member> {
     const n = (this.perKey.get(key) ?? 1) - 1;
     if (n <= 0) this.perKey.delete(key);
     else this.perKey.set(key, n);
+  }
+
+  /** Metrics gauges (lib/metrics): an `sse()` middleware registers its admission as the source. */
+  gauges(): { connections: number; channels: number } {
+    return { connections: this.open.size, channels: 0 };
   }
 
   /** Ends every open stream after `last(member)` (e.g. a jittered `retry:`), so browsers reconnect to a peer. */

@@ -14,6 +14,7 @@ import type { Admission, DropReason } from './admission';
 import { checkFrameSize } from './options';
 import { joinClock, leaveClock, type Ticking } from './ticker';
 import { WriteQueue, type QueueOwner } from './write-queue';
+import { streamClosed, streamDropped, streamOpened } from '../diagnostics';
 
 /** Options of one `send()`. */
 export interface SendOptions<Name extends string = string> {
@@ -71,6 +72,10 @@ export class Connection implements SseStream, QueueOwner, Ticking {
   private durationTimer: NodeJS.Timeout | undefined = undefined;
   private controller: AbortController | undefined = undefined;
   private cachedLastEventId: string | null | undefined = undefined;
+  /** The hub channels of this stream (for the diagnostics channels; empty for plain sse()). */
+  channels: readonly string[] = [];
+  /** performance.now() when the head was written. */
+  private openedAt = 0;
   /** Called once when the stream ends, for any reason (the hub unsubscribes here). */
   onEnd: ((conn: Connection) => void) | undefined = undefined;
 
@@ -165,6 +170,7 @@ export class Connection implements SseStream, QueueOwner, Ticking {
   start(): void {
     if (this.state !== 'admitted') return;
     this.state = 'open';
+    this.openedAt = performance.now();
     const opts = this.admission.opts;
     this.writeHead();
     this.queue = new WriteQueue(this.res, opts.maxBufferedBytes, this, onResponseDrain as () => void);
@@ -177,6 +183,7 @@ export class Connection implements SseStream, QueueOwner, Ticking {
       this.durationTimer.unref();
     }
     if (opts.retry !== undefined) this.queue.write(encodeRetry(opts.retry));
+    streamOpened(this.admission.kind, this.req, this.channels, this.lastEventId);
   }
 
   open(): boolean {
@@ -199,7 +206,9 @@ export class Connection implements SseStream, QueueOwner, Ticking {
     }
     const frame = encodeFrame(id, event, encodeData(dataToText(data, this.admission.opts.serialize)));
     checkFrameSize(frame, this.admission.opts.maxEventBytes);
-    return this.open() && this.write(frame);
+    if (!this.open()) return false;
+    this.admission.counters.delivered++;
+    return this.write(frame);
   }
 
   comment(text?: string): boolean {
@@ -273,13 +282,14 @@ export class Connection implements SseStream, QueueOwner, Ticking {
   cut(reason: DropReason): void {
     if (this.state !== 'open') return;
     this.admission.counters.dropped[reason]++;
+    streamDropped(this.admission.kind, this.req, this.channels, reason, this.res.writableLength);
     this.finish();
     this.res.destroy();
   }
 
-  /** Kept for Flushable callers: a write threw. */
+  /** A write of this turn's output threw (a broken response). */
   drop(): void {
-    this.cut('backlog');
+    this.cut('error');
   }
 
   coalesced(): void {
@@ -311,6 +321,7 @@ export class Connection implements SseStream, QueueOwner, Ticking {
   private finish(): void {
     if (this.state === 'closed') return;
     const wasCounted = this.state !== 'new';
+    const wasOpen = this.state === 'open';
     this.state = 'closed';
     const res = this.res as Res;
     res.removeListener('close', onResponseClose);
@@ -321,6 +332,7 @@ export class Connection implements SseStream, QueueOwner, Ticking {
     this.durationTimer = undefined;
     if (wasCounted) this.admission.release(this);
     this.controller?.abort();
+    if (wasOpen) streamClosed(this.admission.kind, this.req, this.channels, this.openedAt);
     const onEnd = this.onEnd;
     this.onEnd = undefined;
     if (onEnd !== undefined) onEnd(this);

@@ -148,9 +148,9 @@ export class WriteQueue implements Flushable {
     else this.send(frame);
   }
 
-  /** The owner could not flush: cut. */
+  /** Writing this turn's output threw (a broken response): cut. */
   drop(): void {
-    this.owner.cut('backlog');
+    this.owner.cut('error');
   }
 
   private send(chunk: string | Buffer): boolean {
