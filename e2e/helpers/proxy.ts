@@ -120,7 +120,6 @@ export async function startCaddy(caddyfile: string, port: number): Promise<Proxy
   const conf = `{
 \tadmin off
 \tauto_https off
-\tpersist_config off
 \tstorage file_system ${dir}/data
 }
 

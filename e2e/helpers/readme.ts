@@ -17,13 +17,17 @@ export function readmeBlock(lang: string): string {
   return blocks[0]!;
 }
 
-/** Replaces each key of `replacements` (which must occur exactly once in `text`) by its value. */
-export function substitute(text: string, replacements: Record<string, string>): string {
+/**
+ * Replaces each key of `replacements` by its value. A key must occur exactly
+ * once in `text`, or exactly `n` times when its value is given as `[value, n]`.
+ */
+export function substitute(text: string, replacements: Record<string, string | [string, number]>): string {
   let out = text;
-  for (const [from, to] of Object.entries(replacements)) {
+  for (const [from, value] of Object.entries(replacements)) {
+    const [to, times] = typeof value === 'string' ? [value, 1] : value;
     const count = out.split(from).length - 1;
-    if (count !== 1) throw new Error(`README recipe: expected ${JSON.stringify(from)} exactly once, found it ${count} times`);
-    out = out.replace(from, () => to);
+    if (count !== times) throw new Error(`README recipe: expected ${JSON.stringify(from)} ${times} time(s), found it ${count} times`);
+    out = out.split(from).join(to);
   }
   return out;
 }
