@@ -118,8 +118,12 @@ test('the ioredis peer range is exactly the ranges the tests run against (ioredi
   expect(pkg.peerDependencies).toEqual({ ioredis: `${v5} || ${v6}` });
   expect(pkg.peerDependenciesMeta).toEqual({ ioredis: { optional: true } });
   // The installed versions are the ones those ranges name (what the tests actually ran).
-  const installed5 = (JSON.parse(readFileSync(path.join(ROOT, 'node_modules/ioredis/package.json'), 'utf8')) as { version: string }).version;
-  const installed6 = (JSON.parse(readFileSync(path.join(ROOT, 'node_modules/ioredis6/package.json'), 'utf8')) as { version: string }).version;
+  const installed5 = (
+    JSON.parse(readFileSync(path.join(ROOT, 'node_modules/ioredis/package.json'), 'utf8')) as { version: string }
+  ).version;
+  const installed6 = (
+    JSON.parse(readFileSync(path.join(ROOT, 'node_modules/ioredis6/package.json'), 'utf8')) as { version: string }
+  ).version;
   expect(installed5.split('.')[0]).toBe('5');
   expect(installed6.split('.')[0]).toBe('6');
 });

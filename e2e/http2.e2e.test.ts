@@ -20,7 +20,9 @@ const STREAMS = 10;
 const WAIT = 15_000;
 
 if (!existsSync(CHROMIUM)) {
-  throw new Error(`The e2e tests need Chromium at ${CHROMIUM}: install it with \`apt-get install -y chromium\` (not \`npx playwright install\`).`);
+  throw new Error(
+    `The e2e tests need Chromium at ${CHROMIUM}: install it with \`apt-get install -y chromium\` (not \`npx playwright install\`).`,
+  );
 }
 
 /** The page: ten EventSources, one per channel, recording opens and messages. */
@@ -118,7 +120,7 @@ interface Recorded {
 
 test(`one page, ${STREAMS} EventSources over HTTP/2: all open at once on one connection, each gets its live events`, async () => {
   await page.goto(origin + '/');
-  expect(await page.evaluate(() => (performance.getEntriesByType('navigation')[0] as PerformanceResourceTiming).nextHopProtocol)).toBe('h2');
+  expect(await page.evaluate("performance.getEntriesByType('navigation')[0].nextHopProtocol")).toBe('h2');
 
   // All ten open (over HTTP/1.1 the seventh would wait for one of the first six to close).
   await page.waitForFunction((n) => (globalThis as unknown as { __es: Recorded }).__es.opened.length === n, STREAMS);
@@ -134,7 +136,13 @@ test(`one page, ${STREAMS} EventSources over HTTP/2: all open at once on one con
   // Live events: two rounds, each awaited before the next (every stream is live, not just open).
   const ids: string[][] = [];
   for (let round = 1; round <= 2; round++) {
-    ids.push(await Promise.all(Array.from({ length: STREAMS }, (_, i) => hub.publish(`stream-${i}`, `round ${round} for ${i}`, { event: 'tick' }))));
+    ids.push(
+      await Promise.all(
+        Array.from({ length: STREAMS }, (_, i) =>
+          hub.publish(`stream-${i}`, `round ${round} for ${i}`, { event: 'tick' }),
+        ),
+      ),
+    );
     await page.waitForFunction(
       (want) => (globalThis as unknown as { __es: Recorded }).__es.messages.length === want,
       round * STREAMS,

@@ -45,7 +45,9 @@ export class Follower {
     while (!cond(this.events())) {
       if (failure !== undefined) throw failure;
       if (Date.now() > deadline) {
-        throw new Error(`timed out after ${ms} ms waiting for ${what}; got ${JSON.stringify(this.events().map((e) => e.data))}`);
+        throw new Error(
+          `timed out after ${ms} ms waiting for ${what}; got ${JSON.stringify(this.events().map((e) => e.data))}`,
+        );
       }
       await new Promise((r) => setTimeout(r, 5));
     }

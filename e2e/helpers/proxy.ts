@@ -25,7 +25,9 @@ export const CADDY = '/usr/bin/caddy';
 
 function need(bin: string, pkg: string): void {
   if (!existsSync(bin)) {
-    throw new Error(`The proxy e2e tests need ${bin}: install it with \`apt-get install -y ${pkg}\` (.ci/run does this).`);
+    throw new Error(
+      `The proxy e2e tests need ${bin}: install it with \`apt-get install -y ${pkg}\` (.ci/run does this).`,
+    );
   }
 }
 
@@ -128,7 +130,12 @@ ${caddyfile}`;
   writeFileSync(file, conf);
   const child = spawn(CADDY, ['run', '--config', file, '--adapter', 'caddyfile'], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, XDG_DATA_HOME: `${dir}/data`, XDG_CONFIG_HOME: `${dir}/config` },
+    env: {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOME: dir,
+      XDG_DATA_HOME: `${dir}/data`,
+      XDG_CONFIG_HOME: `${dir}/config`,
+    },
   });
   let output = '';
   child.stdout?.on('data', (d) => (output += d));

@@ -26,7 +26,8 @@ export function substitute(text: string, replacements: Record<string, string | [
   for (const [from, value] of Object.entries(replacements)) {
     const [to, times] = typeof value === 'string' ? [value, 1] : value;
     const count = out.split(from).length - 1;
-    if (count !== times) throw new Error(`README recipe: expected ${JSON.stringify(from)} ${times} time(s), found it ${count} times`);
+    if (count !== times)
+      throw new Error(`README recipe: expected ${JSON.stringify(from)} ${times} time(s), found it ${count} times`);
     out = out.split(from).join(to);
   }
   return out;

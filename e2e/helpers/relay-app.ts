@@ -15,7 +15,12 @@ export interface RelayApp {
   stop(): Promise<void>;
 }
 
-export async function startRelayApp(options: { port: number; redisUrl: string; prefix: string; keepAlive: number }): Promise<RelayApp> {
+export async function startRelayApp(options: {
+  port: number;
+  redisUrl: string;
+  prefix: string;
+  keepAlive: number;
+}): Promise<RelayApp> {
   const hub = createHub({
     authorize: () => true,
     broker: new RedisBroker({ url: options.redisUrl, prefix: options.prefix }),
