@@ -122,17 +122,21 @@ test('a deploy behind nginx (instance stopped, new one on the same port, same Re
     }
   })();
 
-  await f.waitFor((events) => events.length >= 10, 'events before the deploy');
-  await app!.stop(); // retry: + end on every stream, then the server closes
-  const whileDown = acked.length;
-  await until(() => acked.length >= whileDown + 20, 'events published while no instance runs');
-  app = await startRelayApp({ port: appPort, redisUrl: redis.url, prefix: PREFIX, keepAlive: KEEP_ALIVE });
-  up();
+  let whileDown = 0;
+  try {
+    await f.waitFor((events) => events.length >= 10, 'events before the deploy');
+    await app!.stop(); // retry: + end on every stream, then the server closes
+    whileDown = acked.length;
+    await until(() => acked.length >= whileDown + 20, 'events published while no instance runs');
+    app = await startRelayApp({ port: appPort, redisUrl: redis.url, prefix: PREFIX, keepAlive: KEEP_ALIVE });
+    up();
 
-  await until(() => f.statuses.length === 2, 'the reconnect through nginx', 15_000);
-  await f.waitFor((events) => events.length >= whileDown + 40, 'events after the reconnect');
-  publishing = false;
-  await loop;
+    await until(() => f.statuses.length === 2, 'the reconnect through nginx', 15_000);
+    await f.waitFor((events) => events.length >= whileDown + 40, 'events after the reconnect');
+  } finally {
+    publishing = false; // also when the test failed: no publish outlives it
+    await loop;
+  }
   await f.waitFor((events) => events.length >= acked.length, `all ${acked.length} acknowledged events`);
 
   const events = f.events();

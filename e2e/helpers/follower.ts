@@ -16,6 +16,9 @@ export class Follower {
   private readonly finished: ParsedEvent[] = [];
   private current: TestStream | undefined;
   private stopped = false;
+  /** Resolves on close(): a wait for the gate or for `retry` ends then, so close() never hangs. */
+  private readonly stopping: Promise<void>;
+  private stop!: () => void;
   private readonly loop: Promise<void>;
 
   constructor(
@@ -23,6 +26,7 @@ export class Follower {
     private readonly gate: () => Promise<void> = async () => undefined,
     private readonly maxConnections = 5,
   ) {
+    this.stopping = new Promise<void>((resolve) => (this.stop = resolve));
     this.loop = this.run();
     this.loop.catch(() => undefined);
   }
@@ -56,9 +60,11 @@ export class Follower {
   private async run(): Promise<void> {
     let lastId: string | undefined;
     for (let n = 0; n < this.maxConnections && !this.stopped; n++) {
-      if (n > 0) await this.gate();
+      if (n > 0) await Promise.race([this.gate(), this.stopping]);
+      if (this.stopped) return;
       this.resumedFrom.push(lastId);
       const s = await openStream(this.url, { headers: lastId === undefined ? {} : { 'Last-Event-ID': lastId } });
+      if (this.stopped) return void (await s.close()); // close() ran while this one was opening
       this.statuses.push(s.status);
       if (s.status !== 200) {
         await s.close();
@@ -72,7 +78,9 @@ export class Follower {
       const last = this.finished.at(-1);
       if (last !== undefined) lastId = last.id;
       const retry = s.retries.at(-1) ?? 3000;
-      await new Promise((r) => setTimeout(r, retry));
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([new Promise((r) => (timer = setTimeout(r, retry))), this.stopping]);
+      clearTimeout(timer);
     }
     if (!this.stopped) throw new Error(`gave up after ${this.maxConnections} connections`);
   }
@@ -80,6 +88,7 @@ export class Follower {
   /** Closes the open stream and ends the loop. */
   async close(): Promise<void> {
     this.stopped = true;
+    this.stop();
     await this.current?.close();
     await this.loop.catch(() => undefined);
   }
