@@ -6,7 +6,9 @@ const { randomBytes, timingSafeEqual } = require('node:crypto');
 const path = require('node:path');
 const express = require('express');
 const { createHub, MemoryBroker } = require('sse-relay');
+const { hostname } = require('node:os');
 const { createSessions } = require('./session');
+const ops = require('./ops');
 const { createStore, USERS, STATUSES, STATUS_LABELS } = require('./store');
 const views = require('./views');
 
@@ -39,6 +41,7 @@ const CSP = [
  * @property {Fragment} stats `dashboard:stats`: the shop stats panel
  * @property {Fragment} progress `job:<user>:<id>`: the job's progress bar (coalesced)
  * @property {Fragment} done `job:<user>:<id>`: the finished job's state
+ * @property {string} metrics `ops:metrics` (admins only): the hub's figures, JSON (see ops.js)
  */
 
 const MAX_TEXT = 280;
@@ -61,6 +64,8 @@ function canSubscribe(store, user, channel) {
       return parts.length === 2 && store.order(parts[1])?.owner === user;
     case 'dashboard':
       return parts.length === 2 && parts[1] !== '';
+    case 'ops':
+      return parts.length === 2 && parts[1] === 'metrics' && ops.isAdmin(user);
     default:
       return false;
   }
@@ -76,10 +81,11 @@ function canSubscribe(store, user, channel) {
  * - `publishToken`: the bearer token of `POST /internal/publish` (default:
  *   random per process, handed to the worker it forks);
  * - `jobTickMs` (100) and `jobStep` (5 %): the pace of the demo background jobs;
- * - `reauthorizeEvery` (60000 ms): how often open streams are authorised again.
+ * - `reauthorizeEvery` (60000 ms): how often open streams are authorised again;
+ * - `opsIntervalMs` (1000 ms): how often the figures of the operations page are published.
  */
 function createApp(options = {}) {
-  const { broker, secret, redisUrl, jobTickMs = 100, jobStep = 5, reauthorizeEvery = 60_000 } = options;
+  const { broker, secret, redisUrl, jobTickMs = 100, jobStep = 5, reauthorizeEvery = 60_000, opsIntervalMs = 1000 } = options;
   const publishToken = options.publishToken ?? randomBytes(24).toString('base64url');
   const store = createStore();
   const sessions = createSessions(secret);
@@ -100,6 +106,10 @@ function createApp(options = {}) {
       connectionKey: (req) => currentUser(req) ?? req.socket.remoteAddress ?? 'unknown',
     },
   });
+
+  // The operations page's figures, published on ops:metrics every opsIntervalMs.
+  const instance = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+  const opsFeed = ops.startOpsFeed(hub, { instance, intervalMs: opsIntervalMs });
 
   /**
    * Data for the stream is always a rendered, escaped fragment.
@@ -277,6 +287,17 @@ function createApp(options = {}) {
 
   app.post('/internal/publish', hub.publisher({ authorize: workerAuthorize }));
 
+  // ---- operations: /metrics (a scraper on this host, or an admin) and /ops (admins) ----
+
+  app.get('/metrics', ops.metricsRoute(currentUser));
+
+  app.get('/ops', requireUser, (req, res) => {
+    if (!ops.isAdmin(req.user)) {
+      return sendPage(res, views.errorPage({ user: req.user, status: 403, message: 'Operations is for admins.' }), 403);
+    }
+    sendPage(res, ops.opsPage({ layout: views.layout, user: String(req.user), figures: opsFeed.latest(), intervalMs: opsIntervalMs }));
+  });
+
   // ---- pages --------------------------------------------------------------
 
   app.get('/', requireUser, (req, res) => res.redirect(303, '/dashboard'));
@@ -403,6 +424,7 @@ function createApp(options = {}) {
   /** Stops the job worker and closes the hub (ends every stream, releases the broker). */
   async function close() {
     closed = true;
+    opsFeed.stop();
     const child = worker;
     if (child !== undefined && child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((resolve) => child.once('exit', resolve));

@@ -12,6 +12,8 @@ const USERS = {
   alice: { name: 'alice', display: 'Alice', role: 'customer' },
   bob: { name: 'bob', display: 'Bob', role: 'customer' },
   carol: { name: 'carol', display: 'Carol', role: 'staff' },
+  // Sees the operations page (/ops) and /metrics.
+  dave: { name: 'dave', display: 'Dave', role: 'admin' },
 };
 
 const STATUSES = ['pending', 'paid', 'packed', 'shipped', 'delivered', 'cancelled'];

@@ -22,7 +22,8 @@ const NAV = [
   { href: '/orders', label: 'Orders' },
   { href: '/notifications', label: 'Notifications' },
   { href: '/jobs', label: 'Jobs' },
-  { href: '/warehouse', label: 'Warehouse', staff: true },
+  { href: '/warehouse', label: 'Warehouse', role: 'staff' },
+  { href: '/ops', label: 'Operations', role: 'admin' },
 ];
 
 function displayName(user) {
@@ -34,8 +35,8 @@ function time(ms) {
   return html`<time datetime="${d.toISOString()}">${d.toLocaleTimeString('en-GB')}</time>`;
 }
 
-/** @param {{ title: unknown, user?: string, active?: string, body: unknown }} page */
-function layout({ title, user, active, body }) {
+/** @param {{ title: unknown, user?: string, active?: string, body: unknown, scripts?: string[] }} page */
+function layout({ title, user, active, body, scripts = [] }) {
   const me = user ? USERS[user] : undefined;
   return html`<!doctype html>
 <html lang="en">
@@ -48,18 +49,18 @@ function layout({ title, user, active, body }) {
 <script src="/vendor/htmx.min.js" defer></script>
 <script src="/vendor/sse.js" defer></script>
 <script src="/static/app.js" defer></script>
-</head>
+${scripts.map((src) => html`<script src="${src}" defer></script>\n`)}</head>
 <body hx-ext="sse">
 <header class="topbar">
   <div class="topbar-inner">
     <a class="brand" href="/">sse-relay <span>demo</span></a>
     ${
       me
-        ? html`<nav>${NAV.filter((n) => !n.staff || me.role === 'staff').map(
+        ? html`<nav>${NAV.filter((n) => n.role === undefined || me.role === n.role).map(
             (n) => html`<a href="${n.href}"${n.href === active ? raw(' aria-current="page"') : ''}>${n.label}</a>`,
           )}</nav>
     <form class="whoami" method="post" action="/logout">
-      <span>Signed in as <strong>${me.display}</strong>${me.role === 'staff' ? html` <em>(staff)</em>` : ''}</span>
+      <span>Signed in as <strong>${me.display}</strong>${me.role !== 'customer' ? html` <em>(${me.role})</em>` : ''}</span>
       <button type="submit" class="link">Log out</button>
     </form>`
         : ''
