@@ -464,3 +464,31 @@ describe('load and limits', () => {
     expect(result.sent).toBeLessThan(50 * 1024 * 1024);
   });
 });
+
+test('hub.publisher() counts its refusals by status in the hub stats (and so in sse_relay_refused_total)', async () => {
+  const hub = createHub({ authorize: () => true });
+  const server = await listen(hub.publisher({ authorize: bearer, limit: 64 }));
+  try {
+    const port = (server.address() as AddressInfo).port;
+    const send = (method: string, body: string, headers: Record<string, string>): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const req = httpRequest({ host: '127.0.0.1', port, method, path: '/', headers }, (res) => {
+          res.resume();
+          resolve(res.statusCode!);
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    const auth = { Authorization: `Bearer ${TOKEN}` };
+    expect(await send('GET', '', {})).toBe(405);
+    expect(await send('POST', 'x', { 'Content-Type': 'text/plain' })).toBe(415);
+    expect(await send('POST', '{', { 'Content-Type': 'application/json', ...auth })).toBe(400);
+    expect(await send('POST', JSON.stringify({ channel: 'a', data: 'x' }), { 'Content-Type': 'application/json' })).toBe(401);
+    expect(await send('POST', JSON.stringify({ channel: 'a', data: 'y'.repeat(100) }), { 'Content-Type': 'application/json', ...auth })).toBe(413);
+    expect(await send('POST', JSON.stringify({ channel: 'a', data: 'x' }), { 'Content-Type': 'application/json', ...auth })).toBe(201);
+    expect(hub.stats().refused).toMatchObject({ 400: 1, 401: 1, 405: 1, 413: 1, 415: 1 });
+  } finally {
+    await closeServer(server);
+    await hub.close();
+  }
+});

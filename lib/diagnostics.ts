@@ -72,8 +72,8 @@ export interface ReplayMessage {
 }
 
 export interface ResetMessage {
-  /** The stream's request; undefined for a broker reset reported per channel. */
-  req: IncomingMessage | undefined;
+  /** The request of the stream that got the reset (one message per stream). */
+  req: IncomingMessage;
   channels: readonly string[];
   /** `resume`: a Last-Event-ID that could not be replayed; `broker`: the broker lost history or changed epoch. */
   cause: 'resume' | 'broker';
@@ -149,6 +149,6 @@ export function replayed(req: IncomingMessage, channels: readonly string[], last
   if (replayChannel.hasSubscribers) replayChannel.publish({ req, channels, lastEventId, events, complete } satisfies ReplayMessage);
 }
 
-export function resetSent(req: IncomingMessage | undefined, channels: readonly string[], cause: ResetMessage['cause'], id: string): void {
+export function resetSent(req: IncomingMessage, channels: readonly string[], cause: ResetMessage['cause'], id: string): void {
   if (resetChannel.hasSubscribers) resetChannel.publish({ req, channels, cause, id } satisfies ResetMessage);
 }

@@ -56,10 +56,19 @@ function transient(err: unknown): boolean {
   );
 }
 
-async function fields(req: IncomingMessage, res: ServerResponse, kind: BodyKind, limit: number): Promise<PublishFields | null | undefined> {
+/** Where refusals are counted (a hub's metrics counters), if anywhere. */
+type RefusalCounts = Record<400 | 401 | 403 | 405 | 413 | 415 | 503, number>;
+
+async function fields(
+  req: IncomingMessage,
+  res: ServerResponse,
+  kind: BodyKind,
+  limit: number,
+  no: (res: ServerResponse, status: number) => void,
+): Promise<PublishFields | null | undefined> {
   const declared = declaredLength(req);
   if (declared !== undefined && declared > limit) {
-    refuse(res, 413); // whether or not a parser in front read it already
+    no(res, 413); // whether or not a parser in front read it already
     return null;
   }
   if (bodyConsumed(req)) return parseParsed(kind, (req as { body?: unknown }).body);
@@ -67,7 +76,7 @@ async function fields(req: IncomingMessage, res: ServerResponse, kind: BodyKind,
   if (read.ok) return parseBody(kind, read.body);
   if (read.reason === 'too-large') {
     // Nothing more is read: the connection closes once the 413 is out.
-    refuse(res, 413);
+    no(res, 413);
   }
   return null;
 }
@@ -76,16 +85,23 @@ class Publisher {
   constructor(
     private readonly publish: PublishFn,
     private readonly opts: ResolvedPublisherOptions,
+    private readonly refused: RefusalCounts | undefined,
   ) {}
 
+  /** Refuses with `status`, counted in `sse_relay_refused_total` when the publisher belongs to a hub. */
+  private readonly no = (res: ServerResponse, status: number, headers?: Record<string, string>): void => {
+    if (this.refused !== undefined && status in this.refused) this.refused[status as keyof RefusalCounts]++;
+    refuse(res, status, headers);
+  };
+
   async handle(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): Promise<void> {
-    if (req.method !== 'POST') return refuse(res, 405, { Allow: 'POST' });
+    if (req.method !== 'POST') return this.no(res, 405, { Allow: 'POST' });
     const kind = bodyKind(req);
-    if (kind === undefined) return refuse(res, 415);
+    if (kind === undefined) return this.no(res, 415);
     const key = idempotencyKey(req.headers['idempotency-key']);
-    const input = await fields(req, res, kind, this.opts.limit);
+    const input = await fields(req, res, kind, this.opts.limit, this.no);
     if (input === null) return; // 413 sent, or the client left
-    if (input === undefined || key === null) return refuse(res, 400);
+    if (input === undefined || key === null) return this.no(res, 400);
 
     let decision: unknown;
     try {
@@ -93,8 +109,8 @@ class Publisher {
     } catch (err) {
       return next(err);
     }
-    if (decision === 'unauthenticated') return refuse(res, 401, { 'WWW-Authenticate': this.opts.wwwAuthenticate });
-    if (decision !== true) return refuse(res, 403);
+    if (decision === 'unauthenticated') return this.no(res, 401, { 'WWW-Authenticate': this.opts.wwwAuthenticate });
+    if (decision !== true) return this.no(res, 403);
     if (res.destroyed) return; // the client left: publish nothing it cannot hear about
 
     const options: { event?: string; coalesce?: string; idempotencyKey?: string } = {};
@@ -105,9 +121,9 @@ class Publisher {
     try {
       id = await this.publish(input.channel, input.data, options);
     } catch (err) {
-      if (transient(err)) return refuse(res, 503, { 'Retry-After': String(PUBLISH_RETRY_AFTER) });
-      if (err instanceof RangeError) return refuse(res, 413); // over the hub's maxEventBytes
-      if (err instanceof TypeError) return refuse(res, 400);
+      if (transient(err)) return this.no(res, 503, { 'Retry-After': String(PUBLISH_RETRY_AFTER) });
+      if (err instanceof RangeError) return this.no(res, 413); // over the hub's maxEventBytes
+      if (err instanceof TypeError) return this.no(res, 400);
       return next(err);
     }
     created(res, id);
@@ -132,11 +148,16 @@ function fallback(req: IncomingMessage, res: ServerResponse): (err?: unknown) =>
  * }));
  * ```
  */
-export function createPublisher(publish: PublishFn, options: PublisherOptions): PublisherHandler {
+export function createPublisher(
+  publish: PublishFn,
+  options: PublisherOptions,
+  /** Counts refusals by status (a hub passes its metrics counters' `refused`). */
+  refused?: RefusalCounts,
+): PublisherHandler {
   if (typeof publish !== 'function') {
     throw new TypeError('sse-relay: createPublisher(publish, options) expects a publish function (channel, data, options) => Promise<id>');
   }
-  const publisher = new Publisher(publish, resolvePublisherOptions(options));
+  const publisher = new Publisher(publish, resolvePublisherOptions(options), refused);
   return function ssePublisher(req, res, next) {
     const done = typeof next === 'function' ? next : fallback(req, res);
     publisher.handle(req, res, done).catch((err: unknown) => {

@@ -179,7 +179,7 @@ class HubImpl implements Hub, OpenContext {
   }
 
   publisher(options: PublisherOptions): PublisherHandler {
-    return createPublisher((channel, data, o) => this.publish(channel, data, o), options);
+    return createPublisher((channel, data, o) => this.publish(channel, data, o), options, this.counters.refused);
   }
 
   async cursor(channels: string | readonly string[]): Promise<string> {
