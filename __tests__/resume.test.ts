@@ -6,9 +6,10 @@
  * taken at render time loses nothing published before the client connects.
  */
 import { createHub, MemoryBroker } from '../lib';
+import { HeldReplay } from './helpers/held-replay';
 import { BROKERS, hubSuite, ID } from './helpers/hub-suite';
 
-const { start, stream, useBroker } = hubSuite();
+const { start, stream, useBroker, newBroker } = hubSuite();
 
 describe.each(BROKERS)('with %s', (_name, make) => {
   useBroker(make);
@@ -57,27 +58,31 @@ describe.each(BROKERS)('with %s', (_name, make) => {
     });
 
     test('resume while events are being published: no gap, no duplicate', async () => {
-      const fx = await start();
+      // Fenced, not timed: the replay is held while events are published at the two fragile moments.
+      const held = new HeldReplay(newBroker());
+      const fx = await start({ broker: held.broker });
       const ids: string[] = [];
+      const publish = async (n: number): Promise<void> => {
+        for (let i = 0; i < n; i++) ids.push(await fx.hub.publish(ids.length % 3 === 0 ? 'b' : 'a', `q${ids.length}`));
+      };
       for (let i = 0; i < 20; i++) ids.push(await fx.hub.publish('a', `p${i}`));
-      let publishing = true;
-      const publisher = (async () => {
-        for (let i = 0; i < 300 && publishing; i++) {
-          ids.push(await fx.hub.publish(i % 3 === 0 ? 'b' : 'a', `q${i}`));
-          await new Promise((r) => setImmediate(r));
-        }
-      })();
-      await new Promise((r) => setTimeout(r, 5));
       const from = 10;
-      const s = await stream('/events?channel=a&channel=b', { 'Last-Event-ID': ids[from]! });
-      await new Promise((r) => setTimeout(r, 30));
-      publishing = false;
-      await publisher;
+      const opening = stream('/events?channel=a&channel=b', { 'Last-Event-ID': ids[from]! });
+      await held.asked;
+      // Subscribed, history not read yet: these come both live and in the replay, and must arrive once.
+      await publish(10);
+      await held.snapshot();
+      // History read, replay not written yet: these come live only, and must not be lost.
+      await publish(10);
+      held.answer();
+      const s = await opening;
+      // Live.
+      await publish(10);
       const expected = ids.slice(from + 1);
-      await s.waitFor(expected.length, 10000);
+      // The last event published is the fence: once it is in, anything duplicated or lost before it shows.
+      await s.waitFor((e) => e.id === ids.at(-1), 10000);
       expect(s.events.map((e) => e.id)).toEqual(expected);
     });
-
 
     test('beyond history: one reset carrying a resumable id, then live; resuming from it: no second reset', async () => {
       const fx = await start({ history: 3 });

@@ -135,5 +135,8 @@ export function hubSuite() {
     expect(hub.stats().connections).toBe(n);
   }
 
-  return { start, stream, request, untilConnections, useBroker };
+  /** A new broker of the kind the current describe uses (to wrap, e.g. in a HeldReplay). */
+  const newBroker = (): Broker => makeBroker();
+
+  return { start, stream, request, untilConnections, useBroker, newBroker };
 }
