@@ -6,6 +6,7 @@ import express from 'express';
 import http, { type Server } from 'node:http';
 import { createHub } from '../lib';
 import { openStream } from '../lib/testing';
+import { until } from './helpers/wait';
 
 describe('hosts', () => {
   test.each([['express4'], ['node:http']])('hub.router() and hub.subscribe() under %s', async (host) => {
@@ -40,7 +41,8 @@ describe('hosts', () => {
       const refused = await openStream({ server, path: '/events/no' });
       expect(refused.status).toBe(403);
       await refused.close();
-      for (let i = 0; i < 200 && hub.stats().connections < 2; i++) await new Promise((r) => setTimeout(r, 5));
+      await until(() => hub.stats().connections === 2, 'both streams to be live', 1000);
+      expect(hub.stats().connections).toBe(2);
       const id = await hub.publish('a', 'hello', { event: 'greeting' });
       await s1.waitFor(1);
       await s2.waitFor(1);
