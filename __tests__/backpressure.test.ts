@@ -5,24 +5,24 @@
  * page by page as the socket drains (30 concurrent resumes over 20 MiB do not
  * multiply memory), and an event too large to deliver is refused when it is
  * published or sent, with a RangeError that says why.
+ *
+ * 50 healthy readers beside one that stops reading: slow-clients.test.ts;
+ * a socket that never drains: drain-timeout.test.ts.
  */
 import express from 'express';
 import type { AddressInfo } from 'node:net';
 import { MemoryBroker, sse } from '../lib';
 import { closeServer, openStream } from '../lib/testing';
+import { cleanup, defer } from './helpers/cleanup';
+import { KiB, MiB } from './helpers/data';
 import { countingClient, seqOf, startHub, type HubServer } from './helpers/hub-server';
 import { until } from './helpers/wait';
 
-const KiB = 1024;
-const MiB = 1024 * KiB;
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()!();
-});
+afterEach(cleanup);
 
 async function hubServer(history: number): Promise<HubServer> {
   const fx = await startHub({ history, broker: new MemoryBroker({ maxHistoryBytes: 64 * MiB }) });
-  cleanups.push(() => fx.close());
+  defer(() => fx.close());
   return fx;
 }
 
@@ -49,7 +49,7 @@ function expectConsecutive(ids: readonly string[], firstSeq: number, count: numb
 test('3,000 publishes in one turn reach every reader that keeps up: none is cut', async () => {
   const fx = await hubServer(1000);
   const readers = await Promise.all(Array.from({ length: 5 }, () => countingClient(fx.port, '/events/feed')));
-  cleanups.push(() => readers.forEach((r) => r.close()));
+  defer(() => readers.forEach((r) => r.close()));
   await until(() => fx.hub.stats().connections === 5, '5 streams');
   const ids = await Promise.all(Array.from({ length: 3000 }, (_, i) => fx.hub.publish('feed', kib(i))));
   for (const r of readers) {
@@ -62,7 +62,7 @@ test('3,000 publishes in one turn reach every reader that keeps up: none is cut'
 test('a client that stops reading is cut for its backlog, then resumes over a 20 MiB history and catches up', async () => {
   const fx = await hubServer(30_000);
   const slow = await countingClient(fx.port, '/events/feed');
-  cleanups.push(() => slow.close());
+  defer(() => slow.close());
   await until(() => fx.hub.stats().connections === 1, 'the stream');
   const [first] = await publishMany(fx, 'feed', 1);
   await slow.waitFor(1);
@@ -72,7 +72,7 @@ test('a client that stops reading is cut for its backlog, then resumes over a 20
   expect(fx.hub.stats().connections).toBe(0);
 
   const back = await countingClient(fx.port, '/events/feed', { 'Last-Event-ID': first! });
-  cleanups.push(() => back.close());
+  defer(() => back.close());
   await back.waitFor(20_000, 60_000);
   expect(back.events.every((e) => e === 'message')).toBe(true); // no reset
   expectConsecutive(back.ids, seqOf(rest[0]!), 20_000);
@@ -87,9 +87,9 @@ test('30 concurrent resumes over a 20 MiB history are written as the sockets dra
   const before = process.memoryUsage().rss;
   let peak = before;
   const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 5);
-  cleanups.push(() => clearInterval(sampler));
+  defer(() => clearInterval(sampler));
   const clients = await Promise.all(Array.from({ length: 30 }, () => countingClient(fx.port, '/events/feed', { 'Last-Event-ID': ids[0]! })));
-  cleanups.push(() => clients.forEach((c) => c.close()));
+  defer(() => clients.forEach((c) => c.close()));
   for (const c of clients) {
     await c.waitFor(19_999, 90_000);
     expectConsecutive(c.ids, seqOf(ids[1]!), 19_999);
@@ -106,7 +106,7 @@ describe('an event too large to deliver is refused before anything is stored or 
   test('hub.publish of 2 MiB rejects with a RangeError naming maxEventBytes; nothing reaches the stream', async () => {
     const fx = await hubServer(100);
     const s = await openStream({ server: fx.server, path: '/events/feed' });
-    cleanups.push(() => s.close());
+    defer(() => s.close());
     await until(() => fx.hub.stats().connections === 1, 'the stream');
     await expect(fx.hub.publish('feed', 'x'.repeat(2 * MiB))).rejects.toThrow(RangeError);
     await expect(fx.hub.publish('feed', 'x'.repeat(2 * MiB))).rejects.toThrow(/maxEventBytes/);
@@ -119,9 +119,9 @@ describe('an event too large to deliver is refused before anything is stored or 
 
   test('a bigger maxEventBytes (with maxBufferedBytes) delivers a 2 MiB event to a reader', async () => {
     const fx = await startHub({ sse: { maxBufferedBytes: 4 * MiB, maxEventBytes: 3 * MiB } });
-    cleanups.push(() => fx.close());
+    defer(() => fx.close());
     const s = await countingClient(fx.port, '/events/feed');
-    cleanups.push(() => s.close());
+    defer(() => s.close());
     await until(() => fx.hub.stats().connections === 1, 'the stream');
     const id = await fx.hub.publish('feed', 'x'.repeat(2 * MiB));
     await s.waitFor(1);
@@ -142,9 +142,9 @@ describe('an event too large to deliver is refused before anything is stored or 
     });
     const server = app.listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
-    cleanups.push(() => closeServer(server));
+    defer(() => closeServer(server));
     const s = await openStream(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
-    cleanups.push(() => s.close());
+    defer(() => s.close());
     await s.waitFor(1);
     expect(thrown).toBeInstanceOf(RangeError);
     expect(String(thrown)).toMatch(/maxEventBytes/);

@@ -1,5 +1,11 @@
-/** MemoryBroker's own limits: history bounded in bytes per channel, idempotency keys, paged replay. */
+/**
+ * MemoryBroker's own limits: history bounded in bytes per channel, idempotency keys, paged replay,
+ * and maxChannels (the channel bound, seen through a hub: a forgotten channel resumes with a reset).
+ */
 import { MemoryBroker } from '../lib';
+import { hubSuite } from './helpers/hub-suite';
+
+const { start, stream } = hubSuite();
 
 const KiB = 1024;
 
@@ -57,4 +63,29 @@ test('replay pages with limit: every event once, in order, and more says when to
   }
   expect(got).toEqual(Array.from({ length: 25 }, (_, i) => String(i)));
   await broker.close();
+});
+
+describe('MemoryBroker channel bound', () => {
+  test('past maxChannels the least recently published idle channel is forgotten: reset, never a gap', async () => {
+    const fx = await start({ broker: new MemoryBroker({ maxChannels: 2 }) });
+    const a1 = await fx.hub.publish('a', 'a1');
+    await fx.hub.publish('a', 'a2');
+    const b1 = await fx.hub.publish('b', 'b1');
+    const c1 = await fx.hub.publish('c', 'c1'); // forgets a
+    const c2 = await fx.hub.publish('c', 'c2');
+    const onA = await stream('/events/a', { 'Last-Event-ID': a1 });
+    await onA.waitFor(1);
+    expect(onA.events[0]!.event).toBe('reset');
+    const onC = await stream('/events/c', { 'Last-Event-ID': c1 });
+    await onC.waitFor(1);
+    expect(onC.events.map((e) => e.id)).toEqual([c2]);
+    const onB = await stream('/events/b', { 'Last-Event-ID': b1 });
+    const b2 = await fx.hub.publish('b', 'b2');
+    await onB.waitFor(1);
+    expect(onB.events.map((e) => e.id)).toEqual([b2]);
+  });
+
+  test('maxChannels is validated', () => {
+    expect(() => new MemoryBroker({ maxChannels: 0 })).toThrow(RangeError);
+  });
 });

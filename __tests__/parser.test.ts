@@ -18,6 +18,7 @@ import {
   type ParsedEvent,
   type TestStream,
 } from '../lib/testing';
+import { until } from './helpers/wait';
 
 interface Case {
   name: string;
@@ -294,7 +295,7 @@ describe('sse-relay/testing client', () => {
     const waiting = stream.waitFor(1, 60_000);
     await Promise.all([stream.close(), stream.close()]);
     await expect(waiting).rejects.toThrow(/closed by the test/);
-    for (let i = 0; i < 200 && serverSaw.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    await until(() => serverSaw.length > 0, 'the server to see the client leave', 1000);
     expect(serverSaw).toEqual(['close']);
     await stream.close();
   });

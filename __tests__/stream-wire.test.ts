@@ -1,173 +1,28 @@
 /**
- * sse() on the wire: real sockets on 127.0.0.1, exact status codes, headers
- * and bytes, under Express 5, Express 4 and a bare node:http server with a
- * tiny connect-style chain. The client is the test kit (sse-relay/testing).
+ * sse() on the wire, under Express 5, Express 4 and a bare node:http server
+ * with a tiny connect-style chain: the stream head, the exact bytes of send,
+ * comment and retry, the retry option, lastEventId, how a stream ends (client
+ * ends, close(), 204 before opening), calls that throw, and compression() or
+ * express.json() in front. Real sockets on 127.0.0.1; the client is the test
+ * kit (sse-relay/testing).
  *
- * Timing: the only clocks here are small keep-alive intervals; tests assert
- * ordering, "at least" and "none", never how fast anything is.
+ * Keep-alive lives in keepalive.test.ts, middleware.close() in shutdown.test.ts,
+ * option validation in options.test.ts, what a client leaving releases in leaks.test.ts.
  */
-import { once } from 'node:events';
-import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
 import compression from 'compression';
 import express from 'express';
 import request from 'supertest';
-import { sse, type SseMiddleware, type SseOptions } from '../lib';
-import { runningClocks } from '../lib/testing';
-import { closeServer, collectEvents, expectEvents, listen, openStream, type OpenStreamOptions, type TestStream } from '../lib/testing';
-
-// Express 4 is installed under an alias; its API is the same for what we use.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const express4 = require('express4') as typeof express;
-
-type Next = (err?: unknown) => void;
-type Mw = (req: IncomingMessage, res: ServerResponse, next: Next) => void;
-type Req = IncomingMessage & { body?: unknown };
-type Handler = (req: Req, res: ServerResponse) => void;
-interface Route {
-  method: 'GET' | 'POST';
-  path: string;
-  handler: Handler;
-}
-
-interface Host {
-  name: string;
-  /** Express adds X-Powered-By and has res.json. */
-  express: boolean;
-  json(): Mw;
-  app(before: Mw[], routes: Route[]): RequestListener;
-}
-
-function expressHost(name: string, lib: typeof express): Host {
-  return {
-    name,
-    express: true,
-    json: () => lib.json() as unknown as Mw,
-    app(before, routes) {
-      const app = lib();
-      for (const mw of before) app.use(mw as unknown as express.RequestHandler);
-      for (const r of routes) {
-        if (r.method === 'GET') app.get(r.path, r.handler as unknown as express.RequestHandler);
-        else app.post(r.path, r.handler as unknown as express.RequestHandler);
-      }
-      return app as unknown as RequestListener;
-    },
-  };
-}
-
-/** A bare node:http server: the middlewares in order, then an exact-path router, 404 otherwise. */
-const bareHost: Host = {
-  name: 'node:http + connect-style chain',
-  express: false,
-  json: () => express.json() as unknown as Mw, // body-parser is a plain (req, res, next) middleware
-  app(before, routes) {
-    return (req, res) => {
-      let i = 0;
-      const next: Next = (err) => {
-        if (err !== undefined) {
-          res.statusCode = 500;
-          res.end('error');
-          return;
-        }
-        const mw = before[i++];
-        if (mw !== undefined) {
-          try {
-            mw(req, res, next);
-          } catch (e) {
-            next(e);
-          }
-          return;
-        }
-        const path = (req.url ?? '/').split('?')[0];
-        const route = routes.find((r) => r.method === req.method && r.path === path);
-        if (route === undefined) {
-          res.statusCode = 404;
-          res.end('Not Found');
-          return;
-        }
-        route.handler(req, res);
-      };
-      next();
-    };
-  },
-};
-
-const HOSTS: Host[] = [expressHost('Express 5', express), expressHost('Express 4', express4), bareHost];
-
-// ---------------------------------------------------------------------------
-// Resources of the running test, all released in afterEach.
-
-const servers: Server[] = [];
-const streams: TestStream[] = [];
-
-async function start(host: Host, before: Mw[], routes: Route[]): Promise<Server> {
-  const server = await listen(host.app(before, routes));
-  servers.push(server);
-  return server;
-}
-
-async function open(server: Server, path: string, options?: OpenStreamOptions): Promise<TestStream> {
-  const stream = await openStream({ server, path }, options);
-  streams.push(stream);
-  return stream;
-}
-
-/** Polls `condition` (server-side state) every few ms; bounded. */
-async function eventually(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+import { sse } from '../lib';
+import { closeServer, collectEvents, expectEvents, listen, openStream, runningClocks } from '../lib/testing';
+import { cleanup } from './helpers/cleanup';
+import { HOSTS, streamHeaderNames, type Mw } from './helpers/hosts';
+import { expectNoRunningClocks, inbox, open, start } from './helpers/sse-server';
+import { until } from './helpers/wait';
 
 afterEach(async () => {
-  await Promise.all(streams.splice(0).map((s) => s.close()));
-  await Promise.all(servers.splice(0).map((s) => closeServer(s)));
-  // Every stream has ended: no shared timer may be left running.
-  await eventually(() => runningClocks() === 0, 'every shared timer to stop');
-  expect(runningClocks()).toBe(0);
+  await cleanup();
+  await expectNoRunningClocks();
 });
-
-/** Server side of one request, handed from the route to the test. */
-interface Seen {
-  req: Req;
-  res: ServerResponse;
-  /** res.listenerCount('close') before the stream opened. */
-  closeListenersBefore: number;
-}
-
-/** A route handler that records each request (after `then` ran) for the test to pick up. */
-function inbox(then: (req: Req, res: ServerResponse) => void = (_req, res) => void res.sse.open()) {
-  const seen: Seen[] = [];
-  const waiting: Array<(s: Seen) => void> = [];
-  const handler: Handler = (req, res) => {
-    const entry: Seen = { req, res, closeListenersBefore: res.listenerCount('close') };
-    then(req, res);
-    const w = waiting.shift();
-    if (w) w(entry);
-    else seen.push(entry);
-  };
-  function next(timeoutMs = 5000): Promise<Seen> {
-    const ready = seen.shift();
-    if (ready) return Promise.resolve(ready);
-    return new Promise<Seen>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('no request reached the route')), timeoutMs);
-      waiting.push((s) => {
-        clearTimeout(timer);
-        resolve(s);
-      });
-    });
-  }
-  return { handler, next };
-}
-
-const STREAM_HEADER_NAMES = ['cache-control', 'connection', 'content-type', 'date', 'transfer-encoding', 'x-accel-buffering'];
-
-function streamHeaderNames(host: Host): string[] {
-  return [...STREAM_HEADER_NAMES, ...(host.express ? ['x-powered-by'] : [])].sort();
-}
-
-// ---------------------------------------------------------------------------
 
 describe.each(HOSTS)('sse() under $name', (host) => {
   test('opens with exactly the stream headers, flushed before the first event', async () => {
@@ -308,71 +163,6 @@ describe.each(HOSTS)('sse() under $name', (host) => {
     expect(stream.raw()).toBe('retry: 0\n\ndata: a\n\ndata: b\n\n');
   });
 
-  test('keep-alive comments come after keepAlive ms of silence, and only comments', async () => {
-    const keepAlive = 50;
-    const mw = sse({ keepAlive });
-    const box = inbox();
-    const server = await start(host, [mw], [{ method: 'GET', path: '/s', handler: box.handler }]);
-    const stream = await open(server, '/s');
-    await box.next();
-    await stream.waitUntil(() => stream.comments.length >= 3, 5000, 'three keep-alives');
-    expect(stream.comments.every((c) => c === 'keep-alive')).toBe(true);
-    expect(stream.raw()).toBe(': keep-alive\n\n'.repeat(stream.comments.length));
-    expect(stream.events).toEqual([]);
-  });
-
-  test('the first keep-alive comes no earlier than keepAlive ms after opening, whatever else is open', async () => {
-    const keepAlive = 50;
-    const mw = sse({ keepAlive });
-    let openedAt = 0;
-    const box = inbox((_req, res) => {
-      openedAt = performance.now();
-      res.sse.open();
-    });
-    const server = await start(host, [mw], [{ method: 'GET', path: '/s', handler: box.handler }]);
-    // Another stream keeps the shared timer running, so the streams below join it at arbitrary moments.
-    await open(server, '/s');
-    await box.next();
-    const delays: number[] = [];
-    for (let i = 0; i < 10; i++) {
-      await new Promise((r) => setTimeout(r, i)); // land at different points of the 10 ms tick
-      const stream = await open(server, '/s');
-      await box.next();
-      const startedAt = openedAt;
-      await stream.waitUntil(() => stream.comments.length >= 1, 5000, 'a keep-alive');
-      delays.push(performance.now() - startedAt);
-      expect(stream.raw()).toBe(': keep-alive\n\n');
-      await stream.close();
-    }
-    // At least keepAlive ms (a couple of ms of timer granularity allowed); never an upper bound.
-    expect(Math.min(...delays)).toBeGreaterThanOrEqual(keepAlive - 3);
-  });
-
-  test('writes reset the keep-alive timer: no keep-alive while sending every 20 ms, one after', async () => {
-    const mw = sse({ keepAlive: 50 });
-    const box = inbox();
-    const server = await start(host, [mw], [{ method: 'GET', path: '/s', handler: box.handler }]);
-    const stream = await open(server, '/s');
-    const { res } = await box.next();
-    const COUNT = 15; // 15 x 20 ms = 300 ms of steady writes
-    let sent = 0;
-    res.sse.send(String(sent++));
-    await new Promise<void>((resolve) => {
-      const timer = setInterval(() => {
-        res.sse.send(String(sent++));
-        if (sent === COUNT) {
-          clearInterval(timer);
-          resolve();
-        }
-      }, 20);
-    });
-    await stream.waitFor(COUNT);
-    const dataFrames = Array.from({ length: COUNT }, (_, i) => `data: ${i}\n\n`).join('');
-    // Silence now: a keep-alive follows, and nothing came between the data frames.
-    await stream.waitUntil(() => stream.comments.length >= 1, 5000, 'a keep-alive after the writes stop');
-    expect(stream.raw()).toBe(dataFrames + ': keep-alive\n\n'.repeat(stream.comments.length));
-  });
-
   test('lastEventId: the Last-Event-ID header, else the lastEventId query parameter', async () => {
     const mw = sse({ keepAlive: false });
     const server = await start(host, [mw], [
@@ -391,37 +181,6 @@ describe.each(HOSTS)('sse() under $name', (host) => {
     expect(await last('/s?x=1&lastEventId=a%20b')).toBe('a b');
     expect(await last('/s?lastEventId=7', { 'Last-Event-ID': 'h' })).toBe('h');
     expect(await last('/s')).toBe(null);
-  });
-
-  test('client leaves: closed, signal aborted, calls return false, every listener and timer released', async () => {
-    const mw = sse({ keepAlive: 50 });
-    const box = inbox();
-    const server = await start(host, [mw], [{ method: 'GET', path: '/s', handler: box.handler }]);
-    const stream = await open(server, '/s');
-    const { res, closeListenersBefore } = await box.next();
-    const s = res.sse;
-    const aborted = once(s.signal, 'abort');
-    expect(s.closed).toBe(false);
-    expect(s.signal.aborted).toBe(false);
-    expect(mw.connections).toBe(1);
-    expect(runningClocks()).toBe(1);
-    expect(res.listenerCount('close')).toBe(closeListenersBefore + 1);
-
-    await stream.close();
-    await aborted;
-    expect(s.closed).toBe(true);
-    expect(s.signal.aborted).toBe(true);
-    expect(mw.connections).toBe(0);
-    expect(runningClocks()).toBe(0);
-    expect(res.listenerCount('close')).toBe(closeListenersBefore);
-    expect(res.listenerCount('drain')).toBe(0);
-    expect(s.send('late')).toBe(false);
-    expect(s.send('late', { event: 'e', id: 1 })).toBe(false);
-    expect(s.comment('late')).toBe(false);
-    expect(s.retry(10)).toBe(false);
-    expect(s.open()).toBe(false);
-    expect(() => s.close()).not.toThrow();
-    expect(mw.connections).toBe(0);
   });
 
   test('close(): the response ends, closed and signal follow, close is idempotent, later calls return false', async () => {
@@ -448,7 +207,7 @@ describe.each(HOSTS)('sse() under $name', (host) => {
 
     await stream.waitForEnd();
     expect(stream.raw()).toBe('data: last\n\n');
-    await eventually(() => res.listenerCount('close') <= closeListenersBefore, 'the close listener to go');
+    await until(() => res.listenerCount('close') <= closeListenersBefore, 'the close listener to go', 5000);
     expect(res.listenerCount('close')).toBe(closeListenersBefore);
   });
 
@@ -587,7 +346,7 @@ describe.each(HOSTS)('sse() under $name', (host) => {
     expect(normal.headers['content-encoding']).toBe('gzip');
     expect(normal.text).toBe(big);
 
-    const stream = await open(server, '/s', { headers: { 'Accept-Encoding': 'gzip, deflate, br' } });
+    const stream = await open(server, '/s', { 'Accept-Encoding': 'gzip, deflate, br' });
     const { res } = await box.next();
     expect(stream.status).toBe(200);
     expect(stream.headers['content-encoding']).toBeUndefined();
@@ -612,11 +371,7 @@ describe.each(HOSTS)('sse() under $name', (host) => {
       else req.once('close', report);
     });
     const server = await start(host, [host.json(), mw], [{ method: 'POST', path: '/s', handler: box.handler }]);
-    const stream = await open(server, '/s', {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: '{"want":["a","b"]}',
-    });
+    const stream = await open(server, '/s', { 'Content-Type': 'application/json' }, { method: 'POST', body: '{"want":["a","b"]}' });
     const { req, res } = await box.next();
     const [report] = await stream.waitFor(1);
     expect(req.closed).toBe(true);
@@ -627,75 +382,6 @@ describe.each(HOSTS)('sse() under $name', (host) => {
     await stream.waitFor(2);
     expect(stream.events[1]!.data).toBe('still open');
     expect(stream.ended).toBe(false);
-  });
-
-  test('middleware.close() sends retry to every open stream and ends it', async () => {
-    const mw = sse({ keepAlive: false });
-    const box = inbox();
-    const server = await start(host, [mw], [{ method: 'GET', path: '/s', handler: box.handler }]);
-    const a = await open(server, '/s');
-    const b = await open(server, '/s');
-    await box.next();
-    await box.next();
-    expect(mw.connections).toBe(2);
-    mw.close();
-    await a.waitForEnd();
-    await b.waitForEnd();
-    for (const s of [a, b]) {
-      expect(s.raw()).toMatch(/^retry: \d+\n\n$/);
-      expect(s.retries).toHaveLength(1);
-    }
-    expect(mw.connections).toBe(0);
-  });
-});
-
-describe('sse(options): bad options throw at sse() time, naming the option', () => {
-  const CASES: Array<[string, unknown, typeof TypeError | typeof RangeError, RegExp]> = [
-    ['keepAlive 0', { keepAlive: 0 }, RangeError, /keepAlive/],
-    ['keepAlive -1', { keepAlive: -1 }, RangeError, /keepAlive/],
-    ['keepAlive 1.5', { keepAlive: 1.5 }, RangeError, /keepAlive/],
-    ['keepAlive NaN', { keepAlive: NaN }, RangeError, /keepAlive/],
-    ['keepAlive "100"', { keepAlive: '100' }, TypeError, /keepAlive/],
-    ['keepAlive true', { keepAlive: true }, TypeError, /keepAlive/],
-    ['retry -1', { retry: -1 }, RangeError, /retry/],
-    ['retry 1.5', { retry: 1.5 }, RangeError, /retry/],
-    ['retry "5"', { retry: '5' }, RangeError, /retry/],
-    ['headers "x"', { headers: 'x' }, TypeError, /headers/],
-    ['headers value {}', { headers: { 'X-A': {} } }, TypeError, /headers/],
-    ['serialize "json"', { serialize: 'json' }, TypeError, /serialize/],
-    ['maxBufferedBytes 0', { maxBufferedBytes: 0 }, RangeError, /maxBufferedBytes/],
-    ['maxDuration -5', { maxDuration: -5 }, RangeError, /maxDuration/],
-    ['allowedOrigins "*"', { allowedOrigins: '*' }, TypeError, /allowedOrigins/],
-    ['allowedOrigins ["*"]', { allowedOrigins: ['*'] }, TypeError, /allowedOrigins/],
-    ['allowedOrigins trailing slash', { allowedOrigins: ['https://a.example/'] }, TypeError, /allowedOrigins/],
-    ['maxConnections 0', { maxConnections: 0 }, RangeError, /maxConnections/],
-    ['maxConnectionsPerKey 1.5', { maxConnectionsPerKey: 1.5 }, RangeError, /maxConnectionsPerKey/],
-    ['connectionKey 1', { connectionKey: 1 }, TypeError, /connectionKey/],
-    ['an unknown option', { keepalive: 5 }, TypeError, /keepalive/],
-    ['options null', null, TypeError, /options/],
-    ['options "x"', 'x', TypeError, /options/],
-  ];
-
-  test.each(CASES)('%s', (_name, options, ErrorClass, names) => {
-    let error: unknown;
-    try {
-      sse(options as SseOptions);
-    } catch (e) {
-      error = e;
-    }
-    expect(error).toBeInstanceOf(ErrorClass);
-    expect((error as Error).message).toMatch(names);
-  });
-
-  test('good options are accepted', () => {
-    const mws: SseMiddleware[] = [
-      sse(),
-      sse({}),
-      sse({ keepAlive: false, retry: 0, headers: { 'X-A': 'b', 'X-N': 1, 'X-L': ['a', 'b'] } }),
-      sse({ maxConnections: Infinity, maxBufferedBytes: Infinity, allowedOrigins: ['https://a.example'] }),
-      sse({ allowedOrigins: () => true, connectionKey: () => 'k', serialize: String, maxDuration: 1000 }),
-    ];
-    for (const mw of mws) expect(mw.connections).toBe(0);
   });
 });
 
