@@ -8,10 +8,11 @@
 import { createHub, MemoryBroker } from '../lib';
 import { HeldReplay } from './helpers/held-replay';
 import { BROKERS, hubSuite, ID } from './helpers/hub-suite';
+import { until } from './helpers/wait';
 
 const { start, stream, useBroker, newBroker } = hubSuite();
 
-describe.each(BROKERS)('with %s', (_name, make) => {
+describe.each(BROKERS)('with %s', (brokerName, make) => {
   useBroker(make);
 
   describe('history and Last-Event-ID resume', () => {
@@ -125,7 +126,21 @@ describe.each(BROKERS)('with %s', (_name, make) => {
       const future = id.replace(/\.\d+$/, '.999999');
       const s = await stream('/events/a', { 'Last-Event-ID': future });
       await s.waitFor(1);
-      expect(s.events[0]).toEqual({ event: 'reset', data: '', id });
+      const reset = s.events[0]!;
+      expect(reset).toMatchObject({ event: 'reset', data: '' });
+      if (fx.hub.stats().replays.reset !== 1) throw new Error('the resume was not counted as a reset');
+      // A broker that can fence (RedisBroker) takes an id ahead of its head as proof that its
+      // history rewound, and starts a new epoch at the same seq; MemoryBroker cannot rewind.
+      const epoch = (x: string): string => x.slice(0, x.lastIndexOf('.'));
+      expect(reset.id.slice(reset.id.lastIndexOf('.'))).toBe(id.slice(id.lastIndexOf('.')));
+      if (brokerName === 'RedisBroker') expect(epoch(reset.id)).not.toBe(epoch(id));
+      else expect(reset.id).toBe(id);
+      // Resuming from the reset's id is complete: no second reset, then live.
+      const again = await stream('/events/a', { 'Last-Event-ID': reset.id });
+      await until(() => fx.hub.stats().connections === 2, 'the second stream');
+      const live = await fx.hub.publish('a', 'y');
+      await again.waitFor(1);
+      expect(again.events).toEqual([{ event: 'message', data: 'y', id: live }]);
     });
 
     test('history: 0 -> every resume attempt gets reset', async () => {
