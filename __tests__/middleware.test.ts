@@ -93,6 +93,16 @@ const bareHost: Host = {
 
 const HOSTS: Host[] = [expressHost('Express 5', express), expressHost('Express 4', express4), bareHost];
 
+/**
+ * Every wire test runs on both write paths (lib/stream/direct.ts): straight to
+ * the socket where that is safe (the default), and through res.write.
+ */
+const WRITE_PATHS = [
+  { path: 'direct', env: 'direct' },
+  { path: 'res.write', env: 'node' },
+] as const;
+const HOSTS_AND_PATHS = HOSTS.flatMap((host) => WRITE_PATHS.map((p) => ({ ...host, host, path: p.path, env: p.env })));
+
 // ---------------------------------------------------------------------------
 // Resources of the running test, all released in afterEach.
 
@@ -169,7 +179,14 @@ function streamHeaderNames(host: Host): string[] {
 
 // ---------------------------------------------------------------------------
 
-describe.each(HOSTS)('sse() under $name', (host) => {
+describe.each(HOSTS_AND_PATHS)('sse() under $name, $path write path', ({ host, env }) => {
+  beforeAll(() => {
+    process.env.SSE_RELAY_WRITE_PATH = env;
+  });
+  afterAll(() => {
+    delete process.env.SSE_RELAY_WRITE_PATH;
+  });
+
   test('opens with exactly the stream headers, flushed before the first event', async () => {
     const mw = sse({ keepAlive: false });
     const box = inbox();
