@@ -8,7 +8,9 @@
 import type { SharedFrames } from './turn';
 
 /** Where held frames go when the socket drained: text of the stream's own, or shared frames. */
-export type HeldSink = (text: string, frames: SharedFrames | undefined) => void;
+export interface HeldSink {
+  sendHeld(text: string, frames: SharedFrames | undefined): void;
+}
 
 export class HeldFrames {
   /** In order; '' marks a replaced (coalesced) slot. */
@@ -49,12 +51,12 @@ export class HeldFrames {
     for (const item of this.items) {
       if (typeof item === 'string') text += item;
       else {
-        if (text !== '') sink(text, undefined);
+        if (text !== '') sink.sendHeld(text, undefined);
         text = '';
-        sink('', item);
+        sink.sendHeld('', item);
       }
     }
-    if (text !== '') sink(text, undefined);
+    if (text !== '') sink.sendHeld(text, undefined);
   }
 
   /** Everything held, as text. */

@@ -33,7 +33,11 @@ export interface Flushable {
 
 /** Past this much output in one turn, `afterFlush()` makes publishers wait for socket I/O. */
 const YIELD_CHARS = 64 * 1024;
-/** A stream (or group) with this much output waiting is written at once, window or not (a socket's highWaterMark). */
+/**
+ * A stream (or group) with this much output waiting is written at once, window
+ * or not: past a few KiB a write's fixed cost is small, and waiting longer only
+ * adds latency (measured: 16 KiB doubled throughput's p99 for no CPU saved).
+ */
 export const BATCH_CHARS = 4 * 1024;
 /** Busy: the event loop was idle less than this share of the time since the last write-out. */
 const BUSY_IDLE_SHARE = 0.5;

@@ -12,12 +12,16 @@
  * STALL_GRACE_MS, or when what is held alone passes HARD_FACTOR x
  * `maxBufferedBytes`. Memory per client is so bounded by one turn's output
  * plus HARD_FACTOR x maxBufferedBytes.
+ *
+ * Every write goes through `res.write`, or, where that is safe, straight to
+ * the socket with the same chunk framing and the same backpressure
+ * accounting (direct.ts). What is held back lives in held.ts.
  */
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { DropReason } from './admission';
 import { chunkOfText, needDrain } from './direct';
-import { HeldFrames } from './held';
+import { HeldFrames, type HeldSink } from './held';
 import { BATCH_CHARS, turn, type Flushable, type SharedFrames } from './turn';
 
 /** How long a backlog over the limit may go without any byte leaving before the client is cut. */
@@ -37,7 +41,7 @@ export interface QueueOwner {
   coalesced(): void;
 }
 
-export class WriteQueue implements Flushable {
+export class WriteQueue implements Flushable, HeldSink {
   /** Frames of this turn, not yet handed to the socket. */
   private pending = '';
   /** This turn's shared frames this stream reads, instead of `pending`. */
@@ -55,9 +59,6 @@ export class WriteQueue implements Flushable {
   private closed = false;
   /** Something was written since the owner last looked (keep-alive idle tracking). */
   wrote = false;
-  private readonly sendHeld = (text: string, frames: SharedFrames | undefined): void => {
-    if (!this.closed) this.send(text, frames);
-  };
 
   constructor(
     private readonly res: Res,
@@ -70,10 +71,6 @@ export class WriteQueue implements Flushable {
     private readonly onDrain: () => void,
   ) {}
 
-  /** True when this stream writes to its socket directly. */
-  get direct(): boolean {
-    return this.socket !== undefined;
-  }
 
   get isBackedUp(): boolean {
     return this.backedUp;
@@ -222,6 +219,11 @@ export class WriteQueue implements Flushable {
     if (now - this.overSince >= STALL_GRACE_MS) this.owner.cut('backlog');
   }
 
+  /** Writes one piece of what was held (HeldFrames.writeTo). */
+  sendHeld(text: string, frames: SharedFrames | undefined): void {
+    if (!this.closed) this.send(text, frames);
+  }
+
   /** The socket drained: write what was held back, then wake whoever waits for it. */
   drained(): void {
     if (this.closed || !this.backedUp) return;
@@ -237,7 +239,7 @@ export class WriteQueue implements Flushable {
       // One writev for everything held: Node's own buffer takes what the socket does not yet.
       const target = this.socket ?? this.res;
       target.cork();
-      held.writeTo(this.sendHeld);
+      held.writeTo(this);
       if (pending !== '') this.send(pending);
       target.uncork();
     }
