@@ -107,8 +107,8 @@ export class WriteQueue implements Flushable, HeldSink {
       turn.mark(this, this.maxWriteDelay);
     } else {
       this.pending += frame;
-      if (this.pending.length >= BATCH_CHARS) turn.full();
     }
+    if (this.pending.length >= BATCH_CHARS) turn.full();
     return true;
   }
 
