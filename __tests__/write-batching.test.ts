@@ -125,6 +125,18 @@ describe('adaptive write batching', () => {
     expect(both).toContain('data: ' + big + '\n');
   });
 
+  test('a frame of 4 KiB for a stream of its own (a coalesce key) is written at once, window or not', async () => {
+    const writes = await start({ maxWriteDelay: WINDOW });
+    await idle();
+    await fx!.hub.publish('feed', 'a');
+    await nextTurn();
+    spin(5);
+    const big = 'k'.repeat(5000);
+    await fx!.hub.publish('feed', big, { coalesce: 'state' });
+    await nextTurn();
+    expect(writes.with(big)).toHaveLength(1);
+  });
+
   test('close() writes what waits at once, before the end of the body', async () => {
     const writes = await start({ maxWriteDelay: WINDOW });
     await idle();
