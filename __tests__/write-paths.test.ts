@@ -9,6 +9,7 @@
  */
 import compression from 'compression';
 import { once } from 'node:events';
+import http2 from 'node:http2';
 import { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import { sse } from '../lib';
@@ -264,6 +265,24 @@ describe('the direct path is taken only where it is safe', () => {
       calls[path.name] = count;
     }
     expect(calls).toEqual({ direct: 0, Node: 2 });
+  });
+
+  test('HTTP/2: never direct', async () => {
+    let decided!: (direct: boolean) => void;
+    const result = new Promise<boolean>((r) => (decided = r));
+    const server = http2.createServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      decided(directSocket(req as unknown as IncomingMessage, res as unknown as ServerResponse) !== undefined);
+      res.end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const session = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    const request = session.request({ ':path': '/' });
+    request.resume();
+    await once(request, 'end');
+    session.close();
+    await new Promise((r) => server.close(r));
+    expect(await result).toBe(false);
   });
 
   test('a response that is not the socket\u2019s current one (pipelined) is not direct', async () => {
