@@ -183,8 +183,20 @@ describe('random data round-trips through both parsers', () => {
   });
 });
 
-describe('over a real socket, res.sse.send writes exactly what encodeEvent produces', () => {
+/** Both write paths (lib/stream/direct.ts): straight to the socket (the default where safe) and through res.write. */
+const WRITE_PATHS = [
+  { path: 'direct', env: 'direct' },
+  { path: 'res.write', env: 'node' },
+] as const;
+
+describe.each(WRITE_PATHS)('over a real socket ($path write path), res.sse.send writes exactly what encodeEvent produces', ({ env }) => {
   let server: Server | undefined;
+  beforeAll(() => {
+    process.env.SSE_RELAY_WRITE_PATH = env;
+  });
+  afterAll(() => {
+    delete process.env.SSE_RELAY_WRITE_PATH;
+  });
   afterEach(async () => {
     if (server) await closeServer(server);
     server = undefined;

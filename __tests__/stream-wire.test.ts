@@ -24,7 +24,24 @@ afterEach(async () => {
   await expectNoRunningClocks();
 });
 
-describe.each(HOSTS)('sse() under $name', (host) => {
+/**
+ * Every wire test runs on both write paths (lib/stream/direct.ts): straight to
+ * the socket where that is safe (the default), and through res.write.
+ */
+const WRITE_PATHS = [
+  { path: 'direct', env: 'direct' },
+  { path: 'res.write', env: 'node' },
+] as const;
+const HOSTS_AND_PATHS = HOSTS.flatMap((host) => WRITE_PATHS.map((p) => ({ ...host, host, path: p.path, env: p.env })));
+
+describe.each(HOSTS_AND_PATHS)('sse() under $name, $path write path', ({ host, env }) => {
+  beforeAll(() => {
+    process.env.SSE_RELAY_WRITE_PATH = env;
+  });
+  afterAll(() => {
+    delete process.env.SSE_RELAY_WRITE_PATH;
+  });
+
   test('opens with exactly the stream headers, flushed before the first event', async () => {
     const mw = sse({ keepAlive: false });
     const box = inbox();

@@ -123,7 +123,7 @@ function createHarness(h0) {
   h.runLoad = async (scn, kind, pubKind) => {
     const label = `${scn.name}${pubKind ? '-xproc' : ''}`;
     if (kind.endsWith('redis')) await redisCommand(h.redis.port, 'FLUSHALL');
-    const serverOpts = { redisUrl: h.redis && h.redis.url, channels: scn.channels || 1 };
+    const serverOpts = { redisUrl: h.redis && h.redis.url, channels: scn.channels || 1, hubOptions: scn.hubOptions, env: scn.env };
     const server = await startServer(kind, label, serverOpts);
     const procs = [server];
     try {

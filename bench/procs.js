@@ -114,7 +114,10 @@ async function startServer(kind, label, opts = {}) {
     fs.mkdirSync(PROF_DIR, { recursive: true });
     execArgv.push('--cpu-prof', '--cpu-prof-dir', PROF_DIR, '--cpu-prof-name', `${label}-${kind}.cpuprofile`);
   }
-  const hubOptions = JSON.parse(process.env.BENCH_HUB_OPTIONS || '{}');
+  // BENCH_HUB_OPTIONS (experiments) under the row's own hubOptions (a feature turned off for an A/B row).
+  const fromEnv = JSON.parse(process.env.BENCH_HUB_OPTIONS || '{}');
+  const own = opts.hubOptions || {};
+  const hubOptions = { ...fromEnv, ...own, sse: { ...fromEnv.sse, ...own.sse } };
   const proc = new Proc(`server ${kind}`, 'server.js', [kind, JSON.stringify({ ...opts, hubOptions })], execArgv);
   const ready = await withTimeout(proc.ready, 15_000, `${kind} did not start`);
   proc.port = ready.port;

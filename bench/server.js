@@ -1,7 +1,8 @@
 'use strict';
 // One server under test, in its own process. argv: <kind> <json options>
 //   kind: raw | better-sse | sse-relay | sse-relay-redis | publisher-redis
-//   options: { redisUrl, channels, hubOptions } (hubOptions: extra createHub options, for experiments)
+//   options: { redisUrl, channels, hubOptions, env } (hubOptions: extra createHub options; env: extra
+//   environment, both for A/B rows and experiments)
 // Every GET is an event stream on the channel "bench" (channels > 1, sse-relay
 // servers: on "bench" and "bench.1" ... "bench.<channels-1>", with the events
 // published round-robin over them). Commands arrive over
@@ -11,6 +12,8 @@ const { payloadMaker, serveRpc } = require('./common');
 
 const kind = process.argv[2];
 const options = JSON.parse(process.argv[3] || '{}');
+// A row's environment (e.g. SSE_RELAY_WRITE_PATH=node for the A/B rows), before the library loads.
+Object.assign(process.env, options.env);
 const CHANNEL = 'bench';
 const CHANNELS = Array.from({ length: options.channels || 1 }, (_, i) => (i === 0 ? CHANNEL : `${CHANNEL}.${i}`));
 const EVENT = 'tick';

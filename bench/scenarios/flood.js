@@ -4,6 +4,7 @@
 // cut and the deliveries lost. A reader that keeps up should never be cut.
 // Size and repeats: --flood-events N (default 1,000,000; quick 100,000) and
 // --flood-runs N (default 1).
+const { variant } = require('./feature-rows');
 const { f, table, lostCell, noiseNotes } = require('../report');
 
 module.exports = {
@@ -26,9 +27,12 @@ module.exports = {
     const skipped = [];
     if (!h.servers.includes('sse-relay')) return { rows, skipped: ['flood: needs the sse-relay server'] };
     for (let i = 1; i <= p.runs; i++) {
-      const run = async () => ({ ...(await h.runLoad(p, 'sse-relay')), run: i });
+      const run = async () => ({ ...(await h.runLoad(p, 'sse-relay')), run: `${i} of ${p.runs}` });
       await h.measure(`${p.name} / sse-relay / run ${i} of ${p.runs}`, run, rows, skipped);
     }
+    // The A/B row: the write features of #16 off (the cut rule is the same on both).
+    const off = async () => ({ ...(await h.runLoad(variant(p, 'both off'), 'sse-relay')), run: 'both off' });
+    await h.measure(`${p.name} / sse-relay, both off`, off, rows, skipped);
     return { rows, skipped };
   },
 
@@ -39,7 +43,7 @@ module.exports = {
     console.log(`\n## ${p.title}: ${p.clients} clients x ${f.int(p.events)} events of ${p.size} B, as fast as backpressure allows (batches of ${p.batch}), sse-relay MemoryBroker`);
     const headers = ['run', 'deliv/s', 'vs raw (throughput)', 'clients cut', 'lost', 'dropped', 'p99 ms', 'max ms', 'srv peak RSS MB', 'other load'];
     const body = rows.map((r) => [
-      `${r.run} of ${p.runs}`,
+      r.run,
       f.int(r.deliveriesPerSec),
       raw ? f.x(r.deliveriesPerSec / raw.deliveriesPerSec) : '-',
       String(r.closedEarly),

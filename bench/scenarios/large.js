@@ -1,5 +1,6 @@
 'use strict';
 // Large payloads: 16 KiB events to 100 clients.
+const { featureRows } = require('./feature-rows');
 const { printLoad } = require('../report');
 
 module.exports = {
@@ -15,6 +16,10 @@ module.exports = {
     rate: 0,
   }),
   needsRedis: (h) => h.servers.includes('sse-relay-redis'),
-  run: (h, p) => h.loadRows(p),
+  async run(h, p) {
+    const out = await h.loadRows(p);
+    await featureRows(h, p, ['batching off', 'Node write path'], out.rows, out.skipped);
+    return out;
+  },
   print: (h, p, { rows, skipped }) => printLoad(p, rows, skipped),
 };

@@ -1,5 +1,6 @@
 'use strict';
 // Throughput: few clients, many small events in batches of 100, as fast as backpressure allows.
+const { featureRows } = require('./feature-rows');
 const { printLoad, relayTargets } = require('../report');
 
 module.exports = {
@@ -16,7 +17,11 @@ module.exports = {
     sameRate: true,
   }),
   needsRedis: (h) => h.servers.includes('sse-relay-redis'),
-  run: (h, p) => h.loadRows(p),
+  async run(h, p) {
+    const out = await h.loadRows(p);
+    await featureRows(h, p, ['batching off', 'Node write path'], out.rows, out.skipped);
+    return out;
+  },
   print: (h, p, { rows, skipped }) => printLoad(p, rows, skipped),
   targets: (h, p, { rows }) => relayTargets('throughput', rows),
 };

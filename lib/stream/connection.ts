@@ -11,6 +11,7 @@ import { HTTP1_HEADERS, STREAM_HEADERS, corsHeaders } from '../protocol/headers'
 import { RETRY, isHttp2, jitter, queryOf, refuse } from '../http';
 import type { AnyEvents, EventMap, EventName, MessageData } from '../events';
 import type { Admission, DropReason } from './admission';
+import { directSocket } from './direct';
 import { checkFrameSize } from './options';
 import { joinClock, leaveClock, type Ticking } from './ticker';
 import { WriteQueue, type QueueOwner } from './write-queue';
@@ -173,7 +174,8 @@ export class Connection implements SseStream, QueueOwner, Ticking {
     this.openedAt = performance.now();
     const opts = this.admission.opts;
     this.writeHead();
-    this.queue = new WriteQueue(this.res, opts.maxBufferedBytes, this, onResponseDrain as () => void);
+    const socket = directSocket(this.req, this.res);
+    this.queue = new WriteQueue(this.res, socket, opts.maxBufferedBytes, opts.maxWriteDelay, this, onResponseDrain as () => void);
     this.queue.wrote = true; // the head is a write: idle time starts now
     joinClock(this, this.admission.timing.period);
     this.req.socket?.setNoDelay(true);

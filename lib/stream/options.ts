@@ -1,7 +1,7 @@
 /** Options of `sse()` and of the streams a hub opens: validated once, at factory time. */
 import { validateHeaderName, validateHeaderValue, type IncomingMessage } from 'node:http';
 import { checkRetry, type Serializer } from '../protocol/encode';
-import { checkOptions, fn, positiveInt, show } from '../options';
+import { checkOptions, fn, nonNegativeInt, positiveInt, show } from '../options';
 
 export interface SseOptions {
   /** Send a comment frame when the stream has been idle this long (ms); every write resets it. `false` turns it off. Default 15000. */
@@ -27,6 +27,14 @@ export interface SseOptions {
   maxEventBytes?: number;
   /** A client that has not drained its socket for this long (ms) is disconnected. Default 30000. */
   drainTimeout?: number;
+  /**
+   * Adaptive write batching: while the process is busy (it wrote less than
+   * this long ago and its event loop has mostly been running since), the
+   * frames of the following turns wait and go out in one write per stream, at
+   * most this many ms after the previous write. An idle process writes at
+   * once. 0 turns it off. Integer ms, 0 to 1000. Default 5.
+   */
+  maxWriteDelay?: number;
   /** Close the stream after about this long (ms, minus up to 10% jitter) so the client reconnects and is re-authorised. Default: none. */
   maxDuration?: number;
   /** Origins allowed to open a stream cross-origin; others get 403. A request without `Origin` is allowed. Default: all. */
@@ -48,6 +56,7 @@ export interface ResolvedOptions {
   readonly maxBufferedBytes: number;
   readonly maxEventBytes: number;
   readonly drainTimeout: number;
+  readonly maxWriteDelay: number; // 0 = off
   readonly maxDuration: number; // 0 = none
   readonly originAllowed: ((origin: string) => boolean) | undefined;
   readonly maxConnections: number; // Infinity = unlimited
@@ -56,11 +65,23 @@ export interface ResolvedOptions {
 }
 
 const KNOWN = [
-  'keepAlive', 'retry', 'headers', 'serialize', 'maxBufferedBytes', 'maxEventBytes', 'drainTimeout', 'maxDuration',
+  'keepAlive', 'retry', 'headers', 'serialize', 'maxBufferedBytes', 'maxEventBytes', 'drainTimeout', 'maxWriteDelay', 'maxDuration',
   'allowedOrigins', 'maxConnections', 'maxConnectionsPerKey', 'connectionKey',
 ] as const;
 
 const MiB = 1024 * 1024;
+/** The largest maxWriteDelay: batching is for milliseconds, not for seconds. */
+export const MAX_WRITE_DELAY = 1000;
+export const DEFAULT_WRITE_DELAY = 5;
+
+function writeDelay(value: unknown): number {
+  if (value === undefined) return DEFAULT_WRITE_DELAY;
+  const ms = nonNegativeInt('maxWriteDelay', value);
+  if (ms > MAX_WRITE_DELAY) {
+    throw new RangeError(`sse-relay: option maxWriteDelay must be at most ${MAX_WRITE_DELAY} (ms), got ${show(value)}`);
+  }
+  return ms;
+}
 
 export function defaultConnectionKey(req: IncomingMessage): string {
   const ip = (req as IncomingMessage & { ip?: unknown }).ip;
@@ -132,6 +153,7 @@ export function resolveOptions(options: SseOptions | undefined, what = 'sse()'):
     maxBufferedBytes,
     maxEventBytes,
     drainTimeout: o.drainTimeout === undefined ? 30000 : positiveInt('drainTimeout', o.drainTimeout),
+    maxWriteDelay: writeDelay(o.maxWriteDelay),
     maxDuration: o.maxDuration === undefined ? 0 : positiveInt('maxDuration', o.maxDuration),
     originAllowed: originCheck(o.allowedOrigins),
     maxConnections: o.maxConnections === undefined ? Infinity : positiveInt('maxConnections', o.maxConnections, true),

@@ -12,10 +12,17 @@
  * STALL_GRACE_MS, or when what is held alone passes HARD_FACTOR x
  * `maxBufferedBytes`. Memory per client is so bounded by one turn's output
  * plus HARD_FACTOR x maxBufferedBytes.
+ *
+ * Every write goes through `res.write`, or, where that is safe, straight to
+ * the socket with the same chunk framing and the same backpressure
+ * accounting (direct.ts). What is held back lives in held.ts.
  */
 import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { DropReason } from './admission';
-import { turn, type Flushable, type SharedFrames } from './turn';
+import { chunkOfText, needDrain } from './direct';
+import { HeldFrames, type HeldSink } from './held';
+import { BATCH_CHARS, turn, type Flushable, type SharedFrames } from './turn';
 
 /** How long a backlog over the limit may go without any byte leaving before the client is cut. */
 export const STALL_GRACE_MS = 1000;
@@ -34,16 +41,13 @@ export interface QueueOwner {
   coalesced(): void;
 }
 
-export class WriteQueue implements Flushable {
+export class WriteQueue implements Flushable, HeldSink {
   /** Frames of this turn, not yet handed to the socket. */
   private pending = '';
   /** This turn's shared frames this stream reads, instead of `pending`. */
   private shared: SharedFrames | null = null;
-  /** Frames held back while the socket is backed up; '' marks a replaced (coalesced) slot. */
-  private held: string[] | null = null;
-  private heldKeys: Map<string, number> | null = null;
-  private holes = 0;
-  private heldChars = 0;
+  /** Frames held back while the socket is backed up. */
+  private held: HeldFrames | null = null;
   /** True while the socket holds writes back (between a `false` write and `drain`). */
   private backedUp = false;
   /** When the socket last started to hold writes back (performance.now()). */
@@ -58,10 +62,15 @@ export class WriteQueue implements Flushable {
 
   constructor(
     private readonly res: Res,
+    /** Set: the direct write path (lib/stream/direct.ts), chunks go straight to this socket. */
+    private readonly socket: Socket | undefined,
     private readonly maxBufferedBytes: number,
+    /** How long this stream's frames may wait for a batched write under load (ms, 0 = never). */
+    private readonly maxWriteDelay: number,
     private readonly owner: QueueOwner,
     private readonly onDrain: () => void,
   ) {}
+
 
   get isBackedUp(): boolean {
     return this.backedUp;
@@ -95,10 +104,11 @@ export class WriteQueue implements Flushable {
     if (this.shared !== null) this.unshare();
     if (this.pending === '') {
       this.pending = frame;
-      turn.mark(this);
+      turn.mark(this, this.maxWriteDelay);
     } else {
       this.pending += frame;
     }
+    if (this.pending.length >= BATCH_CHARS) turn.full();
     return true;
   }
 
@@ -115,7 +125,7 @@ export class WriteQueue implements Flushable {
   share(frames: SharedFrames): boolean {
     if (this.closed || this.backedUp || this.pending !== '' || this.shared !== null || frames.text !== '') return false;
     this.shared = frames;
-    turn.mark(this);
+    turn.mark(this, this.maxWriteDelay);
     return true;
   }
 
@@ -136,8 +146,8 @@ export class WriteQueue implements Flushable {
       const frames = this.shared;
       this.shared = null;
       if (!this.closed && frames.text !== '') {
-        if (this.backedUp) this.hold(frames.text, undefined);
-        else this.send(frames.buffer());
+        if (this.backedUp) this.holdShared(frames);
+        else this.send('', frames);
       }
       return;
     }
@@ -153,16 +163,24 @@ export class WriteQueue implements Flushable {
     this.owner.cut('error');
   }
 
-  private send(chunk: string | Buffer): boolean {
+  /** Writes `text`, or the shared `frames` (one Buffer for the whole group), on this stream's write path. */
+  private send(text: string, frames?: SharedFrames): boolean {
     const res = this.res;
-    if (res.writableEnded || res.destroyed) {
+    const socket = this.socket;
+    if (res.writableEnded || res.destroyed || (socket !== undefined && (socket.destroyed || !socket.writable))) {
       this.owner.gone();
       return false;
     }
-    const ok = res.write(chunk);
+    let ok: boolean;
+    if (socket !== undefined) {
+      ok = frames !== undefined ? socket.write(frames.chunk()) : socket.write(chunkOfText(text), 'utf8');
+      if (!ok) needDrain(res); // as res.write does: the response emits 'drain' when its socket does
+    } else {
+      ok = res.write(frames !== undefined ? frames.buffer() : text);
+      if (typeof res.flush === 'function') res.flush();
+    }
     this.wrote = true;
-    if (typeof res.flush === 'function') res.flush();
-    if (!ok && !this.closed) {
+    if (!ok && !this.closed && !this.backedUp) {
       this.backedUp = true;
       this.stalledAt = performance.now();
       res.once('drain', this.onDrain);
@@ -171,33 +189,24 @@ export class WriteQueue implements Flushable {
   }
 
   private hold(frame: string, key: string | undefined): false {
-    let held = this.held;
-    if (held === null) held = this.held = [];
-    if (key !== undefined) {
-      let keys = this.heldKeys;
-      if (keys === null) keys = this.heldKeys = new Map();
-      const at = keys.get(key);
-      if (at !== undefined) {
-        this.heldChars -= held[at]!.length;
-        held[at] = '';
-        this.owner.coalesced();
-        if (++this.holes > 64 && this.holes * 2 > held.length) held = this.compact(held, keys);
-      }
-      keys.set(key, held.length);
-    }
-    held.push(frame);
-    this.heldChars += frame.length;
+    if ((this.held ??= new HeldFrames()).add(frame, key)) this.owner.coalesced();
     this.checkBacklog(performance.now());
     return false;
+  }
+
+  private holdShared(frames: SharedFrames): void {
+    (this.held ??= new HeldFrames()).addShared(frames);
+    this.checkBacklog(performance.now());
   }
 
   /** Cuts the client when its backlog is over the limit and it stopped reading (see the file's comment). */
   checkBacklog(now: number): void {
     if (this.closed) return;
     const max = this.maxBufferedBytes;
-    if (this.heldChars > HARD_FACTOR * max) return this.owner.cut('backlog');
+    const held = this.held === null ? 0 : this.held.size;
+    if (held > HARD_FACTOR * max) return this.owner.cut('backlog');
     const length = this.res.writableLength;
-    if (length + this.heldChars <= max) {
+    if (length + held <= max) {
       this.overSince = 0;
       return;
     }
@@ -210,24 +219,9 @@ export class WriteQueue implements Flushable {
     if (now - this.overSince >= STALL_GRACE_MS) this.owner.cut('backlog');
   }
 
-  /** Drops the slots of replaced frames, so a long stall keeps one slot per live frame. */
-  private compact(held: string[], keys: Map<string, number>): string[] {
-    const live: string[] = [];
-    const moved = new Map<number, number>();
-    for (let i = 0; i < held.length; i++) {
-      if (held[i] !== '') {
-        moved.set(i, live.length);
-        live.push(held[i]!);
-      }
-    }
-    for (const [key, at] of keys) {
-      const to = moved.get(at);
-      if (to === undefined) keys.delete(key);
-      else keys.set(key, to);
-    }
-    this.holes = 0;
-    this.held = live;
-    return live;
+  /** Writes one piece of what was held (HeldFrames.writeTo). */
+  sendHeld(text: string, frames: SharedFrames | undefined): void {
+    if (!this.closed) this.send(text, frames);
   }
 
   /** The socket drained: write what was held back, then wake whoever waits for it. */
@@ -237,15 +231,18 @@ export class WriteQueue implements Flushable {
     this.overSince = 0;
     const held = this.held;
     this.held = null;
-    this.heldKeys = null;
-    this.holes = 0;
-    this.heldChars = 0;
-    let chunk = held === null ? '' : held.join('');
-    if (this.pending !== '') {
-      chunk += this.pending;
-      this.pending = '';
+    const pending = this.pending;
+    this.pending = '';
+    if (held === null) {
+      if (pending !== '') this.send(pending);
+    } else {
+      // One writev for everything held: Node's own buffer takes what the socket does not yet.
+      const target = this.socket ?? this.res;
+      target.cork();
+      held.writeTo(this);
+      if (pending !== '') this.send(pending);
+      target.uncork();
     }
-    if (chunk !== '') this.send(chunk);
     if (!this.backedUp) this.wake();
   }
 
@@ -265,7 +262,7 @@ export class WriteQueue implements Flushable {
   takeRest(): string {
     if (this.shared !== null) this.unshare();
     let rest = this.pending;
-    if (this.held !== null) rest = this.held.join('') + rest;
+    if (this.held !== null) rest = this.held.text() + rest;
     this.pending = '';
     this.held = null;
     return rest;
@@ -278,7 +275,6 @@ export class WriteQueue implements Flushable {
     this.pending = '';
     this.shared = null;
     this.held = null;
-    this.heldKeys = null;
     this.backedUp = false;
     this.res.removeListener('drain', this.onDrain);
     this.wake();
