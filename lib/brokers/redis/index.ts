@@ -72,6 +72,8 @@ export class RedisBroker implements Broker {
   private topologyTimer: NodeJS.Timeout | undefined = undefined;
 
   private readonly onCmdReady = (): void => {
+    // (Re)connected: maybe to a Redis without our functions (a restart, a failover), so load them now.
+    this.conn.ensureLibrary().catch(noop);
     // A reconnect may be to a Redis that went back: check every partition we serve (fence) first.
     for (const part of this.parts) {
       if (part.hasListeners()) this.store.read(part.index, [], '').catch(() => part.startRecovery());
@@ -112,6 +114,7 @@ export class RedisBroker implements Broker {
     };
     for (const k of keys) this.parts.push(new Partition(k, this.partitions, io, this.counters));
     client.on('ready', this.onCmdReady);
+    if (client.status === 'ready') this.conn.ensureLibrary().catch(noop);
     if (this.conn.cluster) {
       this.topology = new Topology(this.conn, this.timeout);
       this.topologyTimer = setInterval(() => this.checkTopology(), this.health);
@@ -121,6 +124,15 @@ export class RedisBroker implements Broker {
 
   partitionOf(channel: string): number {
     return partitionOf(channel, this.partitions);
+  }
+
+  /**
+   * The one key of `FCALL sse_relay_publish_v1 1 <key> ...` for `channel` (see the README):
+   * `<prefix>{<partition tag>}:<channel>`, e.g. `sse-relay:{0}:order:123` on one Redis.
+   */
+  keyOf(channel: string): string {
+    checkChannel('keyOf', channel);
+    return this.parts[this.partitionOf(channel)]!.keys.channel(channel);
   }
 
   // ---- publish / replay / fence -------------------------------------------
