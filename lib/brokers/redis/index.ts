@@ -282,6 +282,7 @@ export class RedisBroker implements Broker {
       else this.forget(part, chan);
     }
     if (want.length === 0 && drop.length === 0) return;
+    if (part.sub?.client.status === 'end') part.sub = undefined;
     const sub = (part.sub ??= this.subscriber(node));
     const deadline = Date.now() + this.timeout;
     await sub.waitReady(this.timeout);
@@ -318,7 +319,11 @@ export class RedisBroker implements Broker {
   /** The subscriber connection for `node`, opened on first use. */
   private subscriber(node: string): Subscriber {
     let sub = this.subs.get(node);
-    if (sub !== undefined) return sub;
+    if (sub !== undefined && sub.client.status !== 'end') return sub;
+    if (sub !== undefined) {
+      for (const p of this.parts) if (p.sub === sub) p.sub = undefined;
+      void sub.close();
+    }
     let client: Redis;
     if (this.topology === undefined) {
       client = (this.conn.client as Redis).duplicate(SUB_OPTIONS);
@@ -326,7 +331,8 @@ export class RedisBroker implements Broker {
       const [host, port] = [node.slice(0, node.lastIndexOf(':')), Number(node.slice(node.lastIndexOf(':') + 1))];
       const any = (this.conn.client as Cluster).nodes()[0];
       if (any === undefined) throw unavailable('no cluster node is known yet');
-      client = any.duplicate({ ...SUB_OPTIONS, host, port });
+      // (ioredis opens cluster node connections without a retryStrategy: the Cluster reconnects them; ours must reconnect by itself)
+      client = any.duplicate({ ...SUB_OPTIONS, host, port, retryStrategy: (times: number) => Math.min(times * 100, 2000) });
     }
     client.on('error', noop);
     sub = new Subscriber(client, node, {

@@ -110,7 +110,7 @@ export class Subscriber {
         else reject(err);
       };
       const onReady = (): void => done();
-      const timer = setTimeout(() => done(unavailable(`the subscriber connection to ${this.node} is not ready`)), Math.max(0, ms));
+      const timer = setTimeout(() => done(unavailable(`the subscriber connection to ${this.node} is not ready (${this.client.status})`)), Math.max(0, ms));
       timer.unref();
       this.client.once('ready', onReady);
       this.refusedWaiters.add(done);
