@@ -58,7 +58,7 @@ export class Subscriber {
     readonly client: Redis,
     readonly node: string,
     private readonly events: SubscriberEvents,
-    private readonly healthCheckInterval: number,
+    healthCheckInterval: number,
   ) {
     client.on('smessage', this.onMessage);
     client.on('close', this.onClose);
