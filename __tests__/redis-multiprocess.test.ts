@@ -112,7 +112,7 @@ function pairs(events: readonly ParsedEvent[]): [string, string][] {
 }
 
 beforeAll(async () => {
-  if (!existsSync(join(ROOT, 'dist', 'brokers', 'redis.js'))) {
+  if (!existsSync(join(ROOT, 'dist', 'brokers', 'redis', 'index.js'))) {
     throw new Error('dist/ has no RedisBroker: run `npm run build` first (npm test does)');
   }
   redis = await startRedis();
@@ -262,5 +262,55 @@ describe('ioredis is an optional peer dependency', () => {
     expect(err.name).toBe('SseRelayError');
     expect(err.code).toBe('ERR_REDIS_MISSING');
     expect(err.message).toMatch(/npm install ioredis/);
+  });
+});
+
+describe('on a Redis Cluster (the run\'s shared cluster)', () => {
+  let ca: Proc;
+  let cb: Proc;
+
+  beforeAll(async () => {
+    const env = { CLUSTER_NODES: process.env.REDIS_CLUSTER_NODES ?? '', PREFIX: `mpc${process.pid}:` };
+    if (!env.CLUSTER_NODES) throw new Error('REDIS_CLUSTER_NODES is not set: the global setup starts a Redis Cluster');
+    [ca, cb] = await Promise.all([spawnServer(env), spawnServer(env)]);
+  });
+
+  afterAll(async () => {
+    const codes = await Promise.all([ca, cb].filter(Boolean).map(stopServer));
+    expect(codes).toEqual([0, 0]);
+  });
+
+  test('two processes publishing on channels over all masters: every stream gets its channels in order, and resumes on the other process', async () => {
+    const channels = Array.from({ length: 12 }, (_, i) => `mpc.${i}`);
+    const query = '/events?' + channels.map((c) => 'channel=' + c).join('&');
+    const onA = await stream(ca.port, query);
+    const onB = await stream(cb.port, query);
+    const sent: string[] = [];
+    for (let i = 0; i < 48; i++) {
+      const data = `${channels[i % 12]} #${i}`;
+      await publish(i % 2 ? ca.port : cb.port, channels[i % 12]!, data);
+      sent.push(data);
+    }
+    for (const s of [onA, onB]) {
+      const got = await s.waitFor(48, 10_000);
+      for (const c of channels) {
+        expect(got.filter((e) => e.data.startsWith(c + ' ')).map((e) => e.data)).toEqual(sent.filter((d) => d.startsWith(c + ' ')));
+      }
+      expect(new Set(got.map((e) => e.data)).size).toBe(48);
+    }
+    // ONE Last-Event-ID resumes a stream over channels on every master, on the other process
+    const resumeFrom = onA.events[23]!.id;
+    await onA.close();
+    for (let i = 48; i < 60; i++) {
+      const data = `${channels[i % 12]} #${i}`;
+      await publish(cb.port, channels[i % 12]!, data);
+      sent.push(data);
+    }
+    const resumed = await stream(cb.port, query, { 'Last-Event-ID': resumeFrom });
+    const seenBefore = new Set(onA.events.slice(0, 24).map((e) => e.data));
+    const expected = sent.filter((d) => !seenBefore.has(d));
+    const got = await resumed.waitFor(expected.length, 10_000);
+    expect(got.some((e) => e.event === 'reset')).toBe(false);
+    expect(got.map((e) => e.data).sort()).toEqual([...expected].sort());
   });
 });

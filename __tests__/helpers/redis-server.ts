@@ -17,6 +17,8 @@ export interface RedisServer {
   readonly process: ChildProcess;
   /** Stops the server (SIGTERM, then SIGKILL) and, unless `keepDir`, removes its dir. */
   stop(options?: { keepDir?: boolean }): Promise<void>;
+  /** SIGKILL (no shutdown save), keeping the dir for a restart from what was last saved. */
+  kill(): Promise<void>;
 }
 
 export function redisServerBinary(): string {
@@ -67,6 +69,8 @@ export interface StartOptions {
   dir?: string;
   /** `appendonly yes` (persistence across restarts). Default false. */
   appendonly?: boolean;
+  /** More `--name value` arguments, e.g. `['--enable-debug-command', 'yes']`. */
+  args?: readonly string[];
 }
 
 export async function startRedis(options: StartOptions = {}): Promise<RedisServer> {
@@ -83,6 +87,7 @@ export async function startRedis(options: StartOptions = {}): Promise<RedisServe
     '--daemonize', 'no',
     '--protected-mode', 'yes',
     '--loglevel', 'warning',
+    ...(options.args ?? []),
   ];
   const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
@@ -104,6 +109,13 @@ export async function startRedis(options: StartOptions = {}): Promise<RedisServe
     port,
     dir,
     process: child,
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+      child.stderr?.destroy();
+    },
     async stop(stopOptions = {}) {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');

@@ -87,6 +87,11 @@ export class CommandConnection {
       for (const w of [...this.waiters]) w.reject(unavailable(this.reason('Redis refused the connection')));
     }
   };
+  /** Commands sent and not answered: a lost connection takes their replies with it. */
+  private readonly inflight = new Set<Waiter>();
+  private readonly onClose = (): void => {
+    for (const w of [...this.inflight]) w.reject(unavailable(this.reason('the connection was lost before the reply'), 'unknown'));
+  };
   private readonly onEnd = (): void => {
     for (const w of [...this.waiters]) w.reject(unavailable(this.reason('the connection was closed')));
   };
@@ -100,6 +105,7 @@ export class CommandConnection {
     client.on('ready', this.onReady);
     client.on('error', this.onError);
     client.on('end', this.onEnd);
+    if (!this.cluster) client.on('close', this.onClose);
   }
 
   reason(fallback: string): string {
@@ -140,6 +146,7 @@ export class CommandConnection {
   /** Rejects every waiting operation (close). */
   abortWaiters(): void {
     for (const w of [...this.waiters]) w.reject(closedError());
+    for (const w of [...this.inflight]) w.reject(closedError());
   }
 
   /** Loads the library once per connection (FUNCTION LOAD REPLACE on every master) and measures the clock offset. */
@@ -188,27 +195,33 @@ export class CommandConnection {
     await this.waitReady(deadline - Date.now());
     const command = this.client.call(String(args[0]), ...args.slice(1).map(String));
     return new Promise((resolve, reject) => {
+      let settled = false;
+      const finish = (): boolean => {
+        if (settled) return false;
+        settled = true;
+        clearTimeout(timer);
+        this.inflight.delete(w);
+        return true;
+      };
       const w: Waiter = {
         resolve: noop,
         reject: (err) => {
-          clearTimeout(timer);
-          this.waiters.delete(w);
-          reject(err);
+          if (finish()) reject(err);
         },
       };
       const timer = setTimeout(() => {
-        this.waiters.delete(w);
+        if (!finish()) return;
         reject(unavailable(`no reply within ${this.timeout} ms`, 'unknown'));
         if (this.owned) this.reset();
       }, Math.max(0, deadline - Date.now()));
       timer.unref();
+      this.inflight.add(w);
       command.then(
         (value) => {
-          clearTimeout(timer);
-          resolve(value);
+          if (finish()) resolve(value);
         },
         (err: unknown) => {
-          clearTimeout(timer);
+          if (!finish()) return;
           if (this.closed) reject(closedError());
           else if (isReplyError(err)) reject(err);
           else reject(unavailable(err, 'unknown'));
@@ -230,6 +243,7 @@ export class CommandConnection {
     this.abortWaiters();
     this.client.off('ready', this.onReady);
     this.client.off('end', this.onEnd);
+    this.client.off('close', this.onClose);
     if (this.owned) await quit(this.client);
     this.client.off('error', this.onError);
   }

@@ -130,9 +130,19 @@ export function parseRead(reply: unknown, streams: number): ReadReply | string {
   return { epoch, head: Number(h), base: Number(b), streams: out };
 }
 
-/** The reply of the batch function: `[epoch, seq...]` or, for a call already done, `'epoch seq...'`. */
+/**
+ * The reply of the batch function: `[epoch, first seq]` (consecutive seqs) or `[epoch, seq...]`;
+ * for a call already done, the same as one string.
+ */
 export function parseBatch(reply: unknown, count: number): { epoch: string; seqs: number[] } | string {
   const parts: unknown[] = typeof reply === 'string' ? reply.split(' ') : Array.isArray(reply) ? reply : [];
+  if (parts.length === 2 && count > 1) {
+    const first = typeof parts[1] === 'number' ? String(parts[1]) : parts[1];
+    if (typeof parts[0] !== 'string' || !EPOCH.test(parts[0]) || !isSeq(first) || first === '0') return 'invalid epoch or seq stored in Redis';
+    const s0 = Number(first);
+    if (!Number.isSafeInteger(s0 + count)) return 'invalid seq stored in Redis';
+    return { epoch: parts[0], seqs: Array.from({ length: count }, (_, i) => s0 + i) };
+  }
   if (parts.length !== count + 1) return 'unexpected reply from Redis';
   const epoch = parts[0];
   if (typeof epoch !== 'string' || !EPOCH.test(epoch)) return 'invalid epoch stored in Redis';

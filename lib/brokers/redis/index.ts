@@ -1,23 +1,20 @@
 /**
  * RedisBroker: the Broker contract over one Redis or a Redis Cluster, for many
- * processes. Facade: wires the command connection (client.ts), the Function
- * library calls (store.ts), the partitions' delivery state (partition.ts) and
- * the subscriber connections (subscriber.ts, at most one per master node).
- *
- * Subscriptions go through one serial queue of passes, so concurrent subscribe
- * and unsubscribe calls always leave Redis in the state the listeners ask for;
- * SSUBSCRIBE/SUNSUBSCRIBE are batched per partition (one slot each).
+ * processes. Facade: validates calls and wires the command connection
+ * (client.ts), the Function library calls (store.ts, scripts.ts), the
+ * partitions' delivery state (partition.ts), live delivery over sharded
+ * pub/sub (subscriptions.ts, subscriber.ts, topology.ts) and replay.
  */
-import type { Cluster, Redis, RedisOptions } from 'ioredis';
-import type { Broker, BrokerEvent, BrokerListener, PartitionPosition, Position, PublishInput, ReplayResult } from '../broker';
-import { CommandConnection, closedError, loadIORedis, unavailable, type AnyClient } from './client';
-import { checkChannel, checkPublish, decodeMessage } from './codec';
+import type { Cluster, Redis } from 'ioredis';
+import type { Broker, BrokerEvent, BrokerListener, PartitionPosition, PublishInput, ReplayResult } from '../broker';
+import { CommandConnection, closedError, loadIORedis, type AnyClient } from './client';
+import { checkChannel, checkPublish } from './codec';
 import { resolveOptions, type RedisBrokerOptions } from './options';
-import { Chan, Partition, type Counters } from './partition';
+import { Partition, type Counters } from './partition';
 import { PartitionKeys, partitionOf } from './partitions';
+import { replay } from './replay';
 import { Store } from './store';
-import { Subscriber } from './subscriber';
-import { Topology } from './topology';
+import { Subscriptions } from './subscriptions';
 
 export type { RedisBrokerOptions, RedisClientLike, ClusterNode } from './options';
 export { LIBRARY, FN_PUBLISH } from './scripts';
@@ -39,16 +36,6 @@ export interface RedisBrokerStats {
   resets: number;
 }
 
-const RECOVERY_RETRY_MS = 1000;
-const SUB_OPTIONS: RedisOptions = {
-  autoResubscribe: false,
-  autoResendUnfulfilledCommands: false,
-  enableOfflineQueue: false,
-  maxRetriesPerRequest: 1,
-  lazyConnect: false,
-  connectionName: 'sse-relay:sub',
-};
-
 function noop(): void {}
 
 export class RedisBroker implements Broker {
@@ -56,22 +43,17 @@ export class RedisBroker implements Broker {
   private readonly conn: CommandConnection;
   private readonly store: Store;
   private readonly parts: Partition[] = [];
-  private readonly byTopic = new Map<string, { part: Partition; chan: Chan }>();
-  private readonly subs = new Map<string, Subscriber>();
-  private readonly topology: Topology | undefined;
+  private readonly live: Subscriptions;
   private readonly counters: Counters = { invalid: 0, duplicates: 0, recoveries: 0, resets: 0 };
   private readonly prefix: string;
   private readonly timeout: number;
-  private readonly health: number;
   private readonly maxData: number;
   private closed = false;
   private closing: Promise<void> | undefined = undefined;
-  private chain: Promise<void> = Promise.resolve();
-  private queued: Promise<void> | undefined = undefined;
-  private retryTimer: NodeJS.Timeout | undefined = undefined;
-  private topologyTimer: NodeJS.Timeout | undefined = undefined;
 
   private readonly onCmdReady = (): void => {
+    // (Re)connected: maybe to a Redis without our functions (a restart, a failover), so load them now.
+    this.conn.ensureLibrary().catch(noop);
     // A reconnect may be to a Redis that went back: check every partition we serve (fence) first.
     for (const part of this.parts) {
       if (part.hasListeners()) this.store.read(part.index, [], '').catch(() => part.startRecovery());
@@ -82,7 +64,6 @@ export class RedisBroker implements Broker {
     const o = resolveOptions(options);
     this.prefix = o.prefix;
     this.timeout = o.commandTimeout;
-    this.health = o.healthCheckInterval;
     this.maxData = o.maxDataBytes;
     let client: AnyClient;
     if (o.redis !== undefined) {
@@ -108,19 +89,25 @@ export class RedisBroker implements Broker {
     });
     const io = {
       read: this.store.read.bind(this.store),
-      requestRecovery: () => this.requestRecovery(),
+      requestRecovery: () => this.live.requestRecovery(),
     };
     for (const k of keys) this.parts.push(new Partition(k, this.partitions, io, this.counters));
+    this.live = new Subscriptions(this.conn, this.store, this.parts, this.counters, this.timeout, o.healthCheckInterval);
     client.on('ready', this.onCmdReady);
-    if (this.conn.cluster) {
-      this.topology = new Topology(this.conn, this.timeout);
-      this.topologyTimer = setInterval(() => this.checkTopology(), this.health);
-      this.topologyTimer.unref();
-    }
+    if (client.status === 'ready') this.conn.ensureLibrary().catch(noop);
   }
 
   partitionOf(channel: string): number {
     return partitionOf(channel, this.partitions);
+  }
+
+  /**
+   * The one key of `FCALL sse_relay_publish_v1 1 <key> ...` for `channel` (see the README):
+   * `<prefix>{<partition tag>}:<channel>`, e.g. `sse-relay:{0}:order:123` on one Redis.
+   */
+  keyOf(channel: string): string {
+    checkChannel('keyOf', channel);
+    return this.parts[this.partitionOf(channel)]!.keys.channel(channel);
   }
 
   // ---- publish / replay / fence -------------------------------------------
@@ -137,43 +124,7 @@ export class RedisBroker implements Broker {
     if (!Array.isArray(channels)) throw new TypeError('sse-relay: RedisBroker.replay channels must be an array');
     for (const c of channels) checkChannel('replay', c);
     if (after !== undefined && !(after instanceof Map)) throw new TypeError('sse-relay: RedisBroker.replay after must be a Map or undefined');
-    const groups = new Map<number, string[]>();
-    for (const c of new Set(channels)) {
-      const p = this.partitionOf(c);
-      const g = groups.get(p);
-      if (g === undefined) groups.set(p, [c]);
-      else g.push(c);
-    }
-    const order = [...groups.keys()].sort((a, b) => a - b);
-    const replies = await Promise.all(
-      order.map((p) => {
-        const seq = after?.get(p);
-        const list = after === undefined || seq === undefined ? [] : groups.get(p)!.map((name) => ({ name, after: seq }));
-        return this.store.read(p, list, '');
-      }),
-    );
-    const heads = new Map<number, Position>();
-    const events: BrokerEvent[] = [];
-    let complete = true;
-    order.forEach((p, i) => {
-      const r = replies[i]!;
-      heads.set(p, { epoch: r.epoch, seq: r.head });
-      if (after === undefined) return;
-      const seq = after.get(p);
-      if (seq === undefined || seq > r.head || seq < r.base) {
-        complete = false;
-        return;
-      }
-      const list = groups.get(p)!;
-      const part: BrokerEvent[] = [];
-      r.streams.forEach((s, j) => {
-        if (!s.complete) complete = false;
-        else this.parts[p]!.entries(list[j]!, r.epoch, seq, r.head, s.entries, part);
-      });
-      part.sort((a, b) => a.seq - b.seq);
-      events.push(...part);
-    });
-    return complete ? { complete, events, heads } : { complete, events: [], heads };
+    return replay(this.store, this.parts, (c) => this.partitionOf(c), channels, after);
   }
 
   async fence(seen: PartitionPosition): Promise<void> {
@@ -193,194 +144,12 @@ export class RedisBroker implements Broker {
     if (listener === null || typeof listener !== 'object' || typeof listener.onEvent !== 'function' || typeof listener.onReset !== 'function') {
       throw new TypeError('sse-relay: RedisBroker.subscribe listener must have onEvent() and onReset()');
     }
-    const part = this.parts[this.partitionOf(channel)]!;
-    let chan = part.chans.get(channel);
-    if (chan === undefined) {
-      chan = new Chan(channel, part.keys.channel(channel));
-      part.chans.set(channel, chan);
-      this.byTopic.set(chan.topic, { part, chan });
-    }
-    const added = !chan.listeners.has(listener);
-    chan.listeners.add(listener);
-    try {
-      await this.sync();
-    } catch (err) {
-      if (added) {
-        chan.listeners.delete(listener);
-        if (chan.listeners.size === 0) this.sync().catch(noop);
-      }
-      throw this.closed ? closedError() : unavailable(err);
-    }
-    if (this.closed) throw closedError();
+    await this.live.add(this.parts[this.partitionOf(channel)]!, channel, listener);
   }
 
   async unsubscribe(channel: string, listener: BrokerListener): Promise<void> {
     if (typeof channel !== 'string') return;
-    const part = this.parts[this.partitionOf(channel)]!;
-    const chan = part.chans.get(channel);
-    if (chan === undefined || !chan.listeners.delete(listener)) return;
-    if (chan.listeners.size > 0 || this.closed) return;
-    await this.sync().catch(noop); // a failed SUNSUBSCRIBE resets the connection, which drops it anyway
-  }
-
-  private sync(): Promise<void> {
-    if (this.queued !== undefined) return this.queued;
-    const pass = this.chain.then(() => {
-      this.queued = undefined;
-      return this.pass();
-    });
-    this.queued = pass;
-    this.chain = pass.then(noop, noop);
-    return pass;
-  }
-
-  private async pass(): Promise<void> {
-    if (this.closed) throw closedError();
-    if (this.topology !== undefined && this.parts.some((p) => p.hasListeners())) await this.topology.ensure();
-    await Promise.all(this.parts.map((part) => this.reconcile(part)));
-    const todo = this.parts.filter((p) => p.needRecovery && p.sub?.ready);
-    await Promise.all(
-      todo.map((part) => {
-        const sub = part.sub!;
-        const generation = sub.generation;
-        return part.recover(() => !this.closed && part.sub === sub && sub.generation === generation).catch(() => this.scheduleRecovery());
-      }),
-    );
-    if (this.parts.some((p) => p.needRecovery)) this.scheduleRecovery();
-    this.collectSubscribers();
-  }
-
-  /** SSUBSCRIBE channels that gained listeners, SUNSUBSCRIBE those that lost them, on the partition's node. */
-  private async reconcile(part: Partition): Promise<void> {
-    const node = this.topology?.nodeOf(part.keys.slot) ?? 'single';
-    if (part.sub !== undefined && part.sub.node !== node) {
-      // the slot moved (failover, migration): its channels start again on the new owner
-      const old = part.sub;
-      part.sub = undefined;
-      const topics = [...part.chans.values()].filter((c) => c.subscribed).map((c) => c.topic);
-      if (topics.length > 0 && old.ready) old.unsubscribe(topics, Date.now() + this.timeout).catch(noop);
-      part.connectionLost();
-    }
-    const want: Chan[] = [];
-    const drop: Chan[] = [];
-    for (const chan of part.chans.values()) {
-      if (chan.listeners.size > 0) {
-        if (!chan.subscribed) want.push(chan);
-      } else if (chan.subscribed) drop.push(chan);
-      else this.forget(part, chan);
-    }
-    if (want.length === 0 && drop.length === 0) return;
-    const sub = (part.sub ??= this.subscriber(node));
-    const deadline = Date.now() + this.timeout;
-    await sub.waitReady(this.timeout);
-    const generation = sub.generation;
-    if (drop.length > 0) {
-      await sub.unsubscribe(drop.map((c) => c.topic), deadline);
-      for (const chan of drop) {
-        chan.subscribed = false;
-        chan.armed = false;
-        if (chan.listeners.size === 0) this.forget(part, chan);
-      }
-    }
-    if (want.length > 0) {
-      const head = await this.store.read(part.index, [], '');
-      if (part.liveEpoch === undefined) part.liveEpoch = head.epoch;
-      else if (head.epoch !== part.liveEpoch) part.startRecovery();
-      await sub.subscribe(want.map((c) => c.topic), deadline);
-      if (generation !== sub.generation) throw unavailable('the subscriber connection was lost');
-      for (const chan of want) {
-        chan.subscribed = true;
-        if (!chan.armed) {
-          chan.armed = true;
-          chan.floor = head.epoch === part.liveEpoch ? head.head : 0;
-        }
-      }
-    }
-  }
-
-  private forget(part: Partition, chan: Chan): void {
-    if (part.chans.get(chan.name) === chan) part.chans.delete(chan.name);
-    if (this.byTopic.get(chan.topic)?.chan === chan) this.byTopic.delete(chan.topic);
-  }
-
-  /** The subscriber connection for `node`, opened on first use. */
-  private subscriber(node: string): Subscriber {
-    let sub = this.subs.get(node);
-    if (sub !== undefined) return sub;
-    let client: Redis;
-    if (this.topology === undefined) {
-      client = (this.conn.client as Redis).duplicate(SUB_OPTIONS);
-    } else {
-      const [host, port] = [node.slice(0, node.lastIndexOf(':')), Number(node.slice(node.lastIndexOf(':') + 1))];
-      const any = (this.conn.client as Cluster).nodes()[0];
-      if (any === undefined) throw unavailable('no cluster node is known yet');
-      client = any.duplicate({ ...SUB_OPTIONS, host, port });
-    }
-    client.on('error', noop);
-    sub = new Subscriber(client, node, {
-      message: (topic, raw) => this.message(topic, raw),
-      lost: (s) => {
-        this.topology?.stale();
-        for (const part of this.parts) if (part.sub === s) part.connectionLost();
-      },
-      ready: (s) => {
-        if (this.parts.some((p) => p.sub === s && (p.needRecovery || [...p.chans.values()].some((c) => c.listeners.size > 0 && !c.subscribed)))) {
-          this.sync().catch(() => this.scheduleRecovery());
-        }
-      },
-      moved: (s) => {
-        this.topology?.stale();
-        s.reset();
-      },
-    }, this.health);
-    this.subs.set(node, sub);
-    return sub;
-  }
-
-  /** Closes subscriber connections no partition uses any more. */
-  private collectSubscribers(): void {
-    for (const [node, sub] of this.subs) {
-      if (!this.parts.some((p) => p.sub === sub && p.hasListeners())) {
-        for (const p of this.parts) if (p.sub === sub) p.sub = undefined;
-        this.subs.delete(node);
-        void sub.close();
-      }
-    }
-  }
-
-  private message(topic: string, raw: string): void {
-    const entry = this.byTopic.get(topic);
-    if (entry === undefined) return; // a channel we just left
-    const event = decodeMessage(entry.chan.name, entry.part.index, this.partitions, raw);
-    if (event === undefined) {
-      this.counters.invalid++;
-      return;
-    }
-    entry.part.message(entry.chan, event);
-  }
-
-  private requestRecovery(): void {
-    if (this.closed) return;
-    this.sync().catch(() => this.scheduleRecovery());
-  }
-
-  private scheduleRecovery(): void {
-    if (this.retryTimer !== undefined || this.closed) return;
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      if (this.parts.some((p) => p.needRecovery)) this.requestRecovery();
-    }, RECOVERY_RETRY_MS);
-    this.retryTimer.unref();
-  }
-
-  private checkTopology(): void {
-    if (this.closed || this.topology === undefined || !this.parts.some((p) => p.hasListeners())) return;
-    this.topology.refresh().then(
-      () => {
-        if (this.parts.some((p) => p.sub !== undefined && p.sub.node !== this.topology!.nodeOf(p.keys.slot))) this.requestRecovery();
-      },
-      noop,
-    );
+    await this.live.remove(this.parts[this.partitionOf(channel)]!, channel, listener);
   }
 
   // ---- lifecycle ----------------------------------------------------------
@@ -395,7 +164,7 @@ export class RedisBroker implements Broker {
         listeners += chan.listeners.size;
       }
     }
-    return { subscribed, listeners, connections: this.subs.size, ...this.counters };
+    return { subscribed, listeners, connections: this.live.subs.size, ...this.counters };
   }
 
   close(): Promise<void> {
@@ -407,17 +176,8 @@ export class RedisBroker implements Broker {
     this.closed = true;
     this.store.close();
     this.conn.abortWaiters();
-    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
-    if (this.topologyTimer !== undefined) clearInterval(this.topologyTimer);
     this.conn.client.off('ready', this.onCmdReady);
-    for (const part of this.parts) {
-      for (const chan of part.chans.values()) chan.listeners.clear();
-      part.chans.clear();
-    }
-    this.byTopic.clear();
-    await Promise.all([...this.subs.values()].map((s) => s.close()));
-    this.subs.clear();
+    await this.live.close();
     await this.conn.close();
-    await this.chain;
   }
 }

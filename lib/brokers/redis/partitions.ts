@@ -6,8 +6,9 @@
  *
  * Keys of partition p under `prefix` (`B` = `<prefix>{<tag>}`):
  *   B                  hash { e: epoch, s: newest seq, b: seq the epoch started after }
- *   B!l                hash channel -> seq of its newest event
- *   B:<channel>        stream (history, entry id `<seq>-0`) AND sharded pub/sub channel
+ *   B!d                hash channel -> seq of the newest event trimmed out of its history
+ *   B:<channel>        stream (history: entry id `<seq>-0`, fields d data, h history, e event,
+ *                      c coalesce) AND sharded pub/sub channel
  *   B!b:<id>           at-most-once mark of one broker call (expires)
  *   B!k:<ch> <key>     an idempotencyKey given by the caller (expires after 10 minutes)
  */
@@ -89,7 +90,8 @@ export const TAGS: readonly (readonly string[])[] = (() => {
 export class PartitionKeys {
   /** `<prefix>{<tag>}`: the meta hash. */
   readonly base: string;
-  readonly last: string;
+  /** Hash channel -> seq of the newest event trimmed out of its history. */
+  readonly dropped: string;
   readonly slot: number;
 
   constructor(
@@ -98,7 +100,7 @@ export class PartitionKeys {
     partitions: number,
   ) {
     this.base = `${prefix}{${TAGS[partitions]![index]!}}`;
-    this.last = this.base + '!l';
+    this.dropped = this.base + '!d';
     this.slot = keySlot(this.base);
   }
 

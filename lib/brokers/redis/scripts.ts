@@ -73,7 +73,7 @@ local function begin(B, floor_e, floor_s, new_e)
       new_e = 't' .. t[1] .. t[2]
     end
     e, s, b = new_e, 0, 0
-    redis.call('DEL', B .. '!l')
+    redis.call('DEL', B .. '!d')
     redis.call('HSET', B, 'e', e, 's', '0', 'b', '0')
   elseif floor_e ~= '' and e == floor_e and s < floor_s then
     -- Redis went back behind a position it acknowledged: nothing before is vouched for.
@@ -83,32 +83,35 @@ local function begin(B, floor_e, floor_s, new_e)
   return e, s, b
 end
 
--- Stores one event and sends it live. last: channel -> newest seq (cache for this call).
-local function put(B, e, s, key, ch, data, ev, co, hist, last)
-  local prev = last[ch]
-  if prev == nil then prev = tonumber(redis.call('HGET', B .. '!l', ch) or '0') end
-  last[ch] = s
-  local id = fmt(s) .. '-0'
-  local f = {'d', data, 'p', fmt(prev)}
-  if ev ~= '' then f[#f + 1] = 'e'; f[#f + 1] = string.sub(ev, 2) end
-  if co ~= '' then f[#f + 1] = 'c'; f[#f + 1] = string.sub(co, 2) end
-  local added = redis.pcall('XADD', key, 'MAXLEN', hist, id, unpack(f))
-  if type(added) == 'table' and added.err then
-    -- not a stream of ours (or ids ahead of ours): start it again, nothing before is replayable
+-- Stores one event and sends it live. History: a channel's stream keeps up to hist + hist/8
+-- entries; past that one XTRIM keeps hist + 1, and B!d records the seq of the oldest left (the
+-- newest no longer in the window). Each entry carries its hist ('h'), so reads apply the window
+-- exactly. History 0 keeps no stream at all, only the mark.
+local function put(B, e, s, key, ch, data, ev, co, hist)
+  local ss = fmt(s)
+  local h = tonumber(hist)
+  if h == 0 then
     redis.call('DEL', key)
-    f[4] = fmt(s - 1)
-    redis.call('XADD', key, 'MAXLEN', hist, id, unpack(f))
+    redis.call('HSET', B .. '!d', ch, ss)
+  else
+    local id = ss .. '-0'
+    local f = {'d', data, 'h', hist}
+    if ev then f[5] = 'e'; f[6] = ev end
+    if co then f[#f + 1] = 'c'; f[#f + 1] = co end
+    local added = redis.pcall('XADD', key, id, unpack(f))
+    if type(added) == 'table' and added.err then
+      -- not a stream of ours (or ids ahead of ours): start it again, nothing before is replayable
+      redis.call('DEL', key)
+      redis.call('XADD', key, id, unpack(f))
+      redis.call('HSET', B .. '!d', ch, fmt(s - 1))
+    end
+    if redis.call('XLEN', key) > h + math.max(8, math.floor(h / 8)) then
+      redis.call('XTRIM', key, 'MAXLEN', h + 1)
+      local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
+      redis.call('HSET', B .. '!d', ch, string.match(first[1][1], '^%d+'))
+    end
   end
-  if ev == '' then ev = '-' end
-  if co == '' then co = '-' end
-  redis.call('SPUBLISH', key, e .. '\\n' .. fmt(s) .. '\\n' .. ev .. '\\n' .. co .. '\\n' .. data)
-end
-
-local function finish(B, s, last)
-  redis.call('HSET', B, 's', fmt(s))
-  local l = {}
-  for ch, seq in pairs(last) do l[#l + 1] = ch; l[#l + 1] = fmt(seq) end
-  redis.call('HSET', B .. '!l', unpack(l))
+  redis.call('SPUBLISH', key, e .. '\\n' .. ss .. '\\n' .. (ev and ('=' .. ev) or '-') .. '\\n' .. (co and ('=' .. co) or '-') .. '\\n' .. data)
 end
 
 local function valid_channel(ch)
@@ -154,19 +157,20 @@ local function publish(keys, args)
     if done then return {string.match(done, '^(%S+) (%d+)$')} end
   end
   s = s + 1
-  if ev ~= '' then ev = '=' .. ev end
-  if co ~= '' then co = '=' .. co end
-  local last = {}
-  put(B, e, s, keys[1], ch, data, ev, co, hist, last)
-  finish(B, s, last)
+  if ev == '' then ev = nil end
+  if co == '' then co = nil end
+  put(B, e, s, keys[1], ch, data, ev, co, fmt(hist))
+  redis.call('HSET', B, 's', fmt(s))
   if ukeyname then redis.call('SET', ukeyname, e .. ' ' .. fmt(s), 'EX', USER_TTL) end
   return {e, fmt(s)}
 end
 
--- KEYS[1] B, KEYS[2] B!l, KEYS[3] B!b:<call id>, KEYS[4..] streams and caller key marks
+-- KEYS[1] B, KEYS[2] B!d, KEYS[3] B!b:<call id>, KEYS[4..] streams and caller key marks
 -- ARGV[1] floor epoch, [2] floor seq, [3] new epoch, [4] deadline (Redis ms, 0 = none),
--- [5] call mark lifetime (ms), then per event: key index, data, event, coalesce, history, mark index (0 = none)
--- reply: {epoch, seq...} or, for a call already done, the string 'epoch seq...'
+-- [5] call mark lifetime (ms), [6] history, then per event: key index, data, options
+-- (options: '' or lines '<tag><value>\\n': e event, c coalesce, h history, m caller key mark index)
+-- reply: {epoch, first seq} when the seqs are consecutive, else {epoch, seq...}; for a call
+-- already done, the same as one string
 local function batch(keys, args)
   local done = redis.call('GET', keys[3])
   if done then return done end
@@ -177,30 +181,42 @@ local function batch(keys, args)
   local B = keys[1]
   local e, s, b = begin(B, args[1], tonumber(args[2]), args[3])
   local out = {e}
-  local last = {}
+  local consecutive = true
   local n = #B + 2
-  for i = 6, #args, 6 do
+  local hist0 = args[6]
+  for i = 7, #args, 3 do
     local key = keys[tonumber(args[i])]
-    local mark = tonumber(args[i + 5])
-    local seq
-    if mark > 0 then
-      local prior = redis.call('GET', keys[mark])
-      if prior then seq = string.match(prior, ' (%d+)$') end
+    local opt = args[i + 2]
+    local ev, co, mark, seq
+    local hist = hist0
+    if opt ~= '' then
+      for tag, val in string.gmatch(opt, '(%a)([^\\n]*)\\n') do
+        if tag == 'e' then ev = val elseif tag == 'c' then co = val elseif tag == 'h' then hist = val
+        elseif tag == 'm' then mark = keys[tonumber(val)] end
+      end
+      if mark then
+        local prior = redis.call('GET', mark)
+        if prior then
+          seq = string.match(prior, ' (%d+)$')
+          consecutive = false
+        end
+      end
     end
     if not seq then
       s = s + 1
-      put(B, e, s, key, string.sub(key, n), args[i + 1], args[i + 2], args[i + 3], tonumber(args[i + 4]), last)
+      put(B, e, s, key, string.sub(key, n), args[i + 1], ev, co, hist)
       seq = fmt(s)
-      if mark > 0 then redis.call('SET', keys[mark], e .. ' ' .. seq, 'EX', USER_TTL) end
+      if mark then redis.call('SET', mark, e .. ' ' .. seq, 'EX', USER_TTL) end
     end
     out[#out + 1] = seq
   end
-  if next(last) ~= nil then finish(B, s, last) end
+  redis.call('HSET', B, 's', fmt(s))
+  if consecutive and #out > 2 then out = {e, out[2]} end
   redis.call('SET', keys[3], table.concat(out, ' '), 'PX', args[5])
   return out
 end
 
--- KEYS[1] B, KEYS[2] B!l, KEYS[3..] streams
+-- KEYS[1] B, KEYS[2] B!d, KEYS[3..] streams
 -- ARGV[1] floor epoch, [2] floor seq, [3] new epoch, [4] expected epoch ('' = none;
 -- when set and different, every stream is read from the epoch's start), [5..] seq to read after, per stream
 -- reply: {epoch, head, base, per stream: complete (1/0), entries}
@@ -211,22 +227,28 @@ local function read(keys, args)
   local rebase = args[4] ~= '' and args[4] ~= e
   local n = #B + 2
   for i = 3, #keys do
+    local key = keys[i]
     local after = tonumber(args[i + 2])
     if rebase then after = b end
     local ok = 0
     local entries = {}
     if after >= b and after <= s then
-      local first = redis.call('XRANGE', keys[i], '-', '+', 'COUNT', 1)
-      local prev
-      if #first == 0 then
-        prev = tonumber(redis.call('HGET', keys[2], string.sub(keys[i], n)) or '0')
-      else
-        local f = first[1][2]
-        for j = 1, #f, 2 do if f[j] == 'p' then prev = tonumber(f[j + 1]) end end
+      local dropped = tonumber(redis.call('HGET', keys[2], string.sub(key, n)) or '0')
+      local len = redis.call('XLEN', key)
+      if len > 0 then
+        -- the window of the newest publish: entries older than its history are gone
+        local newest = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1][2]
+        local h
+        for j = 1, #newest, 2 do if newest[j] == 'h' then h = tonumber(newest[j + 1]) end end
+        if h and len > h then
+          local gone = redis.call('XRANGE', key, '-', '+', 'COUNT', len - h)
+          local mark = tonumber(string.match(gone[#gone][1], '^%d+'))
+          if mark and mark > dropped then dropped = mark end
+        end
       end
-      if prev and prev <= after then
+      if dropped <= after then
         ok = 1
-        entries = redis.call('XRANGE', keys[i], '(' .. fmt(after) .. '-0', '+')
+        entries = redis.call('XRANGE', key, '(' .. fmt(after) .. '-0', '+')
       end
     end
     out[#out + 1] = ok

@@ -18,6 +18,13 @@ import type { PartitionKeys } from './partitions';
 import { EXPIRED, FN_BATCH, FN_READ } from './scripts';
 
 const MAX_EVENTS_PER_CALL = 512;
+/**
+ * A turn's publishes of one partition go in calls of at least this many, and in up to
+ * PIPELINE calls when there are more: Redis runs one call while the replies of the
+ * previous one are being handled here (one call at a time would leave Redis idle meanwhile).
+ */
+const MIN_EVENTS_PER_CALL = 16;
+const PIPELINE = 2;
 const MAX_BYTES_PER_CALL = 4 * 1024 * 1024;
 const RETRY_DELAY_MS = 50;
 
@@ -79,10 +86,11 @@ export class Store {
     for (const [p, q] of this.queues) {
       this.queues.delete(p);
       let start = 0;
+      const size = Math.min(MAX_EVENTS_PER_CALL, Math.max(MIN_EVENTS_PER_CALL, Math.ceil(q.length / PIPELINE)));
       while (start < q.length) {
         let end = start;
         let bytes = 0;
-        while (end < q.length && end - start < MAX_EVENTS_PER_CALL && (end === start || bytes + q[end]!.input.data.length <= MAX_BYTES_PER_CALL)) {
+        while (end < q.length && end - start < size && (end === start || bytes + q[end]!.input.data.length <= MAX_BYTES_PER_CALL)) {
           bytes += q[end]!.input.data.length;
           end++;
         }
@@ -98,8 +106,9 @@ export class Store {
     const k = this.keys[p]!;
     const callId = randomBytes(12).toString('base64url');
     const deadline = Math.min(...items.map((i) => i.deadline));
-    const keys: string[] = [k.base, k.last, k.call(callId)];
+    const keys: string[] = [k.base, k.dropped, k.call(callId)];
     const index = new Map<string, number>();
+    const history = items[0]!.history;
     const perEvent: (string | number)[] = [];
     for (const it of items) {
       const stream = k.channel(it.channel);
@@ -108,13 +117,16 @@ export class Store {
         keys.push(stream);
         index.set(stream, (ki = keys.length));
       }
-      let mark = 0;
-      if (it.input.idempotencyKey !== undefined) {
-        keys.push(k.userKey(it.channel, it.input.idempotencyKey));
-        mark = keys.length;
+      const { event, coalesce, idempotencyKey } = it.input;
+      let opt = '';
+      if (event !== undefined) opt += 'e' + event + '\n';
+      if (coalesce !== undefined) opt += 'c' + coalesce + '\n';
+      if (it.history !== history) opt += 'h' + it.history + '\n';
+      if (idempotencyKey !== undefined) {
+        keys.push(k.userKey(it.channel, idempotencyKey));
+        opt += 'm' + keys.length + '\n';
       }
-      const { event, coalesce } = it.input;
-      perEvent.push(ki, it.input.data, event === undefined ? '' : '=' + event, coalesce === undefined ? '' : '=' + coalesce, it.history, mark);
+      perEvent.push(ki, it.input.data, opt);
     }
     let sent = false;
     let failure: unknown;
@@ -126,7 +138,7 @@ export class Store {
           const args = [
             'FCALL', FN_BATCH, keys.length, ...keys,
             floor?.epoch ?? '', floor?.seq ?? 0, newEpoch(),
-            this.conn.redisDeadline(deadline), this.timeout + 10_000,
+            this.conn.redisDeadline(deadline), this.timeout + 10_000, history,
             ...perEvent,
           ];
           sent = true;
@@ -193,7 +205,7 @@ export class Store {
     const k = this.keys[p]!;
     const deadline = Date.now() + this.timeout;
     const f = floor ?? this.hooks.floor(p);
-    const args: (string | number)[] = ['FCALL', FN_READ, 2 + channels.length, k.base, k.last];
+    const args: (string | number)[] = ['FCALL', FN_READ, 2 + channels.length, k.base, k.dropped];
     for (const c of channels) args.push(k.channel(c.name));
     args.push(f?.epoch ?? '', f?.seq ?? 0, newEpoch(), expected);
     for (const c of channels) args.push(c.after);

@@ -38,9 +38,18 @@ export class Subscriber {
     this.pingOutstanding = false;
     this.events.lost(this);
   };
-  private readonly onReady = (): void => this.events.ready(this);
+  private readonly onReady = (): void => {
+    this.refused = false;
+    this.events.ready(this);
+  };
   private readonly onMoved = (): void => this.events.moved(this);
+  private refused = false;
+  private readonly refusedWaiters = new Set<(err: Error) => void>();
   private readonly onError = (err: unknown): void => {
+    if ((err as { code?: string } | undefined)?.code === 'ECONNREFUSED') {
+      this.refused = true;
+      for (const reject of [...this.refusedWaiters]) reject(unavailable(`Redis refused the connection (${this.node})`));
+    }
     // ioredis 5 answers an unsolicited SUNSUBSCRIBE (slot migrated) with this: start again.
     if (err instanceof Error && err.message.includes('Command queue state error')) this.reset();
   };
@@ -49,7 +58,7 @@ export class Subscriber {
     readonly client: Redis,
     readonly node: string,
     private readonly events: SubscriberEvents,
-    private readonly healthCheckInterval: number,
+    healthCheckInterval: number,
   ) {
     client.on('smessage', this.onMessage);
     client.on('close', this.onClose);
@@ -88,19 +97,23 @@ export class Subscriber {
     if (!destroyStream(this.client)) this.client.disconnect(true);
   }
 
+  /** Resolves once ready, within `ms`; at once while Redis refuses connections. */
   waitReady(ms: number): Promise<void> {
     if (this.client.status === 'ready') return Promise.resolve();
+    if (this.refused) return Promise.reject(unavailable(`Redis refused the connection (${this.node})`));
     return new Promise<void>((resolve, reject) => {
       const done = (err?: Error): void => {
         clearTimeout(timer);
+        this.refusedWaiters.delete(done);
         this.client.off('ready', onReady);
         if (err === undefined) resolve();
         else reject(err);
       };
       const onReady = (): void => done();
-      const timer = setTimeout(() => done(unavailable(`the subscriber connection to ${this.node} is not ready`)), Math.max(0, ms));
+      const timer = setTimeout(() => done(unavailable(`the subscriber connection to ${this.node} is not ready (${this.client.status})`)), Math.max(0, ms));
       timer.unref();
       this.client.once('ready', onReady);
+      this.refusedWaiters.add(done);
     });
   }
 

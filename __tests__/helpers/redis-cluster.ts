@@ -1,0 +1,137 @@
+/**
+ * A real Redis Cluster on loopback ports for tests: 6 redis-servers
+ * (`--cluster-enabled yes`, each with its own temp dir), `redis-cli --cluster
+ * create ... --cluster-replicas 1` (3 masters, 1 replica each), ready once
+ * every node reports `cluster_state:ok` and agrees on all 16384 slots. Stopped
+ * (every process, every dir) by `stop()`.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import Redis from 'ioredis';
+import { freePort, startRedis, type RedisServer } from './redis-server';
+
+export interface ClusterNodeInfo {
+  readonly port: number;
+  readonly server: RedisServer;
+}
+
+export interface RedisCluster {
+  readonly nodes: ClusterNodeInfo[];
+  /** `[{ host, port }]` of every node, for `new Cluster(...)` / `RedisBroker({ cluster })`. */
+  readonly startup: { host: string; port: number }[];
+  /** Port -> 'master' | 'replica', as the cluster says now. */
+  roles(): Promise<Map<number, 'master' | 'replica'>>;
+  /** The port of the master serving `slot` now. */
+  masterOf(slot: number): Promise<number>;
+  /** A plain client to one node. */
+  client(port: number): Redis;
+  /** Resolves once every running node reports cluster_state:ok and the same slot owners. */
+  waitHealthy(ms?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+function redisCli(): string {
+  for (const c of [process.env.REDIS_CLI_BIN, '/usr/bin/redis-cli', '/usr/local/bin/redis-cli']) if (c && existsSync(c)) return c;
+  throw new Error('redis-cli was not found: install the Debian package redis-server (or redis-tools)');
+}
+
+export function run(args: string[], timeout = 30_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(redisCli(), args, { timeout }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`redis-cli ${args.slice(0, 4).join(' ')} failed: ${stderr || stdout || err.message}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export async function startCluster(): Promise<RedisCluster> {
+  const ports: number[] = [];
+  while (ports.length < 6) {
+    const p = await freePort();
+    if (!ports.includes(p) && p < 55_000) ports.push(p); // the cluster bus listens on port + 10000
+  }
+  const nodes: ClusterNodeInfo[] = [];
+  const clients: Redis[] = [];
+  const stopAll = async (): Promise<void> => {
+    for (const c of clients.splice(0)) c.disconnect();
+    await Promise.all(nodes.map((n) => n.server.stop()));
+  };
+  try {
+    for (const port of ports) {
+      const server = await startRedis({
+        port,
+        args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '1000', '--enable-debug-command', 'yes'],
+      });
+      nodes.push({ port, server });
+    }
+    await run(['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '1', '--cluster-yes'], 60_000);
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+  const client = (port: number): Redis => {
+    const c = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 1, lazyConnect: false });
+    c.on('error', () => undefined);
+    clients.push(c);
+    return c;
+  };
+  const admins = new Map<number, Redis>();
+  const admin = (port: number): Redis => {
+    let c = admins.get(port);
+    if (c === undefined) admins.set(port, (c = client(port)));
+    return c;
+  };
+  const alive = (): ClusterNodeInfo[] => nodes.filter((n) => n.server.process.exitCode === null && n.server.process.signalCode === null);
+  const slotsOf = async (port: number): Promise<string> => {
+    const slots = (await admin(port).call('CLUSTER', 'SLOTS')) as [number, number, [string, number]][];
+    return JSON.stringify(slots.map((r) => [r[0], r[1], r[2][1]]).sort((a, b) => a[0]! - b[0]!));
+  };
+  const cluster: RedisCluster = {
+    nodes,
+    startup: ports.map((port) => ({ host: '127.0.0.1', port })),
+    async roles() {
+      const out = new Map<number, 'master' | 'replica'>();
+      for (const n of alive()) {
+        const info = (await admin(n.port).call('ROLE')) as unknown[];
+        out.set(n.port, info[0] === 'master' ? 'master' : 'replica');
+      }
+      return out;
+    },
+    async masterOf(slot) {
+      const slots = (await admin(alive()[0]!.port).call('CLUSTER', 'SLOTS')) as [number, number, [string, number]][];
+      const r = slots.find((x) => slot >= x[0] && slot <= x[1]);
+      if (r === undefined) throw new Error(`no master for slot ${slot}`);
+      return Number(r[2][1]);
+    },
+    client,
+    async waitHealthy(ms = 30_000) {
+      const deadline = Date.now() + ms;
+      for (;;) {
+        try {
+          const live = alive();
+          const infos = await Promise.all(live.map((n) => admin(n.port).call('CLUSTER', 'INFO') as Promise<string>));
+          if (infos.every((i) => i.includes('cluster_state:ok'))) {
+            const views = await Promise.all(live.map((n) => slotsOf(n.port)));
+            const covered = JSON.parse(views[0]!) as number[][];
+            const total = covered.reduce((sum, r) => sum + r[1]! - r[0]! + 1, 0);
+            if (total === 16384 && views.every((v) => v === views[0])) return;
+          }
+        } catch {
+          // a node still starting or failing over
+        }
+        if (Date.now() > deadline) throw new Error(`the Redis Cluster did not become healthy within ${ms} ms`);
+        await sleep(100);
+      }
+    },
+    stop: stopAll,
+  };
+  try {
+    await cluster.waitHealthy();
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+  return cluster;
+}

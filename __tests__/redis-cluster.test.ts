@@ -1,0 +1,274 @@
+/**
+ * RedisBroker on a real Redis Cluster of its own (3 masters, 3 replicas, so
+ * stats and faults concern this file only): one subscriber connection per
+ * master and none on replicas, subscriptions batched per slot, each publish
+ * handled by the master of its channel's slot alone, two brokers delivering
+ * exactly once in order; then CLUSTER FAILOVER, a master SIGKILLed with its
+ * replica promoted, and a slot migrated while streams are live.
+ */
+import { Cluster } from 'ioredis';
+import type { BrokerEvent } from '../lib/brokers/broker';
+import { RedisBroker } from '../lib/brokers/redis';
+import { keySlot } from '../lib/brokers/redis/partitions';
+import { Recorder } from '../lib/testing';
+import { startCluster, type RedisCluster } from './helpers/redis-cluster';
+import { sleep, until } from './helpers/wait';
+
+jest.setTimeout(120_000);
+
+let cluster: RedisCluster;
+const brokers: RedisBroker[] = [];
+const clients: Cluster[] = [];
+let n = 0;
+const prefix = (): string => `cl${process.pid}-${++n}:`;
+
+beforeAll(async () => {
+  cluster = await startCluster();
+});
+
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+afterEach(async () => {
+  for (const b of brokers.splice(0)) await b.close();
+  for (const c of clients.splice(0)) c.disconnect();
+  await cluster.waitHealthy();
+});
+
+function broker(options: Omit<NonNullable<ConstructorParameters<typeof RedisBroker>[0]>, 'cluster'> = {}): RedisBroker {
+  const b = new RedisBroker({ cluster: cluster.startup, commandTimeout: 2000, healthCheckInterval: 500, ...options });
+  brokers.push(b);
+  return b;
+}
+
+async function eachNode<T>(fn: (port: number, role: 'master' | 'replica') => Promise<T>): Promise<Map<number, T>> {
+  const out = new Map<number, T>();
+  for (const [port, role] of await cluster.roles()) out.set(port, await fn(port, role));
+  return out;
+}
+
+async function commandCalls(port: number, command: string): Promise<number> {
+  const info = (await cluster.client(port).call('INFO', 'commandstats')) as string;
+  const m = new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(info);
+  return m === null ? 0 : Number(m[1]);
+}
+
+/** One channel name per partition of `b`. */
+function onePerPartition(b: RedisBroker, tag: string): string[] {
+  const out: string[] = new Array(b.partitions);
+  for (let i = 0; out.filter(Boolean).length < b.partitions && i < 10_000; i++) {
+    const c = `${tag}:${i}`;
+    out[b.partitionOf(c)] ??= c;
+  }
+  return out;
+}
+
+describe('topology', () => {
+  test('one subscriber connection per master, none on replicas; 10,000 channels in one SSUBSCRIBE per partition', async () => {
+    const b = broker({ prefix: prefix() });
+    expect(b.partitions).toBe(8);
+    await eachNode((port) => cluster.client(port).call('CONFIG', 'RESETSTAT'));
+    const rec = new Recorder();
+    const channels = Array.from({ length: 10_000 }, (_, i) => `many:${i}`);
+    await Promise.all(channels.map((c) => b.subscribe(c, rec)));
+    const pubsub = await eachNode(async (port) => {
+      const list = (await cluster.client(port).call('CLIENT', 'LIST', 'TYPE', 'pubsub')) as string;
+      return list.split('\n').filter((l) => l.includes('name=sse-relay:sub')).length;
+    });
+    const roles = await cluster.roles();
+    for (const [port, count] of pubsub) expect([port, count]).toEqual([port, roles.get(port) === 'master' ? 1 : 0]);
+    let ssubscribes = 0;
+    for (const port of roles.keys()) ssubscribes += await commandCalls(port, 'ssubscribe');
+    expect(ssubscribes).toBe(8);
+    expect(b.stats()).toMatchObject({ subscribed: 10_000, connections: 3 });
+    const sample = channels.filter((_, i) => i % 100 === 0);
+    const evs = await Promise.all(sample.map((c) => b.publish(c, { data: c }, 10)));
+    await rec.count(evs.length);
+    expect(rec.events.map((e) => e.id).sort()).toEqual(evs.map((e) => e.id).sort());
+    await Promise.all(channels.map((c) => b.unsubscribe(c, rec)));
+    for (const port of roles.keys()) {
+      expect(await cluster.client(port).call('PUBSUB', 'SHARDCHANNELS', '*')).toEqual([]);
+    }
+    await until(async () => [...(await eachNode(async (port) => (await cluster.client(port).call('CLIENT', 'LIST', 'TYPE', 'pubsub')) as string)).values()].every((l) => !l.includes('sse-relay:sub')), 'no subscriber connection left');
+  });
+
+  test("each master handles only its own channels' publishes (INFO commandstats); replicas none", async () => {
+    const b = broker({ prefix: prefix() });
+    await b.publish('warm', { data: 'x' }, 10);
+    await eachNode((port) => cluster.client(port).call('CONFIG', 'RESETSTAT'));
+    const expected = new Map<number, number>();
+    const channels = Array.from({ length: 60 }, (_, i) => `spread:${i}`);
+    for (const c of channels) {
+      const ev = await b.publish(c, { data: c }, 10); // one FCALL each (awaited one by one)
+      const owner = await cluster.masterOf(keySlot(b.keyOf(c)));
+      expect(ev.partition).toBe(b.partitionOf(c));
+      expected.set(owner, (expected.get(owner) ?? 0) + 1);
+    }
+    const roles = await cluster.roles();
+    for (const [port, role] of roles) {
+      const calls = await commandCalls(port, 'fcall');
+      expect([port, role, calls]).toEqual([port, role, role === 'master' ? expected.get(port) ?? 0 : 0]);
+    }
+    expect([...expected.values()].filter((v) => v > 0)).toHaveLength(3); // channels spread over all masters
+  });
+
+  test('two brokers publishing on channels over all masters: each listener gets every event once, in order per partition; one id resumes across shards', async () => {
+    const p = prefix();
+    const a = broker({ prefix: p });
+    const b = broker({ prefix: p });
+    const channels = onePerPartition(a, 'two');
+    const ra = new Recorder();
+    const rb = new Recorder();
+    for (const c of channels) {
+      await a.subscribe(c, ra);
+      await b.subscribe(c, rb);
+    }
+    const start = (await a.replay(channels, undefined)).heads;
+    const acked = await Promise.all(Array.from({ length: 400 }, (_, i) => (i % 2 ? a : b).publish(channels[i % 8]!, { data: String(i) }, 1000)));
+    for (const r of [ra, rb]) {
+      await r.count(400);
+      for (let part = 0; part < 8; part++) {
+        const got = r.events.filter((e) => e.partition === part);
+        expect(got.map((e) => e.seq)).toEqual(acked.filter((e) => e.partition === part).map((e) => e.seq).sort((x, y) => x - y));
+      }
+    }
+    const after = new Map([...start].map(([part, pos]) => [part, pos.seq]));
+    const r = await b.replay(channels, after);
+    expect(r.complete).toBe(true);
+    expect(r.events.map((e) => e.id).sort()).toEqual(acked.map((e) => e.id).sort());
+  });
+});
+
+/**
+ * Publishes from two brokers on one channel per partition while `fault` runs; returns what
+ * was acknowledged and the listeners of a third broker (and of the publishers).
+ */
+async function underFault(fault: (channels: string[]) => Promise<void>): Promise<{ acked: BrokerEvent[]; recs: Recorder[]; channels: string[] }> {
+  const p = prefix();
+  const pubs = [broker({ prefix: p }), broker({ prefix: p })];
+  const watcher = broker({ prefix: p });
+  const channels = onePerPartition(watcher, 'f');
+  const recs = [new Recorder(), new Recorder()];
+  for (const c of channels) {
+    await watcher.subscribe(c, recs[0]!);
+    await pubs[0]!.subscribe(c, recs[1]!);
+  }
+  const acked: BrokerEvent[] = [];
+  let stop = false;
+  const loops = pubs.map(async (b, bi) => {
+    for (let i = 0; !stop && i < 5000; i++) {
+      try {
+        acked.push(await b.publish(channels[i % channels.length]!, { data: `${bi}-${i}` }, 5000));
+      } catch {
+        await sleep(20); // not acknowledged: not expected anywhere
+      }
+      await sleep(3);
+    }
+  });
+  await sleep(300);
+  await fault(channels);
+  await cluster.waitHealthy();
+  await sleep(1500);
+  stop = true;
+  await Promise.all(loops);
+  // one more acknowledged event per channel, after everything settled
+  for (const c of channels) {
+    for (let i = 0; i < 100; i++) {
+      const ev = await pubs[0]!.publish(c, { data: 'last' }, 5000).catch(() => undefined);
+      if (ev !== undefined) {
+        acked.push(ev);
+        break;
+      }
+      await sleep(100);
+    }
+  }
+  for (const r of recs) {
+    await r.until(() => {
+      const got = new Set(r.ids());
+      const lasts = acked.filter((e) => e.data === 'last');
+      return lasts.length === channels.length && lasts.every((e) => got.has(e.id));
+    }, 'the last event of every channel', 30_000);
+  }
+  return { acked, recs, channels };
+}
+
+/** Per channel: no duplicate, seq order within an epoch; every acked event of the channel's final epoch delivered, and of the old one too unless the channel got (exactly one) reset. */
+function expectOutcome(acked: BrokerEvent[], rec: Recorder, channels: string[], resetsAllowed: boolean): number {
+  let resetChannels = 0;
+  for (const c of channels) {
+    const got = rec.events.filter((e) => e.channel === c);
+    expect(new Set(got.map((e) => e.id)).size).toBe(got.length);
+    for (let i = 1; i < got.length; i++) if (got[i]!.epoch === got[i - 1]!.epoch) expect(got[i]!.seq).toBeGreaterThan(got[i - 1]!.seq);
+    const resets = rec.resets.filter((r) => r.channel === c);
+    expect(resets.length).toBeLessThanOrEqual(resetsAllowed ? 1 : 0);
+    const mine = acked.filter((e) => e.channel === c);
+    const finalEpoch = mine[mine.length - 1]!.epoch;
+    const ids = new Set(got.map((e) => e.id));
+    const missing = mine.filter((e) => !ids.has(e.id));
+    if (resets.length === 0) expect(missing.map((e) => e.id)).toEqual([]);
+    else {
+      resetChannels++;
+      expect(missing.filter((e) => e.epoch === finalEpoch).map((e) => e.id)).toEqual([]);
+      // after the reset: only events of its epoch
+      const at = rec.events.indexOf(got.find((e) => e.epoch === resets[0]!.head.epoch)!);
+      expect(at).toBeGreaterThanOrEqual(0);
+    }
+    // nothing that was not acknowledged (everything published was acknowledged or rejected)
+    const ackedIds = new Set(mine.map((e) => e.id));
+    expect(got.filter((e) => !ackedIds.has(e.id)).map((e) => e.data)).toEqual([]);
+  }
+  return resetChannels;
+}
+
+describe('faults', () => {
+  test('CLUSTER FAILOVER of a master: every acknowledged event exactly once in order, no reset', async () => {
+    const { acked, recs, channels } = await underFault(async () => {
+      const roles = await cluster.roles();
+      const replica = [...roles].find(([, r]) => r === 'replica')![0];
+      await cluster.client(replica).call('CLUSTER', 'FAILOVER');
+      await until(async () => (await cluster.roles()).get(replica) === 'master', 'the replica promoted', 20_000);
+    });
+    expect(acked.length).toBeGreaterThan(100);
+    for (const r of recs) expect(expectOutcome(acked, r, channels, false)).toBe(0);
+  });
+
+  test('SIGKILL of a master, replica promoted: exactly once in order, or one reset for the channels whose history is gone', async () => {
+    let killed = 0;
+    const { acked, recs, channels } = await underFault(async () => {
+      const roles = await cluster.roles();
+      const master = [...roles].find(([, r]) => r === 'master')![0];
+      killed = master;
+      await cluster.nodes.find((x) => x.port === master)!.server.kill();
+      await until(async () => [...(await cluster.roles()).values()].filter((r) => r === 'master').length === 3, 'a replica promoted', 30_000);
+    });
+    expect(killed).toBeGreaterThan(0);
+    expect(acked.length).toBeGreaterThan(100);
+    for (const r of recs) expectOutcome(acked, r, channels, true);
+  });
+
+  test('a slot migrated to another master while streams are live: exactly once in order, no reset', async () => {
+    const { acked, recs, channels } = await underFault(async (chans) => {
+      const b = brokers[brokers.length - 1]!;
+      const slot = keySlot(b.keyOf(chans[0]!));
+      const from = await cluster.masterOf(slot);
+      const roles = await cluster.roles();
+      const to = [...roles].find(([port, r]) => r === 'master' && port !== from)![0];
+      const src = cluster.client(from);
+      const dst = cluster.client(to);
+      const srcId = (await src.call('CLUSTER', 'MYID')) as string;
+      const dstId = (await dst.call('CLUSTER', 'MYID')) as string;
+      await dst.call('CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', srcId);
+      await src.call('CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', dstId);
+      for (let i = 0; i < 1000; i++) {
+        const keys = (await src.call('CLUSTER', 'GETKEYSINSLOT', String(slot), '100')) as string[];
+        if (keys.length === 0) break;
+        await src.call('MIGRATE', '127.0.0.1', String(to), '', '0', '5000', 'REPLACE', 'KEYS', ...keys);
+      }
+      for (const [port, r] of roles) if (r === 'master') await cluster.client(port).call('CLUSTER', 'SETSLOT', String(slot), 'NODE', dstId);
+      await until(async () => (await cluster.masterOf(slot)) === to, 'the slot owned by its new master', 10_000);
+    });
+    expect(acked.length).toBeGreaterThan(100);
+    for (const r of recs) expect(expectOutcome(acked, r, channels, false)).toBe(0);
+  });
+});

@@ -1,0 +1,375 @@
+/**
+ * RedisBroker under real faults, each on a redis-server of its own: Redis
+ * rewinding to an older snapshot, a half-open subscriber connection, a frozen
+ * or paused Redis while publishing, a reply lost with its connection, a forged
+ * message far ahead, and a Redis that refuses connections. Each test asserts
+ * what a user relies on: every acknowledged event exactly once in order, or
+ * exactly one reset; a rejected publish never delivered later; bounded time.
+ */
+import Redis from 'ioredis';
+import type { BrokerEvent } from '../lib/brokers/broker';
+import { RedisBroker } from '../lib/brokers/redis';
+import { SseRelayError } from '../lib/errors';
+import { Recorder } from '../lib/testing';
+import { freePort, startRedis, type RedisServer } from './helpers/redis-server';
+import { startProxy, type TcpProxy } from './helpers/tcp-proxy';
+import { sleep, until } from './helpers/wait';
+
+jest.setTimeout(60_000);
+
+let seqNo = 0;
+const prefix = (): string => `rf${process.pid}-${++seqNo}:`;
+const at = (seq: number): Map<number, number> => new Map([[0, seq]]);
+const topic = (p: string, channel: string): string => `${p}{0}:${channel}`;
+
+const open: { brokers: RedisBroker[]; clients: Redis[]; servers: RedisServer[]; proxies: TcpProxy[] } = {
+  brokers: [],
+  clients: [],
+  servers: [],
+  proxies: [],
+};
+
+function broker(options: ConstructorParameters<typeof RedisBroker>[0]): RedisBroker {
+  const b = new RedisBroker(options);
+  open.brokers.push(b);
+  return b;
+}
+
+function client(url: string, options: ConstructorParameters<typeof Redis>[0] = {}): Redis {
+  const c = new Redis(url, options as never);
+  c.on('error', () => undefined);
+  open.clients.push(c);
+  return c;
+}
+
+async function server(options: Parameters<typeof startRedis>[0] = {}): Promise<RedisServer> {
+  const s = await startRedis(options);
+  open.servers.push(s);
+  return s;
+}
+
+async function proxy(port: number): Promise<TcpProxy> {
+  const p = await startProxy(port);
+  open.proxies.push(p);
+  return p;
+}
+
+afterEach(async () => {
+  for (const b of open.brokers.splice(0)) await b.close();
+  for (const c of open.clients.splice(0)) c.disconnect();
+  for (const p of open.proxies.splice(0)) await p.close();
+  for (const s of open.servers.splice(0)) await s.stop();
+});
+
+/** `acked` all arrived, each once, in seq order, fields intact (and nothing else but `extra`). */
+function expectExactlyOnceInOrder(rec: Recorder, acked: readonly BrokerEvent[], extra: readonly BrokerEvent[] = []): void {
+  const ids = rec.ids();
+  expect(new Set(ids).size).toBe(ids.length);
+  for (let i = 1; i < rec.events.length; i++) {
+    const [a, b] = [rec.events[i - 1]!, rec.events[i]!];
+    if (a.epoch === b.epoch) expect(b.seq).toBeGreaterThan(a.seq);
+  }
+  const byId = new Map(rec.events.map((e) => [e.id, e]));
+  expect(acked.filter((e) => !byId.has(e.id)).map((e) => e.id)).toEqual([]);
+  for (const e of acked) expect(byId.get(e.id)).toEqual(e);
+  const allowed = new Set([...acked, ...extra].map((e) => e.id));
+  expect(rec.events.filter((e) => !allowed.has(e.id)).map((e) => e.data)).toEqual([]);
+}
+
+const hasAll = (rec: Recorder, acked: readonly BrokerEvent[]) => (): boolean => {
+  const got = new Set(rec.ids());
+  return acked.every((e) => got.has(e.id));
+};
+
+describe('Redis rewinds to an older snapshot (SAVE, more publishes, SIGKILL, restart from the dump)', () => {
+  test('a live listener gets every acknowledged event, exactly one reset, then every event published after the restart', async () => {
+    let s = await server();
+    const { port, dir } = s;
+    const p = prefix();
+    const pub = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
+    const sub = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
+    const rec = new Recorder();
+    const rec3 = new Recorder();
+    await sub.subscribe('a', rec);
+    for (const c of ['a', 'b', 'c']) await sub.subscribe(c, rec3);
+    const before: BrokerEvent[] = [];
+    for (let i = 0; i < 100; i++) before.push(await pub.publish(['a', 'b', 'c'][i % 3]!, { data: 'saved' + i }, 1000));
+    const admin = client(s.url);
+    expect(await admin.call('SAVE')).toBe('OK');
+    for (let i = 0; i < 100; i++) before.push(await pub.publish(['a', 'b', 'c'][i % 3]!, { data: 'lost' + i }, 1000));
+    await rec3.until(hasAll(rec3, before), 'everything before the crash');
+    const lastBefore = before[before.length - 1]!;
+    await s.kill();
+    open.servers.splice(open.servers.indexOf(s), 1);
+    s = await server({ port, dir });
+
+    const after: BrokerEvent[] = [];
+    const deadline = Date.now() + 15_000;
+    while (after.length < 150 && Date.now() < deadline) {
+      try {
+        after.push(await pub.publish(['a', 'b', 'c'][after.length % 3]!, { data: 'new' + after.length }, 1000));
+      } catch (err) {
+        expect((err as SseRelayError).code).toBe('ERR_BROKER_UNAVAILABLE');
+        await sleep(20);
+      }
+    }
+    expect(after).toHaveLength(150);
+    expect(after.every((e) => e.epoch !== lastBefore.epoch)).toBe(true); // the rewind started a new epoch
+    expect(after[0]!.seq).toBe(101); // Redis' own (rewound) counter, in the new epoch
+    await rec3.until(hasAll(rec3, after), 'every event after the restart (3 channels)');
+    await rec.until(hasAll(rec, after.filter((e) => e.channel === 'a')), 'every event after the restart (a)');
+    expect(rec3.resets.map((r) => r.channel).sort()).toEqual(['a', 'b', 'c']);
+    expect(rec.resets).toHaveLength(1);
+    expect(rec.resets[0]!.head).toEqual({ partition: 0, epoch: after[0]!.epoch, seq: 100 });
+    expectExactlyOnceInOrder(rec3, [...before, ...after]);
+    expect(rec3.events).toHaveLength(350);
+    expectExactlyOnceInOrder(rec, [...before, ...after].filter((e) => e.channel === 'a'));
+    // a client resuming from the last id before the crash: its epoch is no longer the head's (the hub resets it)
+    const r = await sub.replay(['a', 'b', 'c'], at(lastBefore.seq));
+    expect(r.heads.get(0)!.epoch).toBe(after[0]!.epoch);
+    expect(r.heads.get(0)!.epoch === lastBefore.epoch).toBe(false);
+  });
+
+  test('a resuming client nobody else saw: the id is ahead of the head in the same epoch, fence() starts a new epoch', async () => {
+    let s = await server();
+    const { port, dir } = s;
+    const p = prefix();
+    const first = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
+    const evs: BrokerEvent[] = [];
+    for (let i = 0; i < 10; i++) evs.push(await first.publish('a', { data: String(i) }, 100));
+    await client(s.url).call('SAVE');
+    for (let i = 10; i < 20; i++) evs.push(await first.publish('a', { data: String(i) }, 100));
+    await first.close();
+    await s.kill();
+    open.servers.splice(open.servers.indexOf(s), 1);
+    s = await server({ port, dir });
+    // a new process: it never saw seq 20
+    const fresh = broker({ url: s.url, prefix: p });
+    const seen = evs[evs.length - 1]!;
+    const r = await fresh.replay(['a'], at(seen.seq));
+    expect(r.heads.get(0)).toEqual({ epoch: seen.epoch, seq: 10 });
+    expect(r.complete).toBe(false); // the id is from the future of what Redis holds
+    await fresh.fence({ partition: 0, epoch: seen.epoch, seq: seen.seq });
+    const head = (await fresh.replay(['a'], undefined)).heads.get(0)!;
+    expect(head.epoch === seen.epoch).toBe(false);
+    expect(head.seq).toBe(10);
+    // and a client of the old epoch at an older position is not vouched for either (other epoch)
+    const old = await fresh.replay(['a'], at(evs[4]!.seq));
+    expect(old.heads.get(0)!.epoch).toBe(head.epoch);
+    // the fence is idempotent: the same id again changes nothing
+    await fresh.fence({ partition: 0, epoch: seen.epoch, seq: seen.seq });
+    expect((await fresh.replay(['a'], undefined)).heads.get(0)).toEqual(head);
+  });
+});
+
+describe('a half-open subscriber connection', () => {
+  test('stalled by a proxy (no FIN, no RST): noticed by the health check, reconnected, caught up exactly', async () => {
+    const s = await server();
+    const px = await proxy(s.port);
+    const p = prefix();
+    const pub = broker({ url: s.url, prefix: p });
+    const sub = broker({ url: px.url, prefix: p, healthCheckInterval: 200 });
+    const rec = new Recorder();
+    await sub.subscribe('a', rec);
+    await sub.subscribe('b', rec);
+    const acked: BrokerEvent[] = [];
+    for (let i = 0; i < 20; i++) acked.push(await pub.publish(i % 2 ? 'a' : 'b', { data: 'd' + i }, 1000));
+    await rec.until(hasAll(rec, acked), 'events before the stall');
+    const subs = px.find('sse-relay:sub');
+    expect(subs).toHaveLength(1);
+    subs[0]!.stall();
+    for (let i = 20; i < 60; i++) {
+      acked.push(await pub.publish(i % 2 ? 'a' : 'b', { data: 'd' + i }, 1000));
+      await sleep(5);
+    }
+    await rec.until(hasAll(rec, acked), 'every event published during the stall', 10_000);
+    await until(() => sub.stats().recoveries >= 1, 'a recovery');
+    const last = await pub.publish('a', { data: 'last' }, 1000);
+    await rec.has(last.id);
+    expectExactlyOnceInOrder(rec, [...acked, last]);
+    expect(rec.resets).toEqual([]);
+    // the stalled one was given up (Redis still sees it: that is what half-open means), one new one is live
+    expect(px.find('sse-relay:sub').filter((c) => !c.stalled)).toHaveLength(1);
+    expect(sub.stats().connections).toBe(1);
+  });
+});
+
+describe('Redis frozen or paused while two brokers publish', () => {
+  const faults: [string, (s: RedisServer, admin: Redis) => Promise<void>][] = [
+    [
+      'SIGSTOP / SIGCONT',
+      async (s) => {
+        s.process.kill('SIGSTOP');
+        await sleep(1200);
+        s.process.kill('SIGCONT');
+      },
+    ],
+    [
+      'CLIENT PAUSE',
+      async (_s, admin) => {
+        await admin.call('CLIENT', 'PAUSE', '1200', 'ALL');
+        await sleep(1200);
+      },
+    ],
+    ['DEBUG SLEEP', async (_s, admin) => void (await admin.call('DEBUG', 'SLEEP', '1.2'))],
+  ];
+  for (const [name, fault] of faults) {
+    test(`${name}: acknowledged events exactly once in order on 1- and 3-channel listeners; a rejected publish is never delivered later`, async () => {
+      const s = await server({ args: ['--enable-debug-command', 'yes'] });
+      const admin = client(s.url);
+      const p = prefix();
+      const channels = ['x', 'y', 'z'];
+      const brokers = [0, 1].map(() => broker({ url: s.url, prefix: p, commandTimeout: 300, healthCheckInterval: 300 }));
+      const recs = brokers.map(() => ({ one: new Recorder(), three: new Recorder() }));
+      for (let i = 0; i < 2; i++) {
+        await brokers[i]!.subscribe('x', recs[i]!.one);
+        for (const c of channels) await brokers[i]!.subscribe(c, recs[i]!.three);
+      }
+      const acked: BrokerEvent[] = [];
+      const unknown: string[] = [];
+      const notPublished: string[] = [];
+      let stop = false;
+      const publishers = brokers.map(async (b, bi) => {
+        for (let i = 0; !stop && i < 2000; i++) {
+          const data = `b${bi}-${i}`;
+          try {
+            acked.push(await b.publish(channels[i % 3]!, { data }, 1000));
+          } catch (err) {
+            const e = err as SseRelayError;
+            expect(e.code).toBe('ERR_BROKER_UNAVAILABLE');
+            (e.outcome === 'unknown' ? unknown : notPublished).push(data);
+          }
+          await sleep(5);
+        }
+      });
+      await sleep(200);
+      await fault(s, admin);
+      await sleep(800);
+      stop = true;
+      await Promise.all(publishers);
+      expect(unknown.length + notPublished.length).toBeGreaterThan(0); // the fault was felt
+      const last = await brokers[0]!.publish('x', { data: 'last' }, 1000);
+      acked.push(last);
+      for (const r of recs) {
+        await r.three.until(hasAll(r.three, acked), 'every acknowledged event (3 channels)', 15_000);
+        await r.one.until(hasAll(r.one, acked.filter((e) => e.channel === 'x')), 'every acknowledged event (x)', 15_000);
+      }
+      // settle: one more round trip through both subscribers
+      const fence = await brokers[1]!.publish('x', { data: 'fence' }, 1000);
+      for (const r of recs) await r.one.has(fence.id);
+      acked.push(fence);
+      for (const r of recs) {
+        expect(r.three.resets).toEqual([]);
+        const delivered = r.three.events.map((e) => e.data);
+        expect(delivered.filter((d) => notPublished.includes(d))).toEqual([]);
+        // a publish whose outcome was unknown: stored at most once; the Redis-side deadline makes it not stored here
+        expect(delivered.filter((d) => unknown.includes(d))).toEqual([]);
+        expectExactlyOnceInOrder(r.three, acked);
+        expectExactlyOnceInOrder(r.one, acked.filter((e) => e.channel === 'x'));
+      }
+      // history agrees: nothing rejected was stored
+      const all = await brokers[0]!.replay(channels, at(0));
+      expect(all.events.map((e) => e.data).filter((d) => notPublished.includes(d) || unknown.includes(d))).toEqual([]);
+      expect(all.events).toHaveLength(acked.length);
+    });
+  }
+});
+
+describe('a reply lost with its connection', () => {
+  for (const mode of ['url', 'redis'] as const) {
+    test(`${mode === 'url' ? 'the broker\'s own connection (url)' : "the caller's client (redis, default ioredis options)"}: the publish resolves, stored and delivered once`, async () => {
+      const s = await server();
+      const px = await proxy(s.port);
+      const p = prefix();
+      const b =
+        mode === 'url'
+          ? broker({ url: px.url, prefix: p })
+          : broker({ redis: client(px.url, { connectionName: 'caller' }), prefix: p });
+      const watcher = broker({ url: s.url, prefix: p });
+      const rec = new Recorder();
+      await watcher.subscribe('a', rec);
+      const warm = await b.publish('a', { data: 'warm' }, 100);
+      const conns = px.find(mode === 'url' ? 'sse-relay' : 'caller');
+      expect(conns).toHaveLength(1);
+      const dropped = conns[0]!.dropReplyTo('sse_relay_batch_v1');
+      const result = await b.publish('a', { data: 'once' }, 100).then(
+        (e) => e,
+        (e: unknown) => e as SseRelayError,
+      );
+      await dropped;
+      if (result instanceof SseRelayError) {
+        // allowed by the contract, but then it must say so
+        expect(result.outcome).toBe('unknown');
+      } else {
+        expect(result.data).toBe('once');
+        expect(result.seq).toBe(warm.seq + 1);
+      }
+      const next = await b.publish('a', { data: 'next' }, 100);
+      await rec.has(next.id);
+      expect(rec.events.map((e) => e.data)).toEqual(['warm', 'once', 'next']);
+      const r = await watcher.replay(['a'], at(0));
+      expect(r.events.map((e) => e.data)).toEqual(['warm', 'once', 'next']);
+      expect(result).not.toBeInstanceOf(SseRelayError); // and in practice it is known: asked again under the same call id
+    });
+  }
+});
+
+describe('what is read from Redis cannot move the broker past what Redis holds', () => {
+  test('a forged message far ahead in the current epoch is counted invalid; delivery goes on on every channel', async () => {
+    const s = await server();
+    const admin = client(s.url);
+    const p = prefix();
+    const pub = broker({ url: s.url, prefix: p });
+    const sub = broker({ url: s.url, prefix: p });
+    const rec = new Recorder();
+    await sub.subscribe('a', rec);
+    await sub.subscribe('b', rec);
+    const first = await pub.publish('a', { data: 'first' }, 100);
+    await rec.has(first.id);
+    await admin.call('SPUBLISH', topic(p, 'a'), `${first.epoch}\n${first.seq + 1_000_000}\n-\n-\nforged`);
+    await admin.call('SPUBLISH', topic(p, 'b'), `${first.epoch}\n${first.seq + 5}\n=evil\n-\nforged too`);
+    const acked: BrokerEvent[] = [first];
+    for (let i = 0; i < 10; i++) acked.push(await pub.publish(i % 2 ? 'a' : 'b', { data: 'real' + i }, 100));
+    await rec.until(hasAll(rec, acked), 'every real event after the forgeries');
+    expectExactlyOnceInOrder(rec, acked);
+    expect(rec.events.some((e) => e.data.startsWith('forged'))).toBe(false);
+    expect(sub.stats().invalid).toBe(2);
+    expect(rec.resets).toEqual([]);
+    // the floor did not move: a publish carries no fence from the forged seq
+    const head = (await sub.replay(['a'], undefined)).heads.get(0)!;
+    expect(head).toEqual({ epoch: first.epoch, seq: acked[acked.length - 1]!.seq });
+  });
+});
+
+describe('Redis refusing connections', () => {
+  test('publish fails fast (not after commandTimeout) with outcome not-published; 50 waiting operations, no listener warning', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      const port = await freePort();
+      const b = broker({ url: `redis://127.0.0.1:${port}`, prefix: prefix(), commandTimeout: 20_000 });
+      const started = Date.now();
+      const errs = await Promise.all(Array.from({ length: 50 }, (_, i) => b.publish('a', { data: String(i) }, 10).catch((e: unknown) => e as SseRelayError)));
+      expect(Date.now() - started).toBeLessThan(10_000); // far below the 20 s commandTimeout
+      for (const e of errs) {
+        expect(e).toBeInstanceOf(SseRelayError);
+        expect(e.code).toBe('ERR_BROKER_UNAVAILABLE');
+        expect(e.outcome).toBe('not-published');
+        expect(e.message).toMatch(/refused/);
+      }
+      await expect(b.subscribe('a', new Recorder())).rejects.toMatchObject({ code: 'ERR_BROKER_UNAVAILABLE' });
+      // the caller's client, default options, refused too
+      const c = client(`redis://127.0.0.1:${port}`);
+      const b2 = broker({ redis: c, prefix: prefix(), commandTimeout: 20_000 });
+      await until(() => c.status === 'reconnecting', 'the client to have failed once');
+      const t2 = Date.now();
+      await expect(b2.publish('a', { data: 'x' }, 10)).rejects.toMatchObject({ code: 'ERR_BROKER_UNAVAILABLE', outcome: 'not-published' });
+      expect(Date.now() - t2).toBeLessThan(10_000);
+      await sleep(0);
+      expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+});

@@ -1,0 +1,269 @@
+/**
+ * Live delivery: which channels are SSUBSCRIBEd on which subscriber connection
+ * (at most one per master node; one in all on a single Redis), kept in line
+ * with the listeners by one serial queue of passes, so concurrent subscribe and
+ * unsubscribe calls always leave Redis in the state the listeners ask for.
+ * SSUBSCRIBE/SUNSUBSCRIBE go in one command per partition (one slot each) per
+ * pass. A pass also re-routes partitions whose slot moved (failover, migration:
+ * checked on every lost connection and every health-check interval) and runs
+ * the catch-ups the partitions asked for.
+ */
+import type { Cluster, Redis, RedisOptions } from 'ioredis';
+import type { BrokerListener } from '../broker';
+import { closedError, unavailable, type CommandConnection } from './client';
+import { decodeMessage } from './codec';
+import { Chan, type Counters, type Partition } from './partition';
+import type { Store } from './store';
+import { Subscriber } from './subscriber';
+import { Topology } from './topology';
+
+const RECOVERY_RETRY_MS = 1000;
+const SUB_OPTIONS: RedisOptions = {
+  autoResubscribe: false,
+  autoResendUnfulfilledCommands: false,
+  enableOfflineQueue: false,
+  maxRetriesPerRequest: 1,
+  lazyConnect: false,
+  connectionName: 'sse-relay:sub',
+};
+
+function noop(): void {}
+
+export class Subscriptions {
+  readonly subs = new Map<string, Subscriber>();
+  private readonly byTopic = new Map<string, { part: Partition; chan: Chan }>();
+  private readonly topology: Topology | undefined;
+  private closed = false;
+  private chain: Promise<void> = Promise.resolve();
+  private queued: Promise<void> | undefined = undefined;
+  private retryTimer: NodeJS.Timeout | undefined = undefined;
+  private topologyTimer: NodeJS.Timeout | undefined = undefined;
+
+  constructor(
+    private readonly conn: CommandConnection,
+    private readonly store: Store,
+    private readonly parts: readonly Partition[],
+    private readonly counters: Counters,
+    private readonly timeout: number,
+    private readonly health: number,
+  ) {
+    if (conn.cluster) {
+      this.topology = new Topology(conn, timeout);
+      this.topologyTimer = setInterval(() => this.checkTopology(), health);
+      this.topologyTimer.unref();
+    }
+  }
+
+  private get partitions(): number {
+    return this.parts.length;
+  }
+
+  /** Adds a listener; resolves once its channel is live. */
+  async add(part: Partition, channel: string, listener: BrokerListener): Promise<void> {
+    let chan = part.chans.get(channel);
+    if (chan === undefined) {
+      chan = new Chan(channel, part.keys.channel(channel));
+      part.chans.set(channel, chan);
+      this.byTopic.set(chan.topic, { part, chan });
+    }
+    const added = !chan.listeners.has(listener);
+    chan.listeners.add(listener);
+    try {
+      await this.sync();
+    } catch (err) {
+      if (added) {
+        chan.listeners.delete(listener);
+        if (chan.listeners.size === 0) this.sync().catch(noop);
+      }
+      throw this.closed ? closedError() : unavailable(err);
+    }
+    if (this.closed) throw closedError();
+  }
+
+  async remove(part: Partition, channel: string, listener: BrokerListener): Promise<void> {
+    const chan = part.chans.get(channel);
+    if (chan === undefined || !chan.listeners.delete(listener)) return;
+    if (chan.listeners.size > 0 || this.closed) return;
+    await this.sync().catch(noop); // a failed SUNSUBSCRIBE resets the connection, which drops it anyway
+  }
+
+  sync(): Promise<void> {
+    if (this.queued !== undefined) return this.queued;
+    const pass = this.chain.then(() => {
+      this.queued = undefined;
+      return this.pass();
+    });
+    this.queued = pass;
+    this.chain = pass.then(noop, noop);
+    return pass;
+  }
+
+  private async pass(): Promise<void> {
+    if (this.closed) throw closedError();
+    if (this.topology !== undefined && this.parts.some((p) => p.hasListeners())) await this.topology.ensure();
+    await Promise.all(this.parts.map((part) => this.reconcile(part)));
+    const todo = this.parts.filter((p) => p.needRecovery && p.sub?.ready);
+    await Promise.all(
+      todo.map((part) => {
+        const sub = part.sub!;
+        const generation = sub.generation;
+        return part.recover(() => !this.closed && part.sub === sub && sub.generation === generation).catch(() => this.scheduleRecovery());
+      }),
+    );
+    if (this.parts.some((p) => p.needRecovery)) this.scheduleRecovery();
+    this.collectSubscribers();
+  }
+
+  /** SSUBSCRIBE channels that gained listeners, SUNSUBSCRIBE those that lost them, on the partition's node. */
+  private async reconcile(part: Partition): Promise<void> {
+    const node = this.topology?.nodeOf(part.keys.slot) ?? 'single';
+    if (part.sub !== undefined && part.sub.node !== node) {
+      // the slot moved (failover, migration): its channels start again on the new owner
+      const old = part.sub;
+      part.sub = undefined;
+      const topics = [...part.chans.values()].filter((c) => c.subscribed).map((c) => c.topic);
+      if (topics.length > 0 && old.ready) old.unsubscribe(topics, Date.now() + this.timeout).catch(noop);
+      part.connectionLost();
+    }
+    const want: Chan[] = [];
+    const drop: Chan[] = [];
+    for (const chan of part.chans.values()) {
+      if (chan.listeners.size > 0) {
+        if (!chan.subscribed) want.push(chan);
+      } else if (chan.subscribed) drop.push(chan);
+      else this.forget(part, chan);
+    }
+    if (want.length === 0 && drop.length === 0) return;
+    if (part.sub?.client.status === 'end') part.sub = undefined;
+    const sub = (part.sub ??= this.subscriber(node));
+    const deadline = Date.now() + this.timeout;
+    await sub.waitReady(this.timeout);
+    const generation = sub.generation;
+    if (drop.length > 0) {
+      await sub.unsubscribe(drop.map((c) => c.topic), deadline);
+      for (const chan of drop) {
+        chan.subscribed = false;
+        chan.armed = false;
+        if (chan.listeners.size === 0) this.forget(part, chan);
+      }
+    }
+    if (want.length > 0) {
+      const head = await this.store.read(part.index, [], '');
+      if (part.liveEpoch === undefined) part.liveEpoch = head.epoch;
+      else if (head.epoch !== part.liveEpoch) part.startRecovery();
+      await sub.subscribe(want.map((c) => c.topic), deadline);
+      if (generation !== sub.generation) throw unavailable('the subscriber connection was lost');
+      for (const chan of want) {
+        chan.subscribed = true;
+        if (!chan.armed) {
+          chan.armed = true;
+          chan.floor = head.epoch === part.liveEpoch ? head.head : 0;
+        }
+      }
+    }
+  }
+
+  private forget(part: Partition, chan: Chan): void {
+    if (part.chans.get(chan.name) === chan) part.chans.delete(chan.name);
+    if (this.byTopic.get(chan.topic)?.chan === chan) this.byTopic.delete(chan.topic);
+  }
+
+  /** The subscriber connection for `node`, opened on first use. */
+  private subscriber(node: string): Subscriber {
+    let sub = this.subs.get(node);
+    if (sub !== undefined && sub.client.status !== 'end') return sub;
+    if (sub !== undefined) {
+      for (const p of this.parts) if (p.sub === sub) p.sub = undefined;
+      void sub.close();
+    }
+    let client: Redis;
+    if (this.topology === undefined) {
+      client = (this.conn.client as Redis).duplicate(SUB_OPTIONS);
+    } else {
+      const [host, port] = [node.slice(0, node.lastIndexOf(':')), Number(node.slice(node.lastIndexOf(':') + 1))];
+      const any = (this.conn.client as Cluster).nodes()[0];
+      if (any === undefined) throw unavailable('no cluster node is known yet');
+      // (ioredis opens cluster node connections without a retryStrategy: the Cluster reconnects them; ours must reconnect by itself)
+      client = any.duplicate({ ...SUB_OPTIONS, host, port, retryStrategy: (times: number) => Math.min(times * 100, 2000) });
+    }
+    client.on('error', noop);
+    sub = new Subscriber(client, node, {
+      message: (topic, raw) => this.message(topic, raw),
+      lost: (s) => {
+        this.topology?.stale();
+        for (const part of this.parts) if (part.sub === s) part.connectionLost();
+      },
+      ready: (s) => {
+        if (this.parts.some((p) => p.sub === s && (p.needRecovery || [...p.chans.values()].some((c) => c.listeners.size > 0 && !c.subscribed)))) {
+          this.sync().catch(() => this.scheduleRecovery());
+        }
+      },
+      moved: (s) => {
+        this.topology?.stale();
+        s.reset();
+      },
+    }, this.health);
+    this.subs.set(node, sub);
+    return sub;
+  }
+
+  /** Closes subscriber connections no partition uses any more. */
+  private collectSubscribers(): void {
+    for (const [node, sub] of this.subs) {
+      if (!this.parts.some((p) => p.sub === sub && p.hasListeners())) {
+        for (const p of this.parts) if (p.sub === sub) p.sub = undefined;
+        this.subs.delete(node);
+        void sub.close();
+      }
+    }
+  }
+
+  private message(topic: string, raw: string): void {
+    const entry = this.byTopic.get(topic);
+    if (entry === undefined) return; // a channel we just left
+    const event = decodeMessage(entry.chan.name, entry.part.index, this.partitions, raw);
+    if (event === undefined) {
+      this.counters.invalid++;
+      return;
+    }
+    entry.part.message(entry.chan, event);
+  }
+
+  requestRecovery(): void {
+    if (this.closed) return;
+    this.sync().catch(() => this.scheduleRecovery());
+  }
+
+  private scheduleRecovery(): void {
+    if (this.retryTimer !== undefined || this.closed) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      if (this.parts.some((p) => p.needRecovery)) this.requestRecovery();
+    }, RECOVERY_RETRY_MS);
+    this.retryTimer.unref();
+  }
+
+  private checkTopology(): void {
+    if (this.closed || this.topology === undefined || !this.parts.some((p) => p.hasListeners())) return;
+    this.topology.refresh().then(
+      () => {
+        if (this.parts.some((p) => p.sub !== undefined && p.sub.node !== this.topology!.nodeOf(p.keys.slot))) this.requestRecovery();
+      },
+      noop,
+    );
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
+    if (this.topologyTimer !== undefined) clearInterval(this.topologyTimer);
+    for (const part of this.parts) {
+      for (const chan of part.chans.values()) chan.listeners.clear();
+      part.chans.clear();
+    }
+    this.byTopic.clear();
+    await Promise.all([...this.subs.values()].map((s) => s.close()));
+    this.subs.clear();
+    await this.chain;
+  }
+}
