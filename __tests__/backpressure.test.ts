@@ -88,7 +88,9 @@ test('30 concurrent resumes over a 20 MiB history are written as the sockets dra
   let peak = before;
   const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 5);
   defer(() => clearInterval(sampler));
-  const clients = await Promise.all(Array.from({ length: 30 }, () => countingClient(fx.port, '/events/feed', { 'Last-Event-ID': ids[0]! })));
+  const clients = await Promise.all(
+    Array.from({ length: 30 }, () => countingClient(fx.port, '/events/feed', { 'Last-Event-ID': ids[0]! })),
+  );
   defer(() => clients.forEach((c) => c.close()));
   for (const c of clients) {
     await c.waitFor(19_999, 90_000);

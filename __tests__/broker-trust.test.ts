@@ -19,7 +19,10 @@ function tampering(tamper: (ev: BrokerEvent) => BrokerEvent): Broker {
     replay: (chs, after, limit) => inner.replay(chs, after, limit),
     close: () => inner.close(),
     subscribe(channel, listener) {
-      const w: BrokerListener = { onEvent: (ev) => listener.onEvent(tamper(ev)), onReset: (c, h) => listener.onReset(c, h) };
+      const w: BrokerListener = {
+        onEvent: (ev) => listener.onEvent(tamper(ev)),
+        onReset: (c, h) => listener.onReset(c, h),
+      };
       wrapped.set(listener, w);
       return inner.subscribe(channel, w);
     },
@@ -32,7 +35,10 @@ test.each([
   ['an event name with a line break', (ev: BrokerEvent) => ({ ...ev, event: 'x\n\nevent: injected\ndata: x' })],
   ['a seq that is not an integer', (ev: BrokerEvent) => ({ ...ev, seq: 1.5 })],
   ['a partition out of range', (ev: BrokerEvent) => ({ ...ev, partition: 3 })],
-  ['data that is not a string', (ev: BrokerEvent) => ({ ...ev, data: { toString: () => 'x\n\nevent: injected' } as unknown as string })],
+  [
+    'data that is not a string',
+    (ev: BrokerEvent) => ({ ...ev, data: { toString: () => 'x\n\nevent: injected' } as unknown as string }),
+  ],
 ])('%s cannot inject a field or an event', async (_name, tamper) => {
   let n = 0;
   // Every other event is tampered with; the clean ones arrive with ids the hub built.

@@ -21,7 +21,8 @@ const ROOT = path.join(__dirname, '..');
 const CLI = path.join(ROOT, 'dist', 'cli.js');
 if (!existsSync(CLI)) throw new Error('the CLI tests run the built dist/cli.js: run `npm run build` first');
 const REDIS_URL = process.env.REDIS_URL;
-if (!REDIS_URL) throw new Error('REDIS_URL is not set: the global setup starts a redis-server (is /usr/bin/redis-server installed?)');
+if (!REDIS_URL)
+  throw new Error('REDIS_URL is not set: the global setup starts a redis-server (is /usr/bin/redis-server installed?)');
 
 interface Run {
   code: number | null;
@@ -70,11 +71,14 @@ const publishOn =
     hub.publish(c, d, o as PublishOptions<never>);
 
 describe('sse-relay --help and usage errors', () => {
-  test.each([['--help'], ['-h'], ['help'], ['publish', '--help'], ['tail', '-h']])('%s %s prints the usage, exit 0', async (...args) => {
-    const r = await run(args.filter((a) => a !== undefined));
-    expect(r).toEqual({ code: 0, stdout: HELP, stderr: '' });
-    expect(HELP).toContain('Exit status: 0 ok, 1 refused (the endpoint said no, Redis unreachable), 2 usage error.');
-  });
+  test.each([['--help'], ['-h'], ['help'], ['publish', '--help'], ['tail', '-h']])(
+    '%s %s prints the usage, exit 0',
+    async (...args) => {
+      const r = await run(args.filter((a) => a !== undefined));
+      expect(r).toEqual({ code: 0, stdout: HELP, stderr: '' });
+      expect(HELP).toContain('Exit status: 0 ok, 1 refused (the endpoint said no, Redis unreachable), 2 usage error.');
+    },
+  );
 
   test.each<[string[], string]>([
     [[], 'missing <command>'],
@@ -83,15 +87,30 @@ describe('sse-relay --help and usage errors', () => {
     [['publish', 'a'], 'missing <data> (use - to read it from stdin)'],
     [['publish', 'a b', 'x', '--redis', 'redis://127.0.0.1:1'], '<channel> must be 1 to 200 of A-Z a-z 0-9 _ . : -'],
     [['publish', 'a', 'x'], 'publish needs one of --redis URL or --url URL'],
-    [['publish', 'a', 'x', '--redis', 'redis://h', '--url', 'http://h/'], 'publish needs one of --redis URL or --url URL'],
+    [
+      ['publish', 'a', 'x', '--redis', 'redis://h', '--url', 'http://h/'],
+      'publish needs one of --redis URL or --url URL',
+    ],
     [['publish', 'a', 'x', 'y', '--redis', 'redis://h'], 'publish takes <channel> <data> (quote data that has spaces)'],
-    [['publish', 'a', 'x', '--url', 'http://h/', '--history', '5'], "--history and --prefix apply to --redis only (the endpoint uses its hub's)"],
+    [
+      ['publish', 'a', 'x', '--url', 'http://h/', '--history', '5'],
+      "--history and --prefix apply to --redis only (the endpoint uses its hub's)",
+    ],
     [['publish', 'a', 'x', '--redis', 'redis://h', '--token', 't'], '--token applies to --url only'],
-    [['publish', 'a', 'x', '--redis', 'redis://h', '--history=-1'], '--history must be an integer of at least 0, got "-1"'],
-    [['publish', 'a', 'x', '--redis', 'redis://h', '--history', 'ten'], '--history must be an integer of at least 0, got "ten"'],
+    [
+      ['publish', 'a', 'x', '--redis', 'redis://h', '--history=-1'],
+      '--history must be an integer of at least 0, got "-1"',
+    ],
+    [
+      ['publish', 'a', 'x', '--redis', 'redis://h', '--history', 'ten'],
+      '--history must be an integer of at least 0, got "ten"',
+    ],
     [['publish', 'a', 'x', '--redis', 'http://h'], '--redis must be a redis:// or rediss:// URL'],
     [['publish', 'a', 'x', '--url', 'ftp://h'], '--url must be an http:// or https:// URL'],
-    [['publish', 'a', 'x', '--redis', 'redis://h', '--event', 'a\nb'], '--event must be a non-empty string without CR, LF or NUL'],
+    [
+      ['publish', 'a', 'x', '--redis', 'redis://h', '--event', 'a\nb'],
+      '--event must be a non-empty string without CR, LF or NUL',
+    ],
     [['publish', 'a', 'x', '--redis', 'redis://h', '--bogus'], "Unknown option '--bogus'"],
     [['tail', 'a'], 'tail needs --redis URL'],
     [['tail', 'a', '--redis', 'redis://h', '--event', 'e'], '--event does not apply to tail'],
@@ -128,7 +147,19 @@ describe('sse-relay publish / tail --redis', () => {
 
   test('publish prints the id; the event reaches a hub on the same Redis with it', async () => {
     const s = await stream('order:1');
-    const r = await run(['publish', 'order:1', '<span>Shipped</span>', '--event', 'status', '--coalesce', 'status', '--redis', REDIS_URL!, '--prefix', prefix]);
+    const r = await run([
+      'publish',
+      'order:1',
+      '<span>Shipped</span>',
+      '--event',
+      'status',
+      '--coalesce',
+      'status',
+      '--redis',
+      REDIS_URL!,
+      '--prefix',
+      prefix,
+    ]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^[A-Za-z0-9._-]{1,128}\n$/);
@@ -142,7 +173,9 @@ describe('sse-relay publish / tail --redis', () => {
 
   test('publish - reads the data from stdin (one trailing newline dropped)', async () => {
     const s = await stream('job:7');
-    const r = await run(['publish', 'job:7', '-', '--redis', REDIS_URL!, '--prefix', prefix], { stdin: 'line 1\nline 2\n' });
+    const r = await run(['publish', 'job:7', '-', '--redis', REDIS_URL!, '--prefix', prefix], {
+      stdin: 'line 1\nline 2\n',
+    });
     expect([r.code, r.stderr]).toEqual([0, '']);
     const [ev] = await s.waitFor(1);
     expect(ev).toEqual({ id: r.stdout.trim(), event: 'message', data: 'line 1\nline 2' });
@@ -157,7 +190,9 @@ describe('sse-relay publish / tail --redis', () => {
   });
 
   /** Starts `tail` and resolves once it says it is subscribed. */
-  function startTail(channel: string): Promise<{ child: ChildProcess; lines: string[]; stderr: () => string; exited: Promise<number | null> }> {
+  function startTail(
+    channel: string,
+  ): Promise<{ child: ChildProcess; lines: string[]; stderr: () => string; exited: Promise<number | null> }> {
     const child = start(['tail', channel, '--redis', REDIS_URL!, '--prefix', prefix]);
     const lines: string[] = [];
     let out = '';
@@ -190,23 +225,26 @@ describe('sse-relay publish / tail --redis', () => {
     if (!cond()) throw new Error(`timed out waiting for ${what}`);
   }
 
-  test.each(['SIGINT', 'SIGTERM'] as const)('tail prints each live event as one JSON line and ends cleanly on %s', async (signal) => {
-    const tail = await startTail('feed');
-    expect(tail.stderr()).toBe('sse-relay: tailing feed (Ctrl-C to stop)\n');
-    const a = await hub.publish('feed', 'two\nlines', { event: 'note' });
-    const other = await hub.publish('elsewhere', 'not mine');
-    const cli = await run(['publish', 'feed', '{"n":1}', '--redis', REDIS_URL!, '--prefix', prefix]);
-    expect(cli.code).toBe(0);
-    await until(() => tail.lines.length >= 2, 'two lines from tail');
-    expect(other).toBeDefined();
-    expect(tail.lines).toEqual([
-      JSON.stringify({ id: a, event: 'note', data: 'two\nlines' }),
-      JSON.stringify({ id: cli.stdout.trim(), event: 'message', data: '{"n":1}' }),
-    ]);
-    tail.child.kill(signal);
-    expect(await tail.exited).toBe(0);
-    expect(tail.stderr()).toBe('sse-relay: tailing feed (Ctrl-C to stop)\n');
-  });
+  test.each(['SIGINT', 'SIGTERM'] as const)(
+    'tail prints each live event as one JSON line and ends cleanly on %s',
+    async (signal) => {
+      const tail = await startTail('feed');
+      expect(tail.stderr()).toBe('sse-relay: tailing feed (Ctrl-C to stop)\n');
+      const a = await hub.publish('feed', 'two\nlines', { event: 'note' });
+      const other = await hub.publish('elsewhere', 'not mine');
+      const cli = await run(['publish', 'feed', '{"n":1}', '--redis', REDIS_URL!, '--prefix', prefix]);
+      expect(cli.code).toBe(0);
+      await until(() => tail.lines.length >= 2, 'two lines from tail');
+      expect(other).toBeDefined();
+      expect(tail.lines).toEqual([
+        JSON.stringify({ id: a, event: 'note', data: 'two\nlines' }),
+        JSON.stringify({ id: cli.stdout.trim(), event: 'message', data: '{"n":1}' }),
+      ]);
+      tail.child.kill(signal);
+      expect(await tail.exited).toBe(0);
+      expect(tail.stderr()).toBe('sse-relay: tailing feed (Ctrl-C to stop)\n');
+    },
+  );
 
   test('tail on an unreachable Redis: exit 1', async () => {
     const port = await freePort();
@@ -232,7 +270,10 @@ describe('sse-relay publish --url (a publish endpoint)', () => {
         seen.push(o);
         return publishOn(hub)(c, d, o);
       },
-      { authorize: (req) => (req.headers.authorization === undefined ? 'unauthenticated' : req.headers.authorization === `Bearer ${TOKEN}`) },
+      {
+        authorize: (req) =>
+          req.headers.authorization === undefined ? 'unauthenticated' : req.headers.authorization === `Bearer ${TOKEN}`,
+      },
     );
     const events = hub.router();
     server = await listen((req, res) => {
@@ -259,7 +300,17 @@ describe('sse-relay publish --url (a publish endpoint)', () => {
     streams.push(s);
     // One key per case: the hub's broker deduplicates a key it has seen (that is the point of it).
     const key = `k-${how_}`;
-    const { args, env } = how(['publish', 'order:9', 'paid', '--event', 'status', '--idempotency-key', key, '--url', url]);
+    const { args, env } = how([
+      'publish',
+      'order:9',
+      'paid',
+      '--event',
+      'status',
+      '--idempotency-key',
+      key,
+      '--url',
+      url,
+    ]);
     const r = await run(args, { env });
     expect([r.code, r.stderr]).toEqual([0, '']);
     const [ev] = await s.waitFor(1);
@@ -268,7 +319,11 @@ describe('sse-relay publish --url (a publish endpoint)', () => {
   });
 
   test('refusals exit 1 with the status: 401 without a token, 403 with a wrong one, 400 for a bad channel', async () => {
-    expect(await run(['publish', 'a', 'x', '--url', url])).toEqual({ code: 1, stdout: '', stderr: 'sse-relay: the endpoint answered 401 Unauthorized\n' });
+    expect(await run(['publish', 'a', 'x', '--url', url])).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: 'sse-relay: the endpoint answered 401 Unauthorized\n',
+    });
     expect(await run(['publish', 'a', 'x', '--url', url, '--token', 'guess'])).toEqual({
       code: 1,
       stdout: '',
@@ -286,7 +341,10 @@ describe('sse-relay publish --url (a publish endpoint)', () => {
 
 describe('the installed command', () => {
   test('package.json bin points at dist/cli.js, an executable node script that npm pack ships', () => {
-    const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string>; files: string[] };
+    const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
+      bin: Record<string, string>;
+      files: string[];
+    };
     expect(pkg.bin).toEqual({ 'sse-relay': './dist/cli.js' });
     expect(pkg.files).toContain('dist');
     expect(readFileSync(CLI, 'utf8').startsWith('#!/usr/bin/env node\n')).toBe(true);

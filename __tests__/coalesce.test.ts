@@ -200,11 +200,7 @@ test('a client that stops reading and resumes halfway through catches up in orde
     }
     expect(fx.hub.stats().dropped).toBe(0);
   });
-  await until(
-    () => fx.slow.events.at(-1)?.id === ids.at(-1),
-    'the slow client to receive the last event',
-    20000,
-  );
+  await until(() => fx.slow.events.at(-1)?.id === ids.at(-1), 'the slow client to receive the last event', 20000);
   checkSlow(fx.slow.events, ids);
   checkFast(fx.fast, ids);
   expect(fx.slow.events.length).toBeLessThanOrEqual(KEYS * UPDATES);
@@ -222,7 +218,8 @@ test('events without a coalesce key are never replaced, and keys only replace th
   let rounds = 0;
   const round = async (withPlain: boolean): Promise<void> => {
     const batch: Array<Promise<string>> = [];
-    for (let k = 0; k < KEYS; k++) batch.push(fx.hub.publish('orders', update(k, rounds), { event: 'status', coalesce: keyName(k) }));
+    for (let k = 0; k < KEYS; k++)
+      batch.push(fx.hub.publish('orders', update(k, rounds), { event: 'status', coalesce: keyName(k) }));
     if (withPlain) batch.push(fx.hub.publish('orders', update(KEYS, rounds), { event: 'status' })); // no key
     const got = await Promise.all(batch);
     ids.push(...got);

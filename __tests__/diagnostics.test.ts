@@ -59,7 +59,10 @@ test('publish is a TracingChannel: start, end, asyncStart, asyncEnd with the id 
   const { hub } = await setup(broker);
   const calls: Array<[string, PublishContext]> = [];
   const handlers = Object.fromEntries(
-    (['start', 'end', 'asyncStart', 'asyncEnd', 'error'] as const).map((k) => [k, (ctx: PublishContext) => void calls.push([k, { ...ctx }])]),
+    (['start', 'end', 'asyncStart', 'asyncEnd', 'error'] as const).map((k) => [
+      k,
+      (ctx: PublishContext) => void calls.push([k, { ...ctx }]),
+    ]),
   );
   const tc = diagnosticsChannel.tracingChannel<PublishContext>('sse-relay:publish');
   tc.subscribe(handlers as never);
@@ -83,7 +86,12 @@ test('zero cost when nobody listens: the body runs directly, no context is built
   expect(publishTraced()).toBe(false);
   const p = Promise.resolve('id');
   let built = 0;
-  expect(tracePublish(() => (built++, { channel: 'c', event: undefined, coalesce: undefined, size: 0 }), () => p)).toBe(p);
+  expect(
+    tracePublish(
+      () => (built++, { channel: 'c', event: undefined, coalesce: undefined, size: 0 }),
+      () => p,
+    ),
+  ).toBe(p);
   expect(built).toBe(0);
 });
 

@@ -73,7 +73,8 @@ describe('drainTimeout', () => {
       await turn();
       if (!drainedSinceStall && socket.writableLength > 0) break;
     }
-    if (bursts === 32) throw new Error('8 MiB written and the kernel still takes everything: the socket never backed up');
+    if (bursts === 32)
+      throw new Error('8 MiB written and the kernel still takes everything: the socket never backed up');
     expect(drainedSinceStall).toBe(false);
     expect(socket.writableLength).toBeGreaterThan(0);
     expect(r.sse.closed).toBe(false);

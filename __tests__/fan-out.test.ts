@@ -27,7 +27,6 @@ describe.each(BROKERS)('with %s', (_name, make) => {
       expect(one.raw()).toBe(`id: ${a}\nevent: status\ndata: <span>Shipped</span>\n\n`);
     });
 
-
     test('events published in one turn reach single- and multi-channel streams in order, once', async () => {
       const fx = await start();
       const a1 = await stream('/events/a');
@@ -38,7 +37,12 @@ describe.each(BROKERS)('with %s', (_name, make) => {
       const ids = await Promise.all(plan.map((ch, i) => fx.hub.publish(ch, `${ch}${i}`)));
       const onA = ids.filter((_, i) => plan[i] === 'a');
       const onB = ids.filter((_, i) => plan[i] === 'b');
-      await Promise.all([a1.waitFor(onA.length), a2.waitFor(onA.length), ab.waitFor(ids.length), b1.waitFor(onB.length)]);
+      await Promise.all([
+        a1.waitFor(onA.length),
+        a2.waitFor(onA.length),
+        ab.waitFor(ids.length),
+        b1.waitFor(onB.length),
+      ]);
       expect(a1.events.map((e) => e.id)).toEqual(onA);
       expect(a2.raw()).toBe(a1.raw()); // the same bytes
       expect(ab.events.map((e) => e.id)).toEqual(ids);

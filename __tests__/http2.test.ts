@@ -30,15 +30,11 @@ const http1Sockets = new Set<import('node:tls').TLSSocket>();
 beforeAll(async () => {
   cert = selfSignedCertificate();
   hub = createHub({ authorize: () => true, sse: { keepAlive: false, maxBufferedBytes: 64 * 1024 } });
-  const app = chain(
-    events as never,
-    mount('/events', hub.router() as never),
-    (req, res, next) => {
-      if (req.url !== '/hello') return next();
-      res.sse.retry(2000);
-      res.sse.send('a\nb', { event: 'greeting', id: '1' });
-    },
-  );
+  const app = chain(events as never, mount('/events', hub.router() as never), (req, res, next) => {
+    if (req.url !== '/hello') return next();
+    res.sse.retry(2000);
+    res.sse.send('a\nb', { event: 'greeting', id: '1' });
+  });
   server = http2.createSecureServer({ key: cert.key, cert: cert.cert, allowHTTP1: true }, app as never);
   server.on('secureConnection', (socket) => {
     tcpConnections++;
@@ -120,7 +116,11 @@ test('sse(): the stream head over HTTP/2 has no Connection header; exact bytes',
 
 test('the same server over HTTP/1.1 (allowHTTP1) still sends Connection: keep-alive', async () => {
   const res = await new Promise<IncomingMessage>((resolve, reject) => {
-    const req = https.request(`${origin}/hello`, { ca: cert.cert, ALPNProtocols: ['http/1.1'], agent: false } as https.RequestOptions, resolve);
+    const req = https.request(
+      `${origin}/hello`,
+      { ca: cert.cert, ALPNProtocols: ['http/1.1'], agent: false } as https.RequestOptions,
+      resolve,
+    );
     req.on('error', reject);
     req.end();
   });
@@ -155,7 +155,9 @@ test('a hub stream over HTTP/2: exact bytes of a published event, resume with La
 test('one client, ten streams on ONE connection, all live', async () => {
   const before = tcpConnections;
   const session = await connect();
-  const streams = await Promise.all(Array.from({ length: 10 }, (_, i) => get(session, `/events?channel=room&channel=own:${i}`)));
+  const streams = await Promise.all(
+    Array.from({ length: 10 }, (_, i) => get(session, `/events?channel=room&channel=own:${i}`)),
+  );
   expect(tcpConnections - before).toBe(1);
   await until(() => hub.stats().connections === 10, 'ten hub streams');
   const ids: string[] = [];

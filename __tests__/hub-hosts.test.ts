@@ -16,7 +16,10 @@ describe('hosts', () => {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const express4 = require('express4') as typeof express;
       const app = express4();
-      app.get('/one', hub.subscribe(() => 'a'));
+      app.get(
+        '/one',
+        hub.subscribe(() => 'a'),
+      );
       app.use('/events', hub.router());
       server = app.listen(0, '127.0.0.1');
     } else {

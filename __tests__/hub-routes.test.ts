@@ -39,7 +39,6 @@ describe.each(BROKERS)('with %s', (_name, make) => {
       expect(s.events.map((e) => e.data)).toEqual(['x']);
       expect(m.events.map((e) => e.data)).toEqual(['y']);
     });
-
   });
 
   describe('refusals: nothing subscribed, nothing echoed', () => {

@@ -58,11 +58,14 @@ describe('leaks', () => {
     const fx = await start();
     for (let i = 0; i < 1000; i++) {
       await new Promise<void>((resolve, reject) => {
-        const req = http.get({ host: '127.0.0.1', port: fx.port, path: `/events?channel=a&channel=c${i % 7}` }, (res) => {
-          res.once('data', () => undefined);
-          req.destroy();
-          resolve();
-        });
+        const req = http.get(
+          { host: '127.0.0.1', port: fx.port, path: `/events?channel=a&channel=c${i % 7}` },
+          (res) => {
+            res.once('data', () => undefined);
+            req.destroy();
+            resolve();
+          },
+        );
         req.on('error', (err) => ((err as NodeJS.ErrnoException).code === 'ECONNRESET' ? resolve() : reject(err)));
       });
     }

@@ -41,7 +41,10 @@ describe('maxDuration', () => {
     await until(() => hub.stats().connections === 1, 'the stream to be live');
     const a = await hub.publish('ch', 'a');
     const b = await hub.publish('ch', 'b');
-    expectEvents(await first.waitFor(2), [{ data: 'a', id: a }, { data: 'b', id: b }]);
+    expectEvents(await first.waitFor(2), [
+      { data: 'a', id: a },
+      { data: 'b', id: b },
+    ]);
     await first.waitForEnd(5000);
     expect(performance.now() - started).toBeGreaterThanOrEqual(130);
     await until(() => hub.stats().connections === 0, 'the stream to be released');

@@ -12,7 +12,8 @@ const KiB = 1024;
 test('history is bounded in bytes: 1,000 x 100 KiB keeps at most maxHistoryBytes, and a resume from before it is incomplete', async () => {
   const broker = new MemoryBroker({ maxHistoryBytes: 8 * 1024 * KiB });
   const seqs: number[] = [];
-  for (let i = 0; i < 1000; i++) seqs.push((await broker.publish('big', { data: String(i).padEnd(100 * KiB, '.') }, 1000)).seq);
+  for (let i = 0; i < 1000; i++)
+    seqs.push((await broker.publish('big', { data: String(i).padEnd(100 * KiB, '.') }, 1000)).seq);
   const all = await broker.replay(['big'], new Map([[0, 0]]));
   expect(all.complete).toBe(false);
   // The newest ~80 events fit in 8 MiB; a resume from inside that window is complete.

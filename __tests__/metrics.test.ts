@@ -37,7 +37,9 @@ async function scrape(): Promise<Map<string, Family>> {
   return parseMetrics(await res.text());
 }
 
-async function hubServer(options: Partial<Parameters<typeof createHub>[0]> = {}): Promise<{ hub: Hub; server: Server; base: string }> {
+async function hubServer(
+  options: Partial<Parameters<typeof createHub>[0]> = {},
+): Promise<{ hub: Hub; server: Server; base: string }> {
   const hub = createHub({ authorize: (_req, channel) => !channel.startsWith('secret'), ...options });
   const app = express();
   app.use('/events', hub.router());
@@ -64,7 +66,9 @@ function counts(f: Map<string, Family>): Record<string, number> {
       continue;
     }
     for (const s of family.samples) {
-      const labels = Object.entries(s.labels).map(([k, v]) => `${k}=${v}`).join(',');
+      const labels = Object.entries(s.labels)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(',');
       out[labels === '' ? family.name : `${family.name}{${labels}}`] = s.value;
     }
   }
@@ -144,7 +148,9 @@ test('connections, channels, published, delivered and latency follow what the st
 });
 
 test('refusals are counted by status: 400, 403, 429 and the 200 + retry: of maxConnections as 503', async () => {
-  const { hub, base } = await hubServer({ sse: { maxConnections: 2, maxConnectionsPerKey: 1, connectionKey: (req) => String(req.headers['x-user']) } });
+  const { hub, base } = await hubServer({
+    sse: { maxConnections: 2, maxConnectionsPerKey: 1, connectionKey: (req) => String(req.headers['x-user']) },
+  });
   const before = counts(await scrape());
   expect((await fetch(`${base}/events/bad%20name`)).status).toBe(400);
   expect((await fetch(`${base}/events/secret:1`)).status).toBe(403);
@@ -250,7 +256,7 @@ test('bad options are refused at factory time', () => {
   expect(() => registerPromMetrics({} as never)).toThrow(TypeError);
 });
 
-test('prom-client: the same families on the caller\'s Registry, next to its own metrics', async () => {
+test("prom-client: the same families on the caller's Registry, next to its own metrics", async () => {
   const registry = new client.Registry();
   const own = new client.Counter({ name: 'app_requests_total', help: 'Requests.', registers: [registry] });
   own.inc(2);
@@ -298,7 +304,9 @@ test('channelLabel: published and delivered per namespace, never a channel name 
   // Counts made before the label existed are kept under "other": the sum is the total.
   const sum = published.reduce((n, s) => n + s.value, 0);
   expect(sum).toBe(metric(before, 'sse_relay_published_total') + 3);
-  expect(metric(f, 'sse_relay_published_total', { namespace: 'other' })).toBe(metric(before, 'sse_relay_published_total'));
+  expect(metric(f, 'sse_relay_published_total', { namespace: 'other' })).toBe(
+    metric(before, 'sse_relay_published_total'),
+  );
   const text = await (await fetch(`http://127.0.0.1:${(metricsServer.address() as AddressInfo).port}/`)).text();
   expect(text).not.toContain('order:1');
   expect(text).not.toContain('user:9');

@@ -7,10 +7,26 @@ import { createHub, MemoryBroker, sse, type SseMiddleware, type SseOptions } fro
 const authorize = (): boolean => true;
 
 test.each([
-  ['createHub', () => createHub({ authorize, histroy: 5 } as never), /unknown createHub option "histroy" \(did you mean "history"\?\)/],
-  ['createHub sse', () => createHub({ authorize, sse: { keepalive: 5 } } as never), /unknown createHub sse option "keepalive" \(did you mean "keepAlive"\?\)/],
-  ['MemoryBroker', () => new MemoryBroker({ maxChanels: 5 } as never), /unknown MemoryBroker option "maxChanels" \(did you mean "maxChannels"\?\)/],
-  ['sse', () => sse({ maxBuferedBytes: 5 } as never), /unknown sse\(\) option "maxBuferedBytes" \(did you mean "maxBufferedBytes"\?\)/],
+  [
+    'createHub',
+    () => createHub({ authorize, histroy: 5 } as never),
+    /unknown createHub option "histroy" \(did you mean "history"\?\)/,
+  ],
+  [
+    'createHub sse',
+    () => createHub({ authorize, sse: { keepalive: 5 } } as never),
+    /unknown createHub sse option "keepalive" \(did you mean "keepAlive"\?\)/,
+  ],
+  [
+    'MemoryBroker',
+    () => new MemoryBroker({ maxChanels: 5 } as never),
+    /unknown MemoryBroker option "maxChanels" \(did you mean "maxChannels"\?\)/,
+  ],
+  [
+    'sse',
+    () => sse({ maxBuferedBytes: 5 } as never),
+    /unknown sse\(\) option "maxBuferedBytes" \(did you mean "maxBufferedBytes"\?\)/,
+  ],
   ['sse, far from any name', () => sse({ zzz: 1 } as never), /unknown sse\(\) option "zzz"; known: keepAlive, retry, /],
 ])('%s refuses an unknown option name', (_what, make, message) => {
   expect(make).toThrow(TypeError);
@@ -19,7 +35,9 @@ test.each([
 
 test('publish refuses an unknown option name', async () => {
   const hub = createHub({ authorize });
-  await expect(hub.publish('a', 'x', { evnt: 'e' } as never)).rejects.toThrow(/unknown publish option "evnt" \(did you mean "event"\?\)/);
+  await expect(hub.publish('a', 'x', { evnt: 'e' } as never)).rejects.toThrow(
+    /unknown publish option "evnt" \(did you mean "event"\?\)/,
+  );
   await hub.close();
 });
 
@@ -174,7 +192,9 @@ describe('bad options throw at factory time, naming the option', () => {
   test('an unknown option name (a typo) throws, naming it', () => {
     expect(() => sse({ maxConnection: 10 } as unknown as SseOptions)).toThrow(TypeError);
     expect(() => sse({ maxConnection: 10 } as unknown as SseOptions)).toThrow('maxConnection');
-    expect(() => createHub({ authorize: () => true, sse: { maxBuffer: 1 } as unknown as SseOptions })).toThrow('maxBuffer');
+    expect(() => createHub({ authorize: () => true, sse: { maxBuffer: 1 } as unknown as SseOptions })).toThrow(
+      'maxBuffer',
+    );
   });
 
   test('valid limits are accepted', () => {

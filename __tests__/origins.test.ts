@@ -16,35 +16,38 @@ describe('allowedOrigins', () => {
     ['function', (origin: string) => origin === 'https://app.example' || origin === 'https://admin.example'],
   ];
 
-  test.each(forms)('%s form: allowed origin gets its own ACAO + credentials + Vary; foreign gets 403 and nothing else; no Origin is allowed', async (_name, allowedOrigins) => {
-    const mw = useSse({ allowedOrigins });
-    const { app } = helloApp(mw);
-    const { server } = await serve(app);
+  test.each(forms)(
+    '%s form: allowed origin gets its own ACAO + credentials + Vary; foreign gets 403 and nothing else; no Origin is allowed',
+    async (_name, allowedOrigins) => {
+      const mw = useSse({ allowedOrigins });
+      const { app } = helloApp(mw);
+      const { server } = await serve(app);
 
-    for (const origin of ['https://app.example', 'https://admin.example']) {
-      const s = await open(server, '/s', { Origin: origin });
-      await expectAdmitted(s);
-      expect(s.headers['access-control-allow-origin']).toBe(origin);
-      expect(s.headers['access-control-allow-credentials']).toBe('true');
-      expect(String(s.headers.vary)).toMatch(/(^|,\s*)Origin(\s*,|$)/);
-    }
+      for (const origin of ['https://app.example', 'https://admin.example']) {
+        const s = await open(server, '/s', { Origin: origin });
+        await expectAdmitted(s);
+        expect(s.headers['access-control-allow-origin']).toBe(origin);
+        expect(s.headers['access-control-allow-credentials']).toBe('true');
+        expect(String(s.headers.vary)).toMatch(/(^|,\s*)Origin(\s*,|$)/);
+      }
 
-    for (const origin of ['https://evil.example', 'https://app.example.evil.example', 'http://app.example', 'null']) {
-      const s = await open(server, '/s', { Origin: origin });
-      expect(s.status).toBe(403);
-      expect(s.headers['content-type']).not.toMatch(/event-stream/);
-      expect(s.headers['access-control-allow-origin']).toBeUndefined();
-      expect(s.headers['access-control-allow-credentials']).toBeUndefined();
-      await s.waitForEnd();
-      expect(s.raw()).toBe('Forbidden');
-    }
-    expect(mw.connections).toBe(2);
+      for (const origin of ['https://evil.example', 'https://app.example.evil.example', 'http://app.example', 'null']) {
+        const s = await open(server, '/s', { Origin: origin });
+        expect(s.status).toBe(403);
+        expect(s.headers['content-type']).not.toMatch(/event-stream/);
+        expect(s.headers['access-control-allow-origin']).toBeUndefined();
+        expect(s.headers['access-control-allow-credentials']).toBeUndefined();
+        await s.waitForEnd();
+        expect(s.raw()).toBe('Forbidden');
+      }
+      expect(mw.connections).toBe(2);
 
-    const same = await open(server, '/s');
-    await expectAdmitted(same);
-    expect(same.headers['access-control-allow-origin']).toBeUndefined();
-    expect(same.headers['access-control-allow-credentials']).toBeUndefined();
-  });
+      const same = await open(server, '/s');
+      await expectAdmitted(same);
+      expect(same.headers['access-control-allow-origin']).toBeUndefined();
+      expect(same.headers['access-control-allow-credentials']).toBeUndefined();
+    },
+  );
 
   test('a check function that throws refuses (403)', async () => {
     const mw = useSse({

@@ -41,7 +41,10 @@ async function setup(history = 1000): Promise<{ fx: HubServer; broker: MemoryBro
 
 async function open(fx: HubServer, channels: readonly string[], lastEventId?: string): Promise<TestStream> {
   const q = channels.map((c) => `channel=${c}`).join('&');
-  const s = await openStream({ server: fx.server, path: `/events?${q}` }, lastEventId === undefined ? {} : { headers: { 'Last-Event-ID': lastEventId } });
+  const s = await openStream(
+    { server: fx.server, path: `/events?${q}` },
+    lastEventId === undefined ? {} : { headers: { 'Last-Event-ID': lastEventId } },
+  );
   cleanups.push(() => s.close());
   return s;
 }
@@ -110,13 +113,19 @@ test('a render-time cursor over three partitions loses nothing published between
 });
 
 test.each([
-  ['another broker instance (other epochs)', async () => {
-    const other = await setup();
-    await other.fx.hub.publish(other.channels[0]!, 'x');
-    return other.fx.hub.cursor(other.channels);
-  }],
+  [
+    'another broker instance (other epochs)',
+    async () => {
+      const other = await setup();
+      await other.fx.hub.publish(other.channels[0]!, 'x');
+      return other.fx.hub.cursor(other.channels);
+    },
+  ],
   ['a check that does not match', async () => 'zzzzzzzz.0-1.1-1.2-1'],
-  ['a partition missing from the id', async (fx: HubServer, channels: string[]) => (await fx.hub.cursor(channels.slice(0, 1)))],
+  [
+    'a partition missing from the id',
+    async (fx: HubServer, channels: string[]) => await fx.hub.cursor(channels.slice(0, 1)),
+  ],
 ])('an id from %s gives one reset carrying a resumable id', async (_what, makeId) => {
   const { fx, channels } = await setup();
   await fx.hub.publish(channels[1]!, 'old');
@@ -131,7 +140,10 @@ test.each([
   const again = await open(fx, channels, s.events[0]!.id);
   await fx.hub.publish(channels[0]!, 'after');
   await again.waitFor(2);
-  expect(again.events.map((e) => [e.event, e.data])).toEqual([['message', 'live'], ['message', 'after']]);
+  expect(again.events.map((e) => [e.event, e.data])).toEqual([
+    ['message', 'live'],
+    ['message', 'after'],
+  ]);
 });
 
 test('a single-channel stream is sent the ids publish resolved with', async () => {

@@ -5,7 +5,14 @@
  * POSTs delivered exactly once; an oversized body refused without being read.
  * Every publish goes through a real hub; streams are read over real sockets.
  */
-import { request as httpRequest, Agent, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
+import {
+  request as httpRequest,
+  Agent,
+  type IncomingMessage,
+  type RequestListener,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import express from 'express';
 import { createHub, RedisBroker, SseRelayError, type Hub } from '../lib';
@@ -31,15 +38,27 @@ interface Reply {
 }
 
 /** One request on a fresh socket; resolves with the whole response. */
-function send(server: Server, options: { method?: string; path?: string; headers?: Record<string, string>; body?: string | Buffer }): Promise<Reply> {
+function send(
+  server: Server,
+  options: { method?: string; path?: string; headers?: Record<string, string>; body?: string | Buffer },
+): Promise<Reply> {
   const { port } = server.address() as AddressInfo;
   return new Promise((resolve, reject) => {
     const req = httpRequest(
-      { host: '127.0.0.1', port, method: options.method ?? 'POST', path: options.path ?? '/publish', headers: options.headers, agent: false },
+      {
+        host: '127.0.0.1',
+        port,
+        method: options.method ?? 'POST',
+        path: options.path ?? '/publish',
+        headers: options.headers,
+        agent: false,
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('end', () =>
+          resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }),
+        );
         res.on('error', reject);
       },
     );
@@ -101,15 +120,17 @@ describe('createPublisher options', () => {
   const publish: PublishFn = async () => 'x';
   test('authorize is required; unknown names and bad values are refused', () => {
     expect(() => createPublisher(publish, {} as PublisherOptions)).toThrow(
-      new TypeError('sse-relay: publisher option authorize must be a function (req, channel) => boolean, got undefined'),
+      new TypeError(
+        'sse-relay: publisher option authorize must be a function (req, channel) => boolean, got undefined',
+      ),
     );
     expect(() => createPublisher(publish, undefined as unknown as PublisherOptions)).toThrow(TypeError);
     expect(() => createPublisher(publish, { authorize: () => true, limt: 10 } as PublisherOptions)).toThrow(
       'sse-relay: unknown publisher option "limt" (did you mean "limit"?); known: authorize, limit, wwwAuthenticate',
     );
-    expect(() => createPublisher(publish, { authorize: () => true, limit: '1mb' } as unknown as PublisherOptions)).toThrow(
-      new TypeError('sse-relay: option limit must be a number, got "1mb"'),
-    );
+    expect(() =>
+      createPublisher(publish, { authorize: () => true, limit: '1mb' } as unknown as PublisherOptions),
+    ).toThrow(new TypeError('sse-relay: option limit must be a number, got "1mb"'));
     expect(() => createPublisher(publish, { authorize: () => true, limit: 0 })).toThrow(
       new RangeError('sse-relay: option limit must be a positive integer, got 0'),
     );
@@ -181,7 +202,10 @@ describe.each(HOSTS)('the publish endpoint under %s', (host) => {
     const s = await stream('job:7');
     const reply = await send(
       server,
-      form({ channel: 'job:7', data: '50% & rising', event: 'progress', coalesce: 'progress' }, { 'Idempotency-Key': '"job-7-50"' }),
+      form(
+        { channel: 'job:7', data: '50% & rising', event: 'progress', coalesce: 'progress' },
+        { 'Idempotency-Key': '"job-7-50"' },
+      ),
     );
     expect(reply.status).toBe(201);
     const { id } = JSON.parse(reply.body) as { id: string };
@@ -194,7 +218,11 @@ describe.each(HOSTS)('the publish endpoint under %s', (host) => {
     for (const method of ['GET', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']) {
       const reply = await send(server, { method, headers: { Authorization: `Bearer ${TOKEN}` } });
       expect([method, reply.status, reply.headers.allow, reply.headers['content-type'], reply.body]).toEqual([
-        method, 405, 'POST', 'text/plain; charset=utf-8', 'Method Not Allowed',
+        method,
+        405,
+        'POST',
+        'text/plain; charset=utf-8',
+        'Method Not Allowed',
       ]);
     }
   });
@@ -219,7 +247,10 @@ describe.each(HOSTS)('the publish endpoint under %s', (host) => {
       );
     }
     // A charset of utf-8 (any case, quoted or not) is fine.
-    const ok = await send(server, json({ channel: 'a', data: 'x' }, { 'Content-Type': 'Application/JSON; Charset="UTF-8"' }));
+    const ok = await send(
+      server,
+      json({ channel: 'a', data: 'x' }, { 'Content-Type': 'Application/JSON; Charset="UTF-8"' }),
+    );
     expect(ok.status).toBe(201);
   });
 
@@ -234,7 +265,9 @@ describe.each(HOSTS)('the publish endpoint under %s', (host) => {
     for (const request of notJson) {
       const reply = await send(server, request);
       expect([String(request.body), reply.status, reply.body]).toEqual([
-        String(request.body), 400, parsers ? 'app error handler' : 'Bad Request',
+        String(request.body),
+        400,
+        parsers ? 'app error handler' : 'Bad Request',
       ]);
     }
     const bad: Array<{ headers: Record<string, string>; body: string | Buffer }> = [
@@ -258,17 +291,27 @@ describe.each(HOSTS)('the publish endpoint under %s', (host) => {
     for (const request of bad) {
       const reply = await send(server, request);
       expect([String(request.body), reply.status, reply.headers['content-type'], reply.body]).toEqual([
-        String(request.body), 400, 'text/plain; charset=utf-8', 'Bad Request',
+        String(request.body),
+        400,
+        'text/plain; charset=utf-8',
+        'Bad Request',
       ]);
     }
     expect(seen).toEqual([]);
   });
 
   test('401 (with WWW-Authenticate) and 403 from authorize; only a strict true publishes', async () => {
-    const noAuth = await send(server, { headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ channel: 'a', data: 'x' }) });
+    const noAuth = await send(server, {
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ channel: 'a', data: 'x' }),
+    });
     expect([noAuth.status, noAuth.headers['www-authenticate'], noAuth.body]).toEqual([401, 'Bearer', 'Unauthorized']);
     const wrong = await send(server, json({ channel: 'a', data: 'x' }, { Authorization: 'Bearer guess' }));
-    expect([wrong.status, wrong.headers['content-type'], wrong.body]).toEqual([403, 'text/plain; charset=utf-8', 'Forbidden']);
+    expect([wrong.status, wrong.headers['content-type'], wrong.body]).toEqual([
+      403,
+      'text/plain; charset=utf-8',
+      'Forbidden',
+    ]);
     expect(seen).toEqual([]);
   });
 
@@ -278,7 +321,10 @@ describe.each(HOSTS)('the publish endpoint under %s', (host) => {
     expect([declared.status, declared.headers.connection, declared.body]).toEqual([413, 'close', 'Payload Too Large']);
     // Chunked (no Content-Length): reading stops at the limit. With express.json() in front, its own
     // limit (100 kB) applies to a body it reads first, and its 413 reaches the error handler.
-    const chunked = await send(server, { ...json(big.repeat(3)), headers: { ...json({}).headers, 'Transfer-Encoding': 'chunked' } });
+    const chunked = await send(server, {
+      ...json(big.repeat(3)),
+      headers: { ...json({}).headers, 'Transfer-Encoding': 'chunked' },
+    });
     expect([chunked.status, chunked.body]).toEqual([413, parsers ? 'app error handler' : 'Payload Too Large']);
     if (!parsers) expect(chunked.headers.connection).toBe('close');
     // Just at the limit is fine.
@@ -322,7 +368,10 @@ describe.each(HOSTS)('the publish endpoint under %s', (host) => {
 describe('503 when the broker is unavailable', () => {
   test('a RedisBroker whose Redis is down: 503 + Retry-After, generic body', async () => {
     const port = await freePort(); // nothing listens there
-    const hub = createHub({ authorize: () => true, broker: new RedisBroker({ url: `redis://127.0.0.1:${port}`, commandTimeout: 300 }) });
+    const hub = createHub({
+      authorize: () => true,
+      broker: new RedisBroker({ url: `redis://127.0.0.1:${port}`, commandTimeout: 300 }),
+    });
     let rejection: unknown;
     const server = await listen(
       app('node:http', hub, {}, (c, d, o) =>
@@ -337,7 +386,10 @@ describe('503 when the broker is unavailable', () => {
       expect(rejection).toBeInstanceOf(SseRelayError);
       expect((rejection as SseRelayError).code).toBe('ERR_BROKER_UNAVAILABLE');
       expect([reply.status, reply.headers['retry-after'], reply.headers['content-type'], reply.body]).toEqual([
-        503, '5', 'text/plain; charset=utf-8', 'Service Unavailable',
+        503,
+        '5',
+        'text/plain; charset=utf-8',
+        'Service Unavailable',
       ]);
     } finally {
       await hub.close();
@@ -368,12 +420,21 @@ describe('load and limits', () => {
         new Promise((resolve, reject) => {
           const body = JSON.stringify({ channel: 'flood', data: `event ${i}` });
           const req = httpRequest(
-            { host: '127.0.0.1', port, method: 'POST', path: '/publish', agent, headers: { ...json({}).headers, 'Content-Length': String(body.length) } },
+            {
+              host: '127.0.0.1',
+              port,
+              method: 'POST',
+              path: '/publish',
+              agent,
+              headers: { ...json({}).headers, 'Content-Length': String(body.length) },
+            },
             (res) => {
               let text = '';
               res.setEncoding('utf8');
               res.on('data', (c: string) => (text += c));
-              res.on('end', () => resolve({ status: res.statusCode!, id: (JSON.parse(text) as { id: string }).id, data: `event ${i}` }));
+              res.on('end', () =>
+                resolve({ status: res.statusCode!, id: (JSON.parse(text) as { id: string }).id, data: `event ${i}` }),
+              );
             },
           );
           req.on('error', reject);
@@ -450,19 +511,22 @@ describe('load and limits', () => {
   test.each([
     ['chunked', false],
     ['declared Content-Length', true],
-  ])('a 50 MiB body (%s) gets 413 and is not read: the server reads about the limit, not the body', async (_, declare) => {
-    // The server side of the one connection: how many bytes it read before it closed.
-    const bytesRead = new Promise<number>((resolve) =>
-      server.once('connection', (socket: Socket) => socket.once('close', () => resolve(socket.bytesRead))),
-    );
-    const result = await stream50MiB(declare);
-    expect([result.status, result.body]).toEqual([413, 'Payload Too Large']);
-    const read = await bytesRead;
-    // Bounded: the 1 MiB limit plus what was in flight in socket buffers, never the 50 MiB.
-    expect(read).toBeLessThan(4 * 1024 * 1024);
-    if (declare) expect(read).toBeLessThan(1024 * 1024);
-    expect(result.sent).toBeLessThan(50 * 1024 * 1024);
-  });
+  ])(
+    'a 50 MiB body (%s) gets 413 and is not read: the server reads about the limit, not the body',
+    async (_, declare) => {
+      // The server side of the one connection: how many bytes it read before it closed.
+      const bytesRead = new Promise<number>((resolve) =>
+        server.once('connection', (socket: Socket) => socket.once('close', () => resolve(socket.bytesRead))),
+      );
+      const result = await stream50MiB(declare);
+      expect([result.status, result.body]).toEqual([413, 'Payload Too Large']);
+      const read = await bytesRead;
+      // Bounded: the 1 MiB limit plus what was in flight in socket buffers, never the 50 MiB.
+      expect(read).toBeLessThan(4 * 1024 * 1024);
+      if (declare) expect(read).toBeLessThan(1024 * 1024);
+      expect(result.sent).toBeLessThan(50 * 1024 * 1024);
+    },
+  );
 });
 
 test('hub.publisher() counts its refusals by status in the hub stats (and so in sse_relay_refused_total)', async () => {
@@ -483,9 +547,18 @@ test('hub.publisher() counts its refusals by status in the hub stats (and so in 
     expect(await send('GET', '', {})).toBe(405);
     expect(await send('POST', 'x', { 'Content-Type': 'text/plain' })).toBe(415);
     expect(await send('POST', '{', { 'Content-Type': 'application/json', ...auth })).toBe(400);
-    expect(await send('POST', JSON.stringify({ channel: 'a', data: 'x' }), { 'Content-Type': 'application/json' })).toBe(401);
-    expect(await send('POST', JSON.stringify({ channel: 'a', data: 'y'.repeat(100) }), { 'Content-Type': 'application/json', ...auth })).toBe(413);
-    expect(await send('POST', JSON.stringify({ channel: 'a', data: 'x' }), { 'Content-Type': 'application/json', ...auth })).toBe(201);
+    expect(
+      await send('POST', JSON.stringify({ channel: 'a', data: 'x' }), { 'Content-Type': 'application/json' }),
+    ).toBe(401);
+    expect(
+      await send('POST', JSON.stringify({ channel: 'a', data: 'y'.repeat(100) }), {
+        'Content-Type': 'application/json',
+        ...auth,
+      }),
+    ).toBe(413);
+    expect(
+      await send('POST', JSON.stringify({ channel: 'a', data: 'x' }), { 'Content-Type': 'application/json', ...auth }),
+    ).toBe(201);
     expect(hub.stats().refused).toMatchObject({ 400: 1, 401: 1, 405: 1, 413: 1, 415: 1 });
   } finally {
     await closeServer(server);

@@ -22,7 +22,6 @@ import { until } from './helpers/wait';
 
 afterEach(cleanup);
 
-
 /**
  * A healthy client that reads everything and keeps almost nothing: the data
  * of each event is checked as it arrives (it must start with `${index}:`),
@@ -49,18 +48,21 @@ function reader(port: number, path: string): Promise<Reader> {
       }
       state.unverified.push(ev.id);
     });
-    const req = request({ host: '127.0.0.1', port, path, agent: false, headers: { Accept: 'text/event-stream' } }, (res) => {
-      if (res.statusCode !== 200) {
-        res.destroy();
-        reject(new Error(`reader: ${path} answered ${res.statusCode}`));
-        return;
-      }
-      const decoder = new StringDecoder('utf8');
-      res.on('data', (chunk: Buffer) => parser.feed(decoder.write(chunk)));
-      res.on('close', () => (state.ended = true));
-      res.on('error', () => (state.ended = true));
-      resolve(state);
-    });
+    const req = request(
+      { host: '127.0.0.1', port, path, agent: false, headers: { Accept: 'text/event-stream' } },
+      (res) => {
+        if (res.statusCode !== 200) {
+          res.destroy();
+          reject(new Error(`reader: ${path} answered ${res.statusCode}`));
+          return;
+        }
+        const decoder = new StringDecoder('utf8');
+        res.on('data', (chunk: Buffer) => parser.feed(decoder.write(chunk)));
+        res.on('close', () => (state.ended = true));
+        res.on('error', () => (state.ended = true));
+        resolve(state);
+      },
+    );
     req.on('error', (err) => {
       state.ended = true;
       reject(err);
@@ -82,7 +84,6 @@ function verify(r: Reader, ids: readonly string[]): void {
   }
   r.unverified = [];
 }
-
 
 interface Mem {
   rss: number;
@@ -109,7 +110,6 @@ function report(label: string, before: Mem, peak: Mem, after: Mem): void {
     `heapUsed ${mib(before.heapUsed)} -> peak ${mib(peak.heapUsed)} (+${mib(peak.heapUsed - before.heapUsed)}) -> after ${mib(after.heapUsed)}`;
   if (process.env.SSE_RELAY_MEMORY_REPORT) process.stderr.write(line + '\n');
 }
-
 
 /** Every healthy reader got every event, in order, and is still connected; memory stayed bounded. */
 function expectEveryEventAndBoundedMemory(
@@ -200,7 +200,11 @@ describe('slow client', () => {
       if ((i + 1) % BATCH === 0) {
         await new Promise((r) => setImmediate(r));
         const published = i + 1;
-        await until(() => readers.every((r) => r.count >= published || r.ended), `readers to reach ${published}`, 20000);
+        await until(
+          () => readers.every((r) => r.count >= published || r.ended),
+          `readers to reach ${published}`,
+          20000,
+        );
         for (const r of readers) verify(r, ids);
         const m = mem(published % (20 * BATCH) === 0);
         peak.rss = Math.max(peak.rss, m.rss);

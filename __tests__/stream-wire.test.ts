@@ -69,20 +69,24 @@ describe.each(HOSTS_AND_PATHS)('sse() under $name, $path write path', ({ host, e
   test('a normal route under sse() is untouched: no stream, normal headers, normal body', async () => {
     const mw = sse();
     let attached = '';
-    const server = await start(host, [mw], [
-      {
-        method: 'GET',
-        path: '/json',
-        handler: (_req, res) => {
-          attached = typeof res.sse?.send;
-          if (host.express) (res as unknown as express.Response).json({ ok: true });
-          else {
-            res.setHeader('Content-Type', 'application/json; charset=utf-8');
-            res.end('{"ok":true}');
-          }
+    const server = await start(
+      host,
+      [mw],
+      [
+        {
+          method: 'GET',
+          path: '/json',
+          handler: (_req, res) => {
+            attached = typeof res.sse?.send;
+            if (host.express) (res as unknown as express.Response).json({ ok: true });
+            else {
+              res.setHeader('Content-Type', 'application/json; charset=utf-8');
+              res.end('{"ok":true}');
+            }
+          },
         },
-      },
-    ]);
+      ],
+    );
     const got = await request(server).get('/json').expect(200);
     expect(attached).toBe('function');
     expect(got.headers['content-type']).toBe('application/json; charset=utf-8');
@@ -100,28 +104,32 @@ describe.each(HOSTS_AND_PATHS)('sse() under $name, $path write path', ({ host, e
   test('send, comment and retry write exactly their frames, and return true', async () => {
     const mw = sse({ keepAlive: false });
     const returns: boolean[] = [];
-    const server = await start(host, [mw], [
-      {
-        method: 'GET',
-        path: '/s',
-        handler: (_req, res) => {
-          const s = res.sse;
-          returns.push(
-            s.send('hello'),
-            s.send({ a: 1, t: 'x\ny' }, { event: 'obj', id: 7 }),
-            s.send('l1\r\nl2\rl3\nl4'),
-            s.comment('ping'),
-            s.comment('a\nb'),
-            s.comment(),
-            s.retry(2500),
-            s.send('', { id: '' }),
-            s.send(' spaced', { event: 'e', id: 'x' }),
-            s.retry(0),
-          );
-          s.close();
+    const server = await start(
+      host,
+      [mw],
+      [
+        {
+          method: 'GET',
+          path: '/s',
+          handler: (_req, res) => {
+            const s = res.sse;
+            returns.push(
+              s.send('hello'),
+              s.send({ a: 1, t: 'x\ny' }, { event: 'obj', id: 7 }),
+              s.send('l1\r\nl2\rl3\nl4'),
+              s.comment('ping'),
+              s.comment('a\nb'),
+              s.comment(),
+              s.retry(2500),
+              s.send('', { id: '' }),
+              s.send(' spaced', { event: 'e', id: 'x' }),
+              s.retry(0),
+            );
+            s.close();
+          },
         },
-      },
-    ]);
+      ],
+    );
     const stream = await open(server, '/s');
     await stream.waitForEnd();
     expect(stream.raw()).toBe(
@@ -164,17 +172,21 @@ describe.each(HOSTS_AND_PATHS)('sse() under $name, $path write path', ({ host, e
 
   test('the retry option is sent once even when the first call is send() (lazy open)', async () => {
     const mw = sse({ keepAlive: false, retry: 0 });
-    const server = await start(host, [mw], [
-      {
-        method: 'GET',
-        path: '/s',
-        handler: (_req, res) => {
-          res.sse.send('a');
-          res.sse.send('b');
-          res.sse.close();
+    const server = await start(
+      host,
+      [mw],
+      [
+        {
+          method: 'GET',
+          path: '/s',
+          handler: (_req, res) => {
+            res.sse.send('a');
+            res.sse.send('b');
+            res.sse.close();
+          },
         },
-      },
-    ]);
+      ],
+    );
     const stream = await open(server, '/s');
     await stream.waitForEnd();
     expect(stream.raw()).toBe('retry: 0\n\ndata: a\n\ndata: b\n\n');
@@ -182,15 +194,19 @@ describe.each(HOSTS_AND_PATHS)('sse() under $name, $path write path', ({ host, e
 
   test('lastEventId: the Last-Event-ID header, else the lastEventId query parameter', async () => {
     const mw = sse({ keepAlive: false });
-    const server = await start(host, [mw], [
-      {
-        method: 'GET',
-        path: '/s',
-        handler: (_req, res) => {
-          res.sse.send(JSON.stringify({ last: res.sse.lastEventId ?? null }));
+    const server = await start(
+      host,
+      [mw],
+      [
+        {
+          method: 'GET',
+          path: '/s',
+          handler: (_req, res) => {
+            res.sse.send(JSON.stringify({ last: res.sse.lastEventId ?? null }));
+          },
         },
-      },
-    ]);
+      ],
+    );
     const last = async (path: string, headers?: Record<string, string>) =>
       JSON.parse((await collectEvents(server, path, { count: 1 }, { headers }))[0]!.data).last;
     expect(await last('/s', { 'Last-Event-ID': '42' })).toBe('42');
@@ -232,18 +248,22 @@ describe.each(HOSTS_AND_PATHS)('sse() under $name, $path write path', ({ host, e
     const mw = sse();
     let after: boolean | undefined;
     let abortedAtClose: boolean | undefined;
-    const server = await start(host, [mw], [
-      {
-        method: 'GET',
-        path: '/s',
-        handler: (_req, res) => {
-          res.sse.close();
-          abortedAtClose = res.sse.signal.aborted;
-          res.sse.close();
-          after = res.sse.send('x');
+    const server = await start(
+      host,
+      [mw],
+      [
+        {
+          method: 'GET',
+          path: '/s',
+          handler: (_req, res) => {
+            res.sse.close();
+            abortedAtClose = res.sse.signal.aborted;
+            res.sse.close();
+            after = res.sse.send('x');
+          },
         },
-      },
-    ]);
+      ],
+    );
     const stream = await open(server, '/s');
     await stream.waitForEnd();
     expect(stream.status).toBe(204);
@@ -259,39 +279,43 @@ describe.each(HOSTS_AND_PATHS)('sse() under $name, $path write path', ({ host, e
     const mw = sse({ keepAlive: false });
     const thrown: string[] = [];
     let state: unknown;
-    const server = await start(host, [mw], [
-      {
-        method: 'GET',
-        path: '/s',
-        handler: (_req, res) => {
-          const s = res.sse;
-          const attempts: Array<() => unknown> = [
-            () => s.send('x', { event: 'a\nb' }),
-            () => s.send('x', { event: 'a\rb' }),
-            () => s.send('x', { event: 'a\0b' }),
-            () => s.send('x', { id: '1\r\ndata: evil' }),
-            () => s.retry(-1),
-            () => s.retry(1.5),
-            () => s.retry(NaN),
-            () => s.retry('5' as unknown as number),
-            () => s.send(undefined),
-            () => s.comment(5 as unknown as string),
-          ];
-          for (const attempt of attempts) {
-            try {
-              attempt();
-              thrown.push('nothing');
-            } catch (e) {
-              thrown.push((e as Error).constructor.name);
+    const server = await start(
+      host,
+      [mw],
+      [
+        {
+          method: 'GET',
+          path: '/s',
+          handler: (_req, res) => {
+            const s = res.sse;
+            const attempts: Array<() => unknown> = [
+              () => s.send('x', { event: 'a\nb' }),
+              () => s.send('x', { event: 'a\rb' }),
+              () => s.send('x', { event: 'a\0b' }),
+              () => s.send('x', { id: '1\r\ndata: evil' }),
+              () => s.retry(-1),
+              () => s.retry(1.5),
+              () => s.retry(NaN),
+              () => s.retry('5' as unknown as number),
+              () => s.send(undefined),
+              () => s.comment(5 as unknown as string),
+            ];
+            for (const attempt of attempts) {
+              try {
+                attempt();
+                thrown.push('nothing');
+              } catch (e) {
+                thrown.push((e as Error).constructor.name);
+              }
             }
-          }
-          state = { headersSent: res.headersSent, closed: s.closed, connections: mw.connections };
-          res.statusCode = 418;
-          res.setHeader('Content-Type', 'text/plain');
-          res.end('still mine');
+            state = { headersSent: res.headersSent, closed: s.closed, connections: mw.connections };
+            res.statusCode = 418;
+            res.setHeader('Content-Type', 'text/plain');
+            res.end('still mine');
+          },
         },
-      },
-    ]);
+      ],
+    );
     const stream = await open(server, '/s');
     await stream.waitForEnd();
     expect(thrown).toEqual([
@@ -321,21 +345,25 @@ describe.each(HOSTS_AND_PATHS)('sse() under $name, $path write path', ({ host, e
       },
     });
     let caught: unknown;
-    const server = await start(host, [mw], [
-      {
-        method: 'GET',
-        path: '/s',
-        handler: (_req, res) => {
-          try {
-            res.sse.send({ a: 1 });
-          } catch (e) {
-            caught = e;
-          }
-          res.sse.send('strings skip the serializer');
-          res.sse.close();
+    const server = await start(
+      host,
+      [mw],
+      [
+        {
+          method: 'GET',
+          path: '/s',
+          handler: (_req, res) => {
+            try {
+              res.sse.send({ a: 1 });
+            } catch (e) {
+              caught = e;
+            }
+            res.sse.send('strings skip the serializer');
+            res.sse.close();
+          },
         },
-      },
-    ]);
+      ],
+    );
     const stream = await open(server, '/s');
     await stream.waitForEnd();
     expect(caught).toBe(boom);
@@ -347,17 +375,21 @@ describe.each(HOSTS_AND_PATHS)('sse() under $name, $path write path', ({ host, e
     const mw = sse({ keepAlive: false });
     const box = inbox();
     const big = 'x'.repeat(4096);
-    const server = await start(host, [compression() as unknown as Mw, mw], [
-      { method: 'GET', path: '/s', handler: box.handler },
-      {
-        method: 'GET',
-        path: '/big',
-        handler: (_req, res) => {
-          res.setHeader('Content-Type', 'text/plain');
-          res.end(big);
+    const server = await start(
+      host,
+      [compression() as unknown as Mw, mw],
+      [
+        { method: 'GET', path: '/s', handler: box.handler },
+        {
+          method: 'GET',
+          path: '/big',
+          handler: (_req, res) => {
+            res.setHeader('Content-Type', 'text/plain');
+            res.end(big);
+          },
         },
-      },
-    ]);
+      ],
+    );
     // compression is really in the chain: a normal response is gzipped.
     const normal = await request(server).get('/big').set('Accept-Encoding', 'gzip');
     expect(normal.headers['content-encoding']).toBe('gzip');
@@ -378,7 +410,7 @@ describe.each(HOSTS_AND_PATHS)('sse() under $name, $path write path', ({ host, e
     expect(stream.raw()).toBe('id: 1\ndata: event 1\n\nid: 2\ndata: event 2\n\nid: 3\ndata: event 3\n\n: c\n\n');
   });
 
-  test('express.json() in front of a POST stream: the request\'s early close does not end the stream', async () => {
+  test("express.json() in front of a POST stream: the request's early close does not end the stream", async () => {
     const mw = sse({ keepAlive: false });
     const box = inbox((req, res) => {
       res.sse.open();
@@ -388,7 +420,12 @@ describe.each(HOSTS_AND_PATHS)('sse() under $name, $path write path', ({ host, e
       else req.once('close', report);
     });
     const server = await start(host, [host.json(), mw], [{ method: 'POST', path: '/s', handler: box.handler }]);
-    const stream = await open(server, '/s', { 'Content-Type': 'application/json' }, { method: 'POST', body: '{"want":["a","b"]}' });
+    const stream = await open(
+      server,
+      '/s',
+      { 'Content-Type': 'application/json' },
+      { method: 'POST', body: '{"want":["a","b"]}' },
+    );
     const { req, res } = await box.next();
     const [report] = await stream.waitFor(1);
     expect(req.closed).toBe(true);

@@ -65,7 +65,6 @@ async function start(sseOptions: Record<string, unknown>): Promise<Writes> {
   return { list, with: (text) => list.filter((w) => w.includes('data: ' + text + '\n')) };
 }
 
-
 describe('adaptive write batching', () => {
   test('idle: a frame is written at the end of its turn, before any timer', async () => {
     const writes = await start({ maxWriteDelay: WINDOW });
@@ -184,7 +183,9 @@ describe('option maxWriteDelay', () => {
   });
 
   test('a typo is refused with a "did you mean"', () => {
-    expect(() => sse({ maxWriteDelays: 5 } as never)).toThrow(/unknown sse\(\) option "maxWriteDelays" \(did you mean "maxWriteDelay"\?\)/);
+    expect(() => sse({ maxWriteDelays: 5 } as never)).toThrow(
+      /unknown sse\(\) option "maxWriteDelays" \(did you mean "maxWriteDelay"\?\)/,
+    );
   });
 
   test('0 and 1000 are accepted', () => {

@@ -111,7 +111,9 @@ const EXPECTED_BODY =
   ': a comment\n\n' +
   'data: {"json":"é😀"}\n\n' +
   'data: lone \uFFFD surrogate\n\n' +
-  'data: ' + 'x'.repeat(40_000) + '\n\n';
+  'data: ' +
+  'x'.repeat(40_000) +
+  '\n\n';
 
 describe('the same bytes on the wire on both write paths', () => {
   test('an sse() stream from open to close(), chunk framing and the terminating 0-chunk included', async () => {
@@ -151,34 +153,37 @@ describe('the same bytes on the wire on both write paths', () => {
 });
 
 describe('backpressure reads the same on both paths', () => {
-  test.each(PATHS)('$name path: a client that does not read makes res.writableNeedDrain true, and drain resumes', async (path) => {
-    process.env.SSE_RELAY_WRITE_PATH = path.env;
-    let res!: ServerResponse;
-    let ready!: () => void;
-    const opened = new Promise<void>((r) => (ready = r));
-    const port = await serve((req, r) => {
-      res = r;
-      sse({ keepAlive: false, maxBufferedBytes: 64 * 1024 * 1024 })(req, r, () => {
-        r.sse.open();
-        ready();
+  test.each(PATHS)(
+    '$name path: a client that does not read makes res.writableNeedDrain true, and drain resumes',
+    async (path) => {
+      process.env.SSE_RELAY_WRITE_PATH = path.env;
+      let res!: ServerResponse;
+      let ready!: () => void;
+      const opened = new Promise<void>((r) => (ready = r));
+      const port = await serve((req, r) => {
+        res = r;
+        sse({ keepAlive: false, maxBufferedBytes: 64 * 1024 * 1024 })(req, r, () => {
+          r.sse.open();
+          ready();
+        });
       });
-    });
-    const socket = net.connect(port, '127.0.0.1');
-    socket.write(GET);
-    await opened;
-    socket.pause();
-    // Bounded: at most 4,000 x 16 KiB = 64 MiB before the kernel buffers are full.
-    let sends = 0;
-    while (res.sse.send('y'.repeat(16 * 1024)) && sends < 4000) sends++;
-    expect(res.writableNeedDrain).toBe(true);
-    expect(res.writableLength).toBeGreaterThan(0);
-    const drained = once(res, 'drain');
-    socket.resume();
-    await drained;
-    expect(res.writableNeedDrain).toBe(false);
-    res.sse.close();
-    socket.destroy();
-  });
+      const socket = net.connect(port, '127.0.0.1');
+      socket.write(GET);
+      await opened;
+      socket.pause();
+      // Bounded: at most 4,000 x 16 KiB = 64 MiB before the kernel buffers are full.
+      let sends = 0;
+      while (res.sse.send('y'.repeat(16 * 1024)) && sends < 4000) sends++;
+      expect(res.writableNeedDrain).toBe(true);
+      expect(res.writableLength).toBeGreaterThan(0);
+      const drained = once(res, 'drain');
+      socket.resume();
+      await drained;
+      expect(res.writableNeedDrain).toBe(false);
+      res.sse.close();
+      socket.destroy();
+    },
+  );
 });
 
 describe('the direct path is taken only where it is safe', () => {
@@ -223,8 +228,9 @@ describe('the direct path is taken only where it is safe', () => {
   test('compression (res.write wrapped, res.flush): not direct', async () => {
     const mw = compression({ threshold: 0 });
     expect(
-      await decide('GET / HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n', (req, res, next) =>
-        mw(req as never, res as never, next),
+      await decide(
+        'GET / HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n',
+        (req, res, next) => mw(req as never, res as never, next),
       ),
     ).toBe(false);
   });

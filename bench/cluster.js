@@ -17,13 +17,19 @@ process.on('exit', () => {
 
 /** "127.0.0.1:7000,127.0.0.1:7001" -> [{ host, port }]; only loopback nodes are accepted. */
 function parseNodes(spec) {
-  return spec.split(',').map((s) => s.trim()).filter(Boolean).map((s) => {
-    const m = /^(127\.0\.0\.1|localhost):(\d{1,5})$/.exec(s);
-    if (m === null) {
-      throw new RangeError(`bench: cluster node ${JSON.stringify(s)} must be 127.0.0.1:<port> (the bench stays on loopback)`);
-    }
-    return { host: '127.0.0.1', port: Number(m[2]) };
-  });
+  return spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((s) => {
+      const m = /^(127\.0\.0\.1|localhost):(\d{1,5})$/.exec(s);
+      if (m === null) {
+        throw new RangeError(
+          `bench: cluster node ${JSON.stringify(s)} must be 127.0.0.1:<port> (the bench stays on loopback)`,
+        );
+      }
+      return { host: '127.0.0.1', port: Number(m[2]) };
+    });
 }
 
 /** The masters of the cluster that `node` belongs to (CLUSTER NODES), as [{ host, port }]. */
@@ -61,7 +67,16 @@ async function startCluster() {
     for (let i = 0; i < 3; i++) {
       const busPort = await freePort();
       const r = await startRedis(
-        ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${i}.conf`, '--cluster-port', String(busPort), '--dir', dir],
+        [
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          `nodes-${i}.conf`,
+          '--cluster-port',
+          String(busPort),
+          '--dir',
+          dir,
+        ],
         dir,
       );
       if (r.skip) throw new Error(r.skip);
@@ -69,8 +84,12 @@ async function startCluster() {
     }
     const addrs = servers.map((s) => `127.0.0.1:${s.port}`);
     await new Promise((resolve, reject) => {
-      execFile(REDIS_CLI, ['--cluster', 'create', ...addrs, '--cluster-replicas', '0', '--cluster-yes'], { timeout: 30_000 }, (err, stdout, stderr) =>
-        err ? reject(new Error(`redis-cli --cluster create: ${err.message} ${stderr}`)) : resolve(stdout),
+      execFile(
+        REDIS_CLI,
+        ['--cluster', 'create', ...addrs, '--cluster-replicas', '0', '--cluster-yes'],
+        { timeout: 30_000 },
+        (err, stdout, stderr) =>
+          err ? reject(new Error(`redis-cli --cluster create: ${err.message} ${stderr}`)) : resolve(stdout),
       );
     });
     const nodes = servers.map((s) => ({ host: '127.0.0.1', port: s.port }));

@@ -3,14 +3,7 @@
 // start one server and its clients, publish, count what arrived, and tell
 // which side was the bound. A scenario gets one harness `h` from run.js.
 const { BUCKETS, quantile, mergeHist } = require('./common');
-const {
-  sleep,
-  startServer,
-  startClients,
-  machineBusyS,
-  ourCpuS,
-  redisCommand,
-} = require('./procs');
+const { sleep, startServer, startClients, machineBusyS, ourCpuS, redisCommand } = require('./procs');
 
 /** Spreads `total` streams over the client processes and waits until each has its 200 head. */
 async function connectAll(clients, port, total) {
@@ -123,7 +116,12 @@ function createHarness(h0) {
   h.runLoad = async (scn, kind, pubKind) => {
     const label = `${scn.name}${pubKind ? '-xproc' : ''}`;
     if (kind.endsWith('redis')) await redisCommand(h.redis.port, 'FLUSHALL');
-    const serverOpts = { redisUrl: h.redis && h.redis.url, channels: scn.channels || 1, hubOptions: scn.hubOptions, env: scn.env };
+    const serverOpts = {
+      redisUrl: h.redis && h.redis.url,
+      channels: scn.channels || 1,
+      hubOptions: scn.hubOptions,
+      env: scn.env,
+    };
     const server = await startServer(kind, label, serverOpts);
     const procs = [server];
     try {
@@ -145,8 +143,22 @@ function createHarness(h0) {
       let pub;
       let pubErr;
       publisher
-        .call('publish', { n: scn.events, size: scn.size, rate: scn.rate, batch: scn.batch || 1, lag: Math.max(256, 4 * (scn.batch || 1)), timeoutMs: pubTimeout }, pubTimeout + 5000)
-        .then((r) => (pub = r), (e) => (pubErr = e));
+        .call(
+          'publish',
+          {
+            n: scn.events,
+            size: scn.size,
+            rate: scn.rate,
+            batch: scn.batch || 1,
+            lag: Math.max(256, 4 * (scn.batch || 1)),
+            timeoutMs: pubTimeout,
+          },
+          pubTimeout + 5000,
+        )
+        .then(
+          (r) => (pub = r),
+          (e) => (pubErr = e),
+        );
 
       let last = -1;
       let lastChange = Date.now();

@@ -53,9 +53,14 @@ class Proc {
     this.exited = false;
     const nodeArgs = [...execArgv, path.join(__dirname, script), ...args];
     const stdio = ['ignore', 'inherit', 'inherit', 'ipc'];
-    this.child = settings.nofileWrap > 0
-      ? spawnTracked('/bin/sh', ['-c', `ulimit -n ${settings.nofileWrap} && exec "$0" "$@"`, process.execPath, ...nodeArgs], { stdio })
-      : spawnTracked(process.execPath, nodeArgs, { stdio });
+    this.child =
+      settings.nofileWrap > 0
+        ? spawnTracked(
+            '/bin/sh',
+            ['-c', `ulimit -n ${settings.nofileWrap} && exec "$0" "$@"`, process.execPath, ...nodeArgs],
+            { stdio },
+          )
+        : spawnTracked(process.execPath, nodeArgs, { stdio });
     this.ready = new Promise((resolve, reject) => {
       this.child.on('message', (msg) => {
         if (msg && msg.id !== undefined) {
@@ -167,7 +172,10 @@ function ourCpuS() {
     s += procCpuS(child.pid);
     if (!child.guarded) continue;
     try {
-      for (const pid of fs.readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'latin1').split(' ').filter(Boolean)) {
+      for (const pid of fs
+        .readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'latin1')
+        .split(' ')
+        .filter(Boolean)) {
         s += procCpuS(pid);
       }
     } catch {
@@ -269,10 +277,24 @@ async function startRedis(extra = [], cwd = undefined) {
   const skip = redisUnavailable();
   if (skip) return { skip };
   const port = await freePort();
-  const guard = 'trap \'kill $p 2>/dev/null; wait $p; exit 0\' TERM INT HUP; "$0" "$@" </dev/null & p=$!; read _; kill $p 2>/dev/null; wait $p';
+  const guard =
+    'trap \'kill $p 2>/dev/null; wait $p; exit 0\' TERM INT HUP; "$0" "$@" </dev/null & p=$!; read _; kill $p 2>/dev/null; wait $p';
   const child = spawnTracked(
     '/bin/sh',
-    ['-c', guard, REDIS_BIN, '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extra],
+    [
+      '-c',
+      guard,
+      REDIS_BIN,
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      ...extra,
+    ],
     { stdio: ['pipe', 'ignore', 'inherit'], cwd },
   );
   child.guarded = true;

@@ -13,7 +13,8 @@ const f = {
 
 function table(headers, rows) {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
-  const line = (cells) => cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ');
+  const line = (cells) =>
+    cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ');
   const out = [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
   return out.join('\n');
 }
@@ -28,7 +29,21 @@ function printLoad(scn, rows, skipped) {
     `\n## ${scn.title}: ${scn.clients} clients x ${scn.events} events of ${scn.size} B, ` +
       (paced ? `paced at ${scn.rate}/s` : `as fast as backpressure allows (batches of ${scn.batch})`),
   );
-  const headers = ['server', 'deliv/s', 'vs raw', 'srv us/deliv', 'vs raw', 'p50 ms', 'p99 ms', 'lost', 'srv cpu', 'client cpu max', 'bound', 'other load', 'srv peak RSS MB'];
+  const headers = [
+    'server',
+    'deliv/s',
+    'vs raw',
+    'srv us/deliv',
+    'vs raw',
+    'p50 ms',
+    'p99 ms',
+    'lost',
+    'srv cpu',
+    'client cpu max',
+    'bound',
+    'other load',
+    'srv peak RSS MB',
+  ];
   const body = rows.map((r) => [
     r.server,
     f.int(r.deliveriesPerSec),
@@ -51,7 +66,9 @@ function printLoad(scn, rows, skipped) {
 
 function noiseNotes(rows) {
   if (rows.some((r) => r.otherCores >= 0.25)) {
-    console.log('  other load: cores busy with processes outside this bench during the row (shared machine); >= 0.25 makes that row noisy.');
+    console.log(
+      '  other load: cores busy with processes outside this bench during the row (shared machine); >= 0.25 makes that row noisy.',
+    );
   }
   if (rows.some((r) => r.bound && r.bound.includes('CLIENT'))) {
     console.log('  CLIENT: a load-generator process was pegged; that row measures the client, not the server.');
@@ -69,7 +86,11 @@ function relayTargets(name, rows) {
   if (raw) {
     const r = relay.deliveriesPerSec / raw.deliveriesPerSec;
     out.push({ target: `${name}: deliveries/s >= 1.0x raw`, value: f.x(r), ok: r >= 1.0 });
-    out.push({ target: `${name}: p99 <= raw p99 (${f.ms(raw.p99Ms)} ms)`, value: f.ms(relay.p99Ms) + ' ms', ok: relay.p99Ms <= raw.p99Ms });
+    out.push({
+      target: `${name}: p99 <= raw p99 (${f.ms(raw.p99Ms)} ms)`,
+      value: f.ms(relay.p99Ms) + ' ms',
+      ok: relay.p99Ms <= raw.p99Ms,
+    });
     const same = get('sse-relay @ raw rate');
     if (same) {
       out.push({

@@ -44,9 +44,7 @@ const SCENARIOS = [
   'light-load',
   'multi-channel',
   'flood',
-].map((name) =>
-  require(`./scenarios/${name}`),
-);
+].map((name) => require(`./scenarios/${name}`));
 const SERVERS = ['raw', 'better-sse', 'sse-relay', 'sse-relay-redis'];
 const RESULTS = path.join(__dirname, 'results');
 
@@ -95,7 +93,9 @@ function parseArgs(argv) {
     const m = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
     const name = m && m[1];
     if (!m || !Object.hasOwn(OPTIONS, name)) {
-      throw new TypeError(`bench: unknown option ${JSON.stringify(arg)}${m ? didYouMean(name, Object.keys(OPTIONS)).replace('"', '"--') : ''}\n${usage()}`);
+      throw new TypeError(
+        `bench: unknown option ${JSON.stringify(arg)}${m ? didYouMean(name, Object.keys(OPTIONS)).replace('"', '"--') : ''}\n${usage()}`,
+      );
     }
     const key = name.replace(/-([a-z])/g, (_, c) => c.toUpperCase());
     if (OPTIONS[name].flag) {
@@ -117,22 +117,35 @@ function parseArgs(argv) {
     if (!o.int || out[key] === undefined) continue;
     const n = Number(out[key]);
     if (!/^\d+$/.test(out[key]) || n < o.int[0] || n > o.int[1]) {
-      throw new RangeError(`bench: --${name} must be an integer from ${o.int[0]} to ${o.int[1]}, got ${JSON.stringify(out[key])}`);
+      throw new RangeError(
+        `bench: --${name} must be an integer from ${o.int[0]} to ${o.int[1]}, got ${JSON.stringify(out[key])}`,
+      );
     }
     out[key] = n;
   }
   if (out.cluster !== undefined && out.cluster !== 'auto') parseNodes(out.cluster); // throws for a bad node
-  const list = (s) => (s || '').split(',').map((x) => x.trim()).filter(Boolean);
+  const list = (s) =>
+    (s || '')
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean);
   const names = SCENARIOS.map((s) => s.name);
   const only = list(out.only);
   for (const n of only) {
-    if (!names.includes(n)) throw new RangeError(`bench: unknown scenario "${n}"${didYouMean(n, names)}; scenarios: ${names.join(', ')}`);
+    if (!names.includes(n))
+      throw new RangeError(`bench: unknown scenario "${n}"${didYouMean(n, names)}; scenarios: ${names.join(', ')}`);
   }
   const servers = list(out.servers);
   for (const s of servers) {
-    if (!SERVERS.includes(s)) throw new RangeError(`bench: unknown server "${s}"${didYouMean(s, SERVERS)}; servers: ${SERVERS.join(', ')}`);
+    if (!SERVERS.includes(s))
+      throw new RangeError(`bench: unknown server "${s}"${didYouMean(s, SERVERS)}; servers: ${SERVERS.join(', ')}`);
   }
-  return { ...out, quick: out.quick === true, only, servers: servers.length > 0 ? SERVERS.filter((s) => servers.includes(s)) : SERVERS };
+  return {
+    ...out,
+    quick: out.quick === true,
+    only,
+    servers: servers.length > 0 ? SERVERS.filter((s) => servers.includes(s)) : SERVERS,
+  };
 }
 
 // ---- main ---------------------------------------------------------------------------
@@ -185,13 +198,19 @@ async function main(opts, h) {
   }
   for (const s of wanted) {
     for (const r of results.scenarios[s.name].rows || []) {
-      if (r.lost !== undefined && r.lost !== 0) targets.push({ target: `${s.name}/${r.server}: lost deliveries = 0`, value: String(r.lost), ok: false });
+      if (r.lost !== undefined && r.lost !== 0)
+        targets.push({ target: `${s.name}/${r.server}: lost deliveries = 0`, value: String(r.lost), ok: false });
     }
   }
   results.targets = targets;
   if (targets.length > 0) {
     console.log('\n## targets (sse-relay, MemoryBroker unless stated)');
-    console.log(table(['target', 'measured', ''], targets.map((t) => [t.target, t.value, t.ok ? 'ok' : 'MISS'])));
+    console.log(
+      table(
+        ['target', 'measured', ''],
+        targets.map((t) => [t.target, t.value, t.ok ? 'ok' : 'MISS']),
+      ),
+    );
   }
   console.log(
     '\ndeliv/s = received events / (last receipt - first publish); srv us/deliv = server CPU (user+sys) per delivered event; ' +
@@ -200,7 +219,9 @@ async function main(opts, h) {
       "'@ raw rate' = sse-relay paced at raw's measured deliveries/s, for latency at equal load.",
   );
   save();
-  console.log(`\nwrote ${path.relative(process.cwd(), path.join(RESULTS, 'latest.json'))} in ${((Date.now() - h.started) / 1000).toFixed(0)} s`);
+  console.log(
+    `\nwrote ${path.relative(process.cwd(), path.join(RESULTS, 'latest.json'))} in ${((Date.now() - h.started) / 1000).toFixed(0)} s`,
+  );
 }
 
 function start() {

@@ -269,7 +269,7 @@ serveRpc({
   /** Heap and RSS after full garbage collections (needs --expose-gc). */
   mem: async () => {
     for (let i = 0; i < 4; i++) {
-      global.gc();
+      globalThis.gc();
       await sleep(50);
     }
     const m = process.memoryUsage();

@@ -85,7 +85,15 @@ function canSubscribe(store, user, channel) {
  * - `opsIntervalMs` (1000 ms): how often the figures of the operations page are published.
  */
 function createApp(options = {}) {
-  const { broker, secret, redisUrl, jobTickMs = 100, jobStep = 5, reauthorizeEvery = 60_000, opsIntervalMs = 1000 } = options;
+  const {
+    broker,
+    secret,
+    redisUrl,
+    jobTickMs = 100,
+    jobStep = 5,
+    reauthorizeEvery = 60_000,
+    opsIntervalMs = 1000,
+  } = options;
   const publishToken = options.publishToken ?? randomBytes(24).toString('base64url');
   const store = createStore();
   const sessions = createSessions(secret);
@@ -158,7 +166,8 @@ function createApp(options = {}) {
   /** The URL of this app's publish endpoint, as seen by a process on this machine. */
   function publishUrl(req) {
     const address = req.socket.localAddress ?? '127.0.0.1';
-    const host = address.includes(':') && !address.startsWith('::ffff:') ? `[${address}]` : address.replace(/^::ffff:/, '');
+    const host =
+      address.includes(':') && !address.startsWith('::ffff:') ? `[${address}]` : address.replace(/^::ffff:/, '');
     return `http://${host}:${req.socket.localPort}/internal/publish`;
   }
 
@@ -203,7 +212,12 @@ function createApp(options = {}) {
   function startJob(req, user) {
     const job = { id: store.newId(), owner: user, progress: 0, state: 'running', startedAt: Date.now(), finishedAt: 0 };
     store.addJob(job);
-    workerFor(req).send({ type: 'start', job: { id: job.id, channel: `job:${user}:${job.id}` }, tickMs: jobTickMs, step: jobStep });
+    workerFor(req).send({
+      type: 'start',
+      job: { id: job.id, channel: `job:${user}:${job.id}` },
+      tickMs: jobTickMs,
+      step: jobStep,
+    });
     return job;
   }
 
@@ -295,7 +309,15 @@ function createApp(options = {}) {
     if (!ops.isAdmin(req.user)) {
       return sendPage(res, views.errorPage({ user: req.user, status: 403, message: 'Operations is for admins.' }), 403);
     }
-    sendPage(res, ops.opsPage({ layout: views.layout, user: String(req.user), figures: opsFeed.latest(), intervalMs: opsIntervalMs }));
+    sendPage(
+      res,
+      ops.opsPage({
+        layout: views.layout,
+        user: String(req.user),
+        figures: opsFeed.latest(),
+        intervalMs: opsIntervalMs,
+      }),
+    );
   });
 
   // ---- pages --------------------------------------------------------------
@@ -326,7 +348,9 @@ function createApp(options = {}) {
     sendPage(res, views.latestNotifications(store.notificationsOf(req.user))),
   );
 
-  app.get('/orders', requireUser, (req, res) => sendPage(res, views.ordersPage({ user: req.user, orders: store.ordersOf(req.user) })));
+  app.get('/orders', requireUser, (req, res) =>
+    sendPage(res, views.ordersPage({ user: req.user, orders: store.ordersOf(req.user) })),
+  );
 
   app.get('/orders/:id', requireUser, async (req, res) => {
     const order = store.order(req.params.id);
@@ -379,7 +403,9 @@ function createApp(options = {}) {
     res.redirect(303, '/notifications');
   });
 
-  app.get('/jobs', requireUser, (req, res) => sendPage(res, views.jobsPage({ user: req.user, jobs: store.jobsOf(req.user) })));
+  app.get('/jobs', requireUser, (req, res) =>
+    sendPage(res, views.jobsPage({ user: req.user, jobs: store.jobsOf(req.user) })),
+  );
 
   app.post('/jobs', requireUser, async (req, res) => {
     const running = store.jobsOf(req.user).filter((j) => j.state === 'running').length;
@@ -404,7 +430,11 @@ function createApp(options = {}) {
 
   app.get('/warehouse', requireUser, (req, res) => {
     if (USERS[req.user].role !== 'staff') {
-      return sendPage(res, views.errorPage({ user: req.user, status: 403, message: 'The warehouse is for staff.' }), 403);
+      return sendPage(
+        res,
+        views.errorPage({ user: req.user, status: 403, message: 'The warehouse is for staff.' }),
+        403,
+      );
     }
     sendPage(res, views.warehousePage({ user: req.user, orders: store.allOrders() }));
   });
@@ -414,8 +444,7 @@ function createApp(options = {}) {
     notFound(req, res);
   });
 
-  // eslint-disable-next-line no-unused-vars
-  app.use((err, req, res, next) => {
+  app.use((err, req, res, _next) => {
     console.error(err);
     if (res.headersSent) return res.destroy();
     sendPage(res, views.errorPage({ user: currentUser(req), status: 500, message: 'Something went wrong.' }), 500);

@@ -88,7 +88,10 @@ function createStore() {
       for (const o of orders.values()) byStatus[o.status]++;
       let running = 0;
       let done = 0;
-      for (const j of jobs.values()) j.state === 'done' ? done++ : running++;
+      for (const j of jobs.values()) {
+        if (j.state === 'done') done++;
+        else running++;
+      }
       return { byStatus, notificationsSent, jobsRunning: running, jobsDone: done };
     },
   };

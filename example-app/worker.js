@@ -104,7 +104,7 @@ let stopping = false;
 /** @param {{ id: string, channel: string }} job @param {number} tickMs @param {number} step */
 async function run(job, tickMs, step) {
   try {
-    for (let progress = 0; progress < 100 && !stopping; ) {
+    for (let progress = 0; progress < 100 && !stopping;) {
       await sleep(tickMs);
       progress = Math.min(100, progress + step);
       const stored = await update({ id: job.id, progress });

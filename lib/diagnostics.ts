@@ -104,7 +104,11 @@ const tc = publishChannel as unknown as { start: Sub; end: Sub; asyncStart: Sub;
 /** Whether anything listens to `sse-relay:publish` (TracingChannel.hasSubscribers is newer than Node 20.0). */
 export function publishTraced(): boolean {
   return (
-    tc.start.hasSubscribers || tc.end.hasSubscribers || tc.asyncStart.hasSubscribers || tc.asyncEnd.hasSubscribers || tc.error.hasSubscribers
+    tc.start.hasSubscribers ||
+    tc.end.hasSubscribers ||
+    tc.asyncStart.hasSubscribers ||
+    tc.asyncEnd.hasSubscribers ||
+    tc.error.hasSubscribers
   );
 }
 
@@ -123,13 +127,29 @@ export function tracePublish<T>(context: PublishContext | (() => PublishContext)
 
 // One-line hooks for the streaming code: each returns at once when nobody listens.
 
-export function streamOpened(kind: StreamKind, req: IncomingMessage, channels: readonly string[], lastEventId: string | undefined): void {
-  if (streamOpenChannel.hasSubscribers) streamOpenChannel.publish({ kind, req, channels, lastEventId } satisfies StreamOpenMessage);
+export function streamOpened(
+  kind: StreamKind,
+  req: IncomingMessage,
+  channels: readonly string[],
+  lastEventId: string | undefined,
+): void {
+  if (streamOpenChannel.hasSubscribers)
+    streamOpenChannel.publish({ kind, req, channels, lastEventId } satisfies StreamOpenMessage);
 }
 
-export function streamClosed(kind: StreamKind, req: IncomingMessage, channels: readonly string[], openedAt: number): void {
+export function streamClosed(
+  kind: StreamKind,
+  req: IncomingMessage,
+  channels: readonly string[],
+  openedAt: number,
+): void {
   if (streamCloseChannel.hasSubscribers) {
-    streamCloseChannel.publish({ kind, req, channels, durationMs: performance.now() - openedAt } satisfies StreamCloseMessage);
+    streamCloseChannel.publish({
+      kind,
+      req,
+      channels,
+      durationMs: performance.now() - openedAt,
+    } satisfies StreamCloseMessage);
   }
 }
 
@@ -145,10 +165,22 @@ export function streamDropped(
   }
 }
 
-export function replayed(req: IncomingMessage, channels: readonly string[], lastEventId: string, events: number, complete: boolean): void {
-  if (replayChannel.hasSubscribers) replayChannel.publish({ req, channels, lastEventId, events, complete } satisfies ReplayMessage);
+export function replayed(
+  req: IncomingMessage,
+  channels: readonly string[],
+  lastEventId: string,
+  events: number,
+  complete: boolean,
+): void {
+  if (replayChannel.hasSubscribers)
+    replayChannel.publish({ req, channels, lastEventId, events, complete } satisfies ReplayMessage);
 }
 
-export function resetSent(req: IncomingMessage, channels: readonly string[], cause: ResetMessage['cause'], id: string): void {
+export function resetSent(
+  req: IncomingMessage,
+  channels: readonly string[],
+  cause: ResetMessage['cause'],
+  id: string,
+): void {
   if (resetChannel.hasSubscribers) resetChannel.publish({ req, channels, cause, id } satisfies ResetMessage);
 }

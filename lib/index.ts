@@ -2,13 +2,7 @@ export { sse, type SseMiddleware, type NextFunction } from './middleware';
 export type { EventMap, AnyEvents, EventName, MessageData } from './events';
 export type { SseStream, SendOptions } from './stream/connection';
 export type { SseOptions } from './stream/options';
-export {
-  encodeEvent,
-  encodeComment,
-  encodeRetry,
-  type EventFields,
-  type Serializer,
-} from './protocol/encode';
+export { encodeEvent, encodeComment, encodeRetry, type EventFields, type Serializer } from './protocol/encode';
 export { SseRelayError, type SseRelayErrorCode } from './errors';
 export {
   createHub,

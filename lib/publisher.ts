@@ -155,7 +155,9 @@ export function createPublisher(
   refused?: RefusalCounts,
 ): PublisherHandler {
   if (typeof publish !== 'function') {
-    throw new TypeError('sse-relay: createPublisher(publish, options) expects a publish function (channel, data, options) => Promise<id>');
+    throw new TypeError(
+      'sse-relay: createPublisher(publish, options) expects a publish function (channel, data, options) => Promise<id>',
+    );
   }
   const publisher = new Publisher(publish, resolvePublisherOptions(options), refused);
   return function ssePublisher(req, res, next) {

@@ -25,7 +25,9 @@ export async function pausedClient(port: number, path: string): Promise<net.Sock
     socket.once('connect', resolve);
     socket.once('error', reject);
   });
-  socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n`);
+  socket.write(
+    `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n`,
+  );
   return socket;
 }
 

@@ -84,7 +84,14 @@ const bareHost: Host = {
 
 export const HOSTS: Host[] = [expressHost('Express 5', express), expressHost('Express 4', express4), bareHost];
 
-const STREAM_HEADER_NAMES = ['cache-control', 'connection', 'content-type', 'date', 'transfer-encoding', 'x-accel-buffering'];
+const STREAM_HEADER_NAMES = [
+  'cache-control',
+  'connection',
+  'content-type',
+  'date',
+  'transfer-encoding',
+  'x-accel-buffering',
+];
 
 /** The names of exactly the headers a stream opens with under `host`. */
 export function streamHeaderNames(host: Host): string[] {

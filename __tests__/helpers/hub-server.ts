@@ -46,7 +46,11 @@ export interface CountingClient {
   close(): void;
 }
 
-export function countingClient(port: number, path: string, headers: Record<string, string> = {}): Promise<CountingClient> {
+export function countingClient(
+  port: number,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<CountingClient> {
   return new Promise((resolve, reject) => {
     const ids: string[] = [];
     const events: string[] = [];
@@ -85,59 +89,65 @@ export function countingClient(port: number, path: string, headers: Record<strin
         inEvent = true;
       }
     };
-    const req = http.get({ host: '127.0.0.1', port, path, agent: false, headers: { Accept: 'text/event-stream', ...headers } }, (res) => {
-      if (res.statusCode !== 200) {
-        reject(new Error(`answered ${res.statusCode}`));
-        res.resume();
-        return;
-      }
-      res.on('data', (chunk: Buffer) => {
-        const b = carry.length === 0 ? chunk : Buffer.concat([carry, chunk]);
-        let from = 0;
-        let nl: number;
-        while ((nl = b.indexOf(10, from)) !== -1) {
-          line(b, from, nl);
-          from = nl + 1;
+    const req = http.get(
+      { host: '127.0.0.1', port, path, agent: false, headers: { Accept: 'text/event-stream', ...headers } },
+      (res) => {
+        if (res.statusCode !== 200) {
+          reject(new Error(`answered ${res.statusCode}`));
+          res.resume();
+          return;
         }
-        carry = from === b.length ? Buffer.alloc(0) : Buffer.from(b.subarray(from));
-        check();
-      });
-      const done = (): void => {
-        endResolve();
-        if (waiter !== undefined) {
-          waiter.reject(new Error(`the stream ended after ${ids.length} of ${waiter.n} events`));
-          waiter = undefined;
-        }
-      };
-      res.on('end', done);
-      res.on('close', done);
-      res.on('error', done);
-      resolve({
-        ids,
-        events,
-        ended,
-        waitFor(n, ms = 30_000) {
-          if (ids.length >= n) return Promise.resolve();
-          return new Promise<void>((ok, fail) => {
-            const timer = setTimeout(() => fail(new Error(`timed out after ${ms} ms with ${ids.length} of ${n} events`)), ms);
-            waiter = {
-              n,
-              resolve: () => {
-                clearTimeout(timer);
-                ok();
-              },
-              reject: (e) => {
-                clearTimeout(timer);
-                fail(e);
-              },
-            };
-          });
-        },
-        pause: () => res.pause(),
-        resume: () => res.resume(),
-        close: () => req.destroy(),
-      });
-    });
+        res.on('data', (chunk: Buffer) => {
+          const b = carry.length === 0 ? chunk : Buffer.concat([carry, chunk]);
+          let from = 0;
+          let nl: number;
+          while ((nl = b.indexOf(10, from)) !== -1) {
+            line(b, from, nl);
+            from = nl + 1;
+          }
+          carry = from === b.length ? Buffer.alloc(0) : Buffer.from(b.subarray(from));
+          check();
+        });
+        const done = (): void => {
+          endResolve();
+          if (waiter !== undefined) {
+            waiter.reject(new Error(`the stream ended after ${ids.length} of ${waiter.n} events`));
+            waiter = undefined;
+          }
+        };
+        res.on('end', done);
+        res.on('close', done);
+        res.on('error', done);
+        resolve({
+          ids,
+          events,
+          ended,
+          waitFor(n, ms = 30_000) {
+            if (ids.length >= n) return Promise.resolve();
+            return new Promise<void>((ok, fail) => {
+              const timer = setTimeout(
+                () => fail(new Error(`timed out after ${ms} ms with ${ids.length} of ${n} events`)),
+                ms,
+              );
+              waiter = {
+                n,
+                resolve: () => {
+                  clearTimeout(timer);
+                  ok();
+                },
+                reject: (e) => {
+                  clearTimeout(timer);
+                  fail(e);
+                },
+              };
+            });
+          },
+          pause: () => res.pause(),
+          resume: () => res.resume(),
+          close: () => req.destroy(),
+        });
+      },
+    );
     req.on('error', reject);
   });
 }

@@ -88,11 +88,20 @@ export function hubSuite() {
       broker: options.broker ?? makeBroker(), // made only when used: an unused RedisBroker would hold a connection open
     });
     const app = express();
-    app.get('/orders/:id', hub.subscribe((req) => `order:${(req as express.Request).params.id}`));
-    app.get('/multi', hub.subscribe(async () => ['a', 'b']));
-    app.get('/select-throws', hub.subscribe(() => {
-      throw new Error('select failed: order:secret');
-    }));
+    app.get(
+      '/orders/:id',
+      hub.subscribe((req) => `order:${(req as express.Request).params.id}`),
+    );
+    app.get(
+      '/multi',
+      hub.subscribe(async () => ['a', 'b']),
+    );
+    app.get(
+      '/select-throws',
+      hub.subscribe(() => {
+        throw new Error('select failed: order:secret');
+      }),
+    );
     app.use('/events', hub.router());
     app.use((err: unknown, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
       errors.push(err);
@@ -114,7 +123,10 @@ export function hubSuite() {
   }
 
   /** A plain request that reads the whole (non-stream) answer. */
-  function request(path: string, method = 'GET'): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+  function request(
+    path: string,
+    method = 'GET',
+  ): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
     const { port } = running();
     return new Promise((resolve, reject) => {
       const req = http.request({ host: '127.0.0.1', port, path, method }, (res) => {

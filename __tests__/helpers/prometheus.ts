@@ -11,7 +11,13 @@ interface RawFamily {
   name: string;
   help: string;
   type: string;
-  metrics: Array<{ value?: string; labels?: Record<string, string>; buckets?: Record<string, string>; count?: string; sum?: string }>;
+  metrics: Array<{
+    value?: string;
+    labels?: Record<string, string>;
+    buckets?: Record<string, string>;
+    count?: string;
+    sum?: string;
+  }>;
 }
 
 export interface Family {
@@ -44,9 +50,11 @@ export function parseMetrics(text: string): Map<string, Family> {
   }
   const out = new Map<string, Family>();
   for (const raw of parsePrometheus(text)) {
-    if (!help.has(raw.name) || !type.has(raw.name) || raw.help === '') throw new Error(`metrics: ${raw.name} has no HELP or TYPE line`);
+    if (!help.has(raw.name) || !type.has(raw.name) || raw.help === '')
+      throw new Error(`metrics: ${raw.name} has no HELP or TYPE line`);
     const t = raw.type.toLowerCase();
-    if (t !== 'counter' && t !== 'gauge' && t !== 'histogram') throw new Error(`metrics: ${raw.name} has type ${raw.type}`);
+    if (t !== 'counter' && t !== 'gauge' && t !== 'histogram')
+      throw new Error(`metrics: ${raw.name} has type ${raw.type}`);
     const family: Family = { name: raw.name, help: raw.help, type: t, samples: [] };
     for (const m of raw.metrics) {
       if (t === 'histogram') {
@@ -71,6 +79,7 @@ export function metric(families: Map<string, Family>, name: string, labels: Reco
   if (family === undefined) throw new Error(`metrics: no family ${name}`);
   const want = JSON.stringify(Object.entries(labels).sort());
   const sample = family.samples.find((s) => JSON.stringify(Object.entries(s.labels).sort()) === want);
-  if (sample === undefined) throw new Error(`metrics: ${name} has no series ${want}: ${JSON.stringify(family.samples)}`);
+  if (sample === undefined)
+    throw new Error(`metrics: ${name} has no series ${want}: ${JSON.stringify(family.samples)}`);
   return sample.value;
 }

@@ -6,7 +6,15 @@ import type { RequestListener, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { sse, type Hub, type SseMiddleware, type SseOptions } from '../../lib';
-import { closeServer, expectEvents, listen, openStream, runningClocks, type OpenStreamOptions, type TestStream } from '../../lib/testing';
+import {
+  closeServer,
+  expectEvents,
+  listen,
+  openStream,
+  runningClocks,
+  type OpenStreamOptions,
+  type TestStream,
+} from '../../lib/testing';
 import { defer } from './cleanup';
 import type { Handler, Host, Mw, Req, Route } from './hosts';
 import { until } from './wait';

@@ -49,10 +49,18 @@ module.exports = {
       out.push({ target: 'fanout: deliveries/s >= 1.5x raw (#16)', value: f.x(d), ok: d >= 1.5 });
       // The batching bound: frames wait at most maxWriteDelay (default 5 ms) under load.
       const bound = raw.p99Ms + DEFAULT_WRITE_DELAY_MS;
-      out.push({ target: `fanout: p99 <= raw p99 + maxWriteDelay (${f.ms(bound)} ms) (#16)`, value: f.ms(relay.p99Ms) + ' ms', ok: relay.p99Ms <= bound });
+      out.push({
+        target: `fanout: p99 <= raw p99 + maxWriteDelay (${f.ms(bound)} ms) (#16)`,
+        value: f.ms(relay.p99Ms) + ' ms',
+        ok: relay.p99Ms <= bound,
+      });
       const same = rows.find((x) => x.server === 'sse-relay @ raw rate');
       if (same) {
-        out.push({ target: `fanout: p99 at raw's rate <= raw p99 + maxWriteDelay (${f.ms(bound)} ms) (#16)`, value: f.ms(same.p99Ms) + ' ms', ok: same.p99Ms <= bound });
+        out.push({
+          target: `fanout: p99 at raw's rate <= raw p99 + maxWriteDelay (${f.ms(bound)} ms) (#16)`,
+          value: f.ms(same.p99Ms) + ' ms',
+          ok: same.p99Ms <= bound,
+        });
       }
     }
     return out;

@@ -25,7 +25,11 @@ function variant(scn, name) {
 async function featureRows(h, scn, names, rows, skipped) {
   if (!h.servers.includes('sse-relay')) return;
   for (const name of names) {
-    const run = async () => ({ ...(await h.runLoad(variant(scn, name), 'sse-relay')), server: `sse-relay, ${name}`, variant: name });
+    const run = async () => ({
+      ...(await h.runLoad(variant(scn, name), 'sse-relay')),
+      server: `sse-relay, ${name}`,
+      variant: name,
+    });
     await h.measure(`${scn.name} / sse-relay, ${name}`, run, rows, skipped);
   }
 }

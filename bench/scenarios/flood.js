@@ -40,8 +40,21 @@ module.exports = {
     // deliv/s against raw's throughput row of this run, when there is one.
     const tp = all && all.throughput;
     const raw = tp && tp.rows.find((r) => r.server === 'raw');
-    console.log(`\n## ${p.title}: ${p.clients} clients x ${f.int(p.events)} events of ${p.size} B, as fast as backpressure allows (batches of ${p.batch}), sse-relay MemoryBroker`);
-    const headers = ['run', 'deliv/s', 'vs raw (throughput)', 'clients cut', 'lost', 'dropped', 'p99 ms', 'max ms', 'srv peak RSS MB', 'other load'];
+    console.log(
+      `\n## ${p.title}: ${p.clients} clients x ${f.int(p.events)} events of ${p.size} B, as fast as backpressure allows (batches of ${p.batch}), sse-relay MemoryBroker`,
+    );
+    const headers = [
+      'run',
+      'deliv/s',
+      'vs raw (throughput)',
+      'clients cut',
+      'lost',
+      'dropped',
+      'p99 ms',
+      'max ms',
+      'srv peak RSS MB',
+      'other load',
+    ];
     const body = rows.map((r) => [
       r.run,
       f.int(r.deliveriesPerSec),
@@ -63,6 +76,12 @@ module.exports = {
     if (rows.length === 0) return [];
     const cut = rows.reduce((a, r) => a + r.closedEarly, 0);
     const lost = rows.reduce((a, r) => a + r.lost, 0);
-    return [{ target: `flood: 0 clients cut and 0 lost in ${rows.length} run(s) (#16)`, value: `${cut} cut, ${f.int(lost)} lost`, ok: cut === 0 && lost === 0 }];
+    return [
+      {
+        target: `flood: 0 clients cut and 0 lost in ${rows.length} run(s) (#16)`,
+        value: `${cut} cut, ${f.int(lost)} lost`,
+        ok: cut === 0 && lost === 0,
+      },
+    ];
   },
 };

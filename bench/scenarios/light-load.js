@@ -27,8 +27,20 @@ module.exports = {
 
   print(h, p, { rows, skipped }) {
     const raw = rows.find((r) => r.server === 'raw');
-    console.log(`\n## ${p.title}: ${p.clients} clients x ${p.events} events of ${p.size} B, paced at ${p.rate}/s, publish -> receipt`);
-    const headers = ['server', 'p50 ms', 'p50 - raw ms', 'p99 ms', 'p99 vs raw', 'max ms', 'srv us/deliv', 'lost', 'other load'];
+    console.log(
+      `\n## ${p.title}: ${p.clients} clients x ${p.events} events of ${p.size} B, paced at ${p.rate}/s, publish -> receipt`,
+    );
+    const headers = [
+      'server',
+      'p50 ms',
+      'p50 - raw ms',
+      'p99 ms',
+      'p99 vs raw',
+      'max ms',
+      'srv us/deliv',
+      'lost',
+      'other load',
+    ];
     const body = rows.map((r) => [
       r.server,
       f.ms(r.p50Ms),
@@ -50,6 +62,12 @@ module.exports = {
     const relay = rows.find((r) => r.server === 'sse-relay');
     if (!raw || !relay) return [];
     const d = relay.p50Ms - raw.p50Ms;
-    return [{ target: `light-load: p50 within 0.2 ms of raw's (${f.ms(raw.p50Ms)} ms) (#16)`, value: `${d >= 0 ? '+' : ''}${d.toFixed(2)} ms`, ok: d <= 0.2 }];
+    return [
+      {
+        target: `light-load: p50 within 0.2 ms of raw's (${f.ms(raw.p50Ms)} ms) (#16)`,
+        value: `${d >= 0 ? '+' : ''}${d.toFixed(2)} ms`,
+        ok: d <= 0.2,
+      },
+    ];
   },
 };

@@ -80,9 +80,10 @@ module.exports = {
 
     let cluster;
     try {
-      cluster = p.cluster === 'auto'
-        ? { ...(await startCluster()), ours: true }
-        : { nodes: parseNodes(p.cluster), stop: async () => undefined, ours: false };
+      cluster =
+        p.cluster === 'auto'
+          ? { ...(await startCluster()), ours: true }
+          : { nodes: parseNodes(p.cluster), stop: async () => undefined, ours: false };
       const ms = await masters(cluster.nodes[0]);
       const row = await h.measure(
         `${p.name} / ${ms.length}-master cluster`,
@@ -91,7 +92,15 @@ module.exports = {
           const target = { nodes: cluster.nodes };
           if (cluster.ours) await Promise.all(ms.map((m) => redisCommand(m.port, 'FLUSHALL')));
           else target.prefix = `sse-relay-bench:${process.pid}-${Date.now()}:`;
-          return { topology: `${ms.length}-master cluster`, ...(await measureRate(h, p, target, ms.map((m) => m.port))) };
+          return {
+            topology: `${ms.length}-master cluster`,
+            ...(await measureRate(
+              h,
+              p,
+              target,
+              ms.map((m) => m.port),
+            )),
+          };
         },
         [],
         skipped,
@@ -117,7 +126,16 @@ module.exports = {
       `\n## ${p.title}: RedisBroker.publish from one process, ${p.inflight} in flight, ${p.publishes.toLocaleString('en-US')} publishes of ${p.size} B ` +
         `over ${p.channels} channels, history ${p.history}`,
     );
-    const headers = ['topology', 'publishes/s', 'vs one Redis', 'redis us/publish', 'per master', 'redis cores', 'publisher us/publish', 'publisher cpu'];
+    const headers = [
+      'topology',
+      'publishes/s',
+      'vs one Redis',
+      'redis us/publish',
+      'per master',
+      'redis cores',
+      'publisher us/publish',
+      'publisher cpu',
+    ];
     const body = rows.map((r) => [
       r.topology,
       f.int(r.publishesPerSec),
@@ -129,7 +147,8 @@ module.exports = {
       f.pct(r.publisherUtil),
     ]);
     console.log(table(headers, body));
-    if (!p.cluster) console.log('  cluster: not run (--cluster 127.0.0.1:port,... or --cluster auto, or BENCH_REDIS_CLUSTER)');
+    if (!p.cluster)
+      console.log('  cluster: not run (--cluster 127.0.0.1:port,... or --cluster auto, or BENCH_REDIS_CLUSTER)');
     for (const s of skipped) console.log('  ' + s);
   },
 
@@ -137,12 +156,24 @@ module.exports = {
     const out = [];
     const one = rows.find((r) => r.topology === 'one Redis');
     if (one) {
-      out.push({ target: 'publish-rate: >= 250k publishes/s from one process on one Redis (#13)', value: f.int(one.publishesPerSec), ok: one.publishesPerSec >= 250_000 });
-      out.push({ target: 'publish-rate: <= 4 us of Redis CPU per publish (#13)', value: f.us(one.redisUsPerPublish) + ' us', ok: one.redisUsPerPublish <= 4 });
+      out.push({
+        target: 'publish-rate: >= 250k publishes/s from one process on one Redis (#13)',
+        value: f.int(one.publishesPerSec),
+        ok: one.publishesPerSec >= 250_000,
+      });
+      out.push({
+        target: 'publish-rate: <= 4 us of Redis CPU per publish (#13)',
+        value: f.us(one.redisUsPerPublish) + ' us',
+        ok: one.redisUsPerPublish <= 4,
+      });
     }
     const cl = rows.find((r) => r.topology !== 'one Redis');
     if (one && cl) {
-      out.push({ target: 'publish-rate: cluster Redis CPU per publish <= one Redis (#13)', value: f.us(cl.redisUsPerPublish) + ' us', ok: cl.redisUsPerPublish <= one.redisUsPerPublish });
+      out.push({
+        target: 'publish-rate: cluster Redis CPU per publish <= one Redis (#13)',
+        value: f.us(cl.redisUsPerPublish) + ' us',
+        ok: cl.redisUsPerPublish <= one.redisUsPerPublish,
+      });
     }
     return out;
   },

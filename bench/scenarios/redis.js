@@ -37,7 +37,9 @@ module.exports = {
 
   print(h, p, { rows, skipped }) {
     const base = rows.find((r) => r.server === 'sse-relay');
-    console.log(`\n## ${p.title}: ${p.clients} clients, ${p.events} events of ${p.size} B paced at ${p.rate}/s, publish -> receipt`);
+    console.log(
+      `\n## ${p.title}: ${p.clients} clients, ${p.events} events of ${p.size} B paced at ${p.rate}/s, publish -> receipt`,
+    );
     const headers = ['path', 'p50 ms', 'p99 ms', 'p99 vs in-process', 'lost', 'srv us/deliv', 'srv cpu'];
     const body = rows.map((r) => [
       r.server === 'sse-relay'

@@ -7,7 +7,15 @@
 import { SseRelayError } from '../errors';
 import { checkOptions, positiveInt } from '../options';
 import { formatEventId, newEpoch } from '../positions';
-import { MAX_PARTITIONS, type Broker, type BrokerEvent, type BrokerListener, type Position, type PublishInput, type ReplayResult } from './broker';
+import {
+  MAX_PARTITIONS,
+  type Broker,
+  type BrokerEvent,
+  type BrokerListener,
+  type Position,
+  type PublishInput,
+  type ReplayResult,
+} from './broker';
 
 export interface MemoryBrokerOptions {
   /**
@@ -116,13 +124,15 @@ export class MemoryBroker implements Broker {
   constructor(options?: MemoryBrokerOptions) {
     const o = checkOptions('MemoryBroker', options, ['maxChannels', 'maxHistoryBytes', 'partitions']);
     const partitions = o.partitions === undefined ? 1 : positiveInt('partitions', o.partitions);
-    if (partitions > MAX_PARTITIONS) throw new RangeError(`sse-relay: option partitions must be at most ${MAX_PARTITIONS}, got ${partitions}`);
+    if (partitions > MAX_PARTITIONS)
+      throw new RangeError(`sse-relay: option partitions must be at most ${MAX_PARTITIONS}, got ${partitions}`);
     this.partitions = partitions;
     this.epochs = Array.from({ length: partitions }, () => newEpoch());
     this.seqs = new Array<number>(partitions).fill(0);
     this.floors = new Array<number>(partitions).fill(0);
     this.maxChannels = o.maxChannels === undefined ? 10000 : positiveInt('maxChannels', o.maxChannels);
-    this.maxHistoryBytes = o.maxHistoryBytes === undefined ? 8 * 1024 * 1024 : positiveInt('maxHistoryBytes', o.maxHistoryBytes, true);
+    this.maxHistoryBytes =
+      o.maxHistoryBytes === undefined ? 8 * 1024 * 1024 : positiveInt('maxHistoryBytes', o.maxHistoryBytes, true);
   }
 
   /** The epoch of partition 0 (of the only partition, by default). */
@@ -232,7 +242,11 @@ export class MemoryBroker implements Broker {
     if (log.listeners.size === 0 && log.size === 0) this.forget(channel, log);
   }
 
-  async replay(channels: readonly string[], after: ReadonlyMap<number, number> | undefined, limit = Infinity): Promise<ReplayResult> {
+  async replay(
+    channels: readonly string[],
+    after: ReadonlyMap<number, number> | undefined,
+    limit = Infinity,
+  ): Promise<ReplayResult> {
     const heads = new Map<number, Position>();
     for (const channel of channels) {
       const p = this.partitionOf(channel);

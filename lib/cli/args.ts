@@ -51,7 +51,9 @@ export interface PublishCommand {
   readonly event: string | undefined;
   readonly coalesce: string | undefined;
   readonly idempotencyKey: string | undefined;
-  readonly target: { readonly redis: string; readonly prefix: string | undefined; readonly history: number } | { readonly url: URL; readonly token: string | undefined };
+  readonly target:
+    | { readonly redis: string; readonly prefix: string | undefined; readonly history: number }
+    | { readonly url: URL; readonly token: string | undefined };
   readonly timeout: number;
 }
 
@@ -84,7 +86,8 @@ const FIELD_BREAK = /[\r\n\0]/;
 
 function only(values: Values, allowed: ReadonlyArray<keyof Values>, command: string): void {
   for (const key of Object.keys(values) as Array<keyof Values>) {
-    if (values[key] !== undefined && !allowed.includes(key)) throw new UsageError(`--${key} does not apply to ${command}`);
+    if (values[key] !== undefined && !allowed.includes(key))
+      throw new UsageError(`--${key} does not apply to ${command}`);
   }
 }
 
@@ -96,7 +99,8 @@ function channelArg(value: string | undefined): string {
 
 function nameOption(name: string, value: string | undefined): string | undefined {
   if (value === undefined) return undefined;
-  if (value === '' || FIELD_BREAK.test(value)) throw new UsageError(`--${name} must be a non-empty string without CR, LF or NUL`);
+  if (value === '' || FIELD_BREAK.test(value))
+    throw new UsageError(`--${name} must be a non-empty string without CR, LF or NUL`);
   return value;
 }
 
@@ -115,7 +119,8 @@ function redisOption(value: string): string {
   } catch {
     throw new UsageError('--redis must be a URL like redis://127.0.0.1:6379');
   }
-  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new UsageError('--redis must be a redis:// or rediss:// URL');
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:')
+    throw new UsageError('--redis must be a redis:// or rediss:// URL');
   return value;
 }
 
@@ -126,7 +131,8 @@ function urlOption(value: string): URL {
   } catch {
     throw new UsageError('--url must be an http:// or https:// URL');
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError('--url must be an http:// or https:// URL');
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new UsageError('--url must be an http:// or https:// URL');
   return url;
 }
 
@@ -148,19 +154,28 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
   const timeout = intOption('timeout', values.timeout, 5000, 1);
   switch (command) {
     case 'publish': {
-      only(values, ['redis', 'url', 'event', 'coalesce', 'idempotency-key', 'history', 'prefix', 'token', 'timeout'], 'publish');
+      only(
+        values,
+        ['redis', 'url', 'event', 'coalesce', 'idempotency-key', 'history', 'prefix', 'token', 'timeout'],
+        'publish',
+      );
       if (rest.length > 2) throw new UsageError('publish takes <channel> <data> (quote data that has spaces)');
       const channel = channelArg(rest[0]);
       const data = rest[1];
       if (data === undefined) throw new UsageError('missing <data> (use - to read it from stdin)');
-      if ((values.redis === undefined) === (values.url === undefined)) throw new UsageError('publish needs one of --redis URL or --url URL');
+      if ((values.redis === undefined) === (values.url === undefined))
+        throw new UsageError('publish needs one of --redis URL or --url URL');
       let target: PublishCommand['target'];
       if (values.redis !== undefined) {
         if (values.token !== undefined) throw new UsageError('--token applies to --url only');
-        target = { redis: redisOption(values.redis), prefix: values.prefix, history: intOption('history', values.history, 1000, 0) };
+        target = {
+          redis: redisOption(values.redis),
+          prefix: values.prefix,
+          history: intOption('history', values.history, 1000, 0),
+        };
       } else {
         if (values.history !== undefined || values.prefix !== undefined) {
-          throw new UsageError('--history and --prefix apply to --redis only (the endpoint uses its hub\'s)');
+          throw new UsageError("--history and --prefix apply to --redis only (the endpoint uses its hub's)");
         }
         const token = values.token ?? (env.SSE_RELAY_TOKEN || undefined);
         target = { url: urlOption(values.url!), token };

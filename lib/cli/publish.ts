@@ -24,14 +24,23 @@ export async function readStdin(stdin: NodeJS.ReadableStream): Promise<string> {
     if (size > MAX_STDIN) throw new Refused(`the data on stdin is over ${MAX_STDIN} bytes`);
     chunks.push(buf);
   }
-  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
 }
 
-async function viaRedis(cmd: PublishCommand, data: string, target: { redis: string; prefix: string | undefined; history: number }): Promise<string> {
+async function viaRedis(
+  cmd: PublishCommand,
+  data: string,
+  target: { redis: string; prefix: string | undefined; history: number },
+): Promise<string> {
   // Loaded only here: `--url` works without ioredis installed.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { RedisBroker } = require('../brokers/redis') as typeof import('../brokers/redis');
-  const options: { url: string; commandTimeout: number; prefix?: string } = { url: target.redis, commandTimeout: cmd.timeout };
+  const options: { url: string; commandTimeout: number; prefix?: string } = {
+    url: target.redis,
+    commandTimeout: cmd.timeout,
+  };
   if (target.prefix !== undefined) options.prefix = target.prefix;
   const broker = new RedisBroker(options);
   try {
@@ -81,13 +90,17 @@ function viaHttp(cmd: PublishCommand, data: string, target: { url: URL; token: s
           id = undefined;
         }
         if (typeof id !== 'string' || !/^[A-Za-z0-9._-]{1,128}$/.test(id)) {
-          return reject(new Refused('the endpoint answered 201 without a valid {"id"}: is --url a sse-relay publisher?'));
+          return reject(
+            new Refused('the endpoint answered 201 without a valid {"id"}: is --url a sse-relay publisher?'),
+          );
         }
         resolve(id);
       });
     });
     req.on('timeout', () => req.destroy(new Error(`no answer within ${cmd.timeout} ms`)));
-    req.on('error', (err: NodeJS.ErrnoException) => reject(new Refused(`could not reach the endpoint (${err.code ?? err.message})`)));
+    req.on('error', (err: NodeJS.ErrnoException) =>
+      reject(new Refused(`could not reach the endpoint (${err.code ?? err.message})`)),
+    );
     req.end(body);
   });
 }

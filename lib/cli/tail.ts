@@ -16,7 +16,10 @@ export interface TailIo {
 export async function tail(cmd: TailCommand, io: TailIo): Promise<void> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { RedisBroker } = require('../brokers/redis') as typeof import('../brokers/redis');
-  const options: { url: string; commandTimeout: number; prefix?: string } = { url: cmd.redis, commandTimeout: cmd.timeout };
+  const options: { url: string; commandTimeout: number; prefix?: string } = {
+    url: cmd.redis,
+    commandTimeout: cmd.timeout,
+  };
   if (cmd.prefix !== undefined) options.prefix = cmd.prefix;
   const broker = new RedisBroker(options);
   const listener = {

@@ -70,7 +70,9 @@ export class Channels {
       sub = this.broker.subscribe(channel, this.listener);
       this.subs.set(channel, sub);
       // A subscription that completes after close() is released at once.
-      sub.then(() => (this.closed ? this.broker.unsubscribe(channel, this.listener) : undefined)).catch(() => undefined);
+      sub
+        .then(() => (this.closed ? this.broker.unsubscribe(channel, this.listener) : undefined))
+        .catch(() => undefined);
       sub.catch(() => {
         if (this.subs.get(channel) === sub) this.subs.delete(channel);
       });
@@ -85,7 +87,10 @@ export class Channels {
     if (sub === undefined) return;
     sub
       .then(
-        () => (this.streams.has(channel) || this.subs.has(channel) ? undefined : this.broker.unsubscribe(channel, this.listener)),
+        () =>
+          this.streams.has(channel) || this.subs.has(channel)
+            ? undefined
+            : this.broker.unsubscribe(channel, this.listener),
         () => undefined,
       )
       .catch(() => undefined);

@@ -130,7 +130,8 @@ export class Delivery implements BrokerListener {
     if (set === undefined || head === null || typeof head !== 'object') return;
     const p = head.partition ?? 0;
     if (!Number.isInteger(p) || p < 0 || p >= this.partitionCount) return;
-    if (typeof head.epoch !== 'string' || !EPOCH.test(head.epoch) || !Number.isSafeInteger(head.seq) || head.seq < 0) return;
+    if (typeof head.epoch !== 'string' || !EPOCH.test(head.epoch) || !Number.isSafeInteger(head.seq) || head.seq < 0)
+      return;
     for (const s of set) {
       if (s.buffer !== null) s.pendingResets.push({ partition: p, head });
       else this.reset(s, p, head);

@@ -43,22 +43,33 @@ const BROKER_METHODS = ['publish', 'subscribe', 'unsubscribe', 'replay', 'close'
 
 function checkBroker(broker: unknown): { partitions: number; partitionOf: (channel: string) => number } {
   const b = broker as Record<string, unknown> | null;
-  if (b === null || typeof b !== 'object') throw new TypeError(`sse-relay: createHub option broker must implement Broker, got ${show(broker)}`);
+  if (b === null || typeof b !== 'object')
+    throw new TypeError(`sse-relay: createHub option broker must implement Broker, got ${show(broker)}`);
   for (const method of BROKER_METHODS) {
-    if (typeof b[method] !== 'function') throw new TypeError(`sse-relay: createHub option broker must implement Broker (missing ${method}())`);
+    if (typeof b[method] !== 'function')
+      throw new TypeError(`sse-relay: createHub option broker must implement Broker (missing ${method}())`);
   }
   const partitions = b.partitions ?? 1;
-  if (typeof partitions !== 'number' || !Number.isInteger(partitions) || partitions < 1 || partitions > MAX_PARTITIONS) {
-    throw new RangeError(`sse-relay: a broker's partitions must be an integer from 1 to ${MAX_PARTITIONS}, got ${show(partitions)}`);
+  if (
+    typeof partitions !== 'number' ||
+    !Number.isInteger(partitions) ||
+    partitions < 1 ||
+    partitions > MAX_PARTITIONS
+  ) {
+    throw new RangeError(
+      `sse-relay: a broker's partitions must be an integer from 1 to ${MAX_PARTITIONS}, got ${show(partitions)}`,
+    );
   }
   if (partitions === 1) return { partitions, partitionOf: () => 0 };
-  if (typeof b.partitionOf !== 'function') throw new TypeError('sse-relay: a broker with several partitions must implement partitionOf()');
+  if (typeof b.partitionOf !== 'function')
+    throw new TypeError('sse-relay: a broker with several partitions must implement partitionOf()');
   const of = (b.partitionOf as (channel: string) => number).bind(broker);
   return {
     partitions,
     partitionOf: (channel) => {
       const p = of(channel);
-      if (!Number.isInteger(p) || p < 0 || p >= partitions) throw new RangeError(`sse-relay: broker.partitionOf returned ${show(p)}`);
+      if (!Number.isInteger(p) || p < 0 || p >= partitions)
+        throw new RangeError(`sse-relay: broker.partitionOf returned ${show(p)}`);
       return p;
     },
   };
@@ -99,7 +110,8 @@ class HubImpl implements Hub, OpenContext {
     const history = o.history === undefined ? 1000 : nonNegativeInt('history', o.history);
     const every = o.reauthorizeEvery ?? false;
     if (every !== false) positiveInt('reauthorizeEvery', every);
-    const timeout = o.reauthorizeTimeout === undefined ? 10_000 : positiveInt('reauthorizeTimeout', o.reauthorizeTimeout);
+    const timeout =
+      o.reauthorizeTimeout === undefined ? 10_000 : positiveInt('reauthorizeTimeout', o.reauthorizeTimeout);
     const broker = o.broker ?? new MemoryBroker();
     const { partitions, partitionOf } = checkBroker(broker);
     this.authorize = o.authorize;
@@ -147,7 +159,8 @@ class HubImpl implements Hub, OpenContext {
     const o = checkOptions('publish', options, PUBLISH_OPTIONS);
     const event = o.event === undefined ? undefined : checkFieldValue('event', o.event);
     const coalesce = o.coalesce === undefined ? undefined : nonEmptyString('coalesce', o.coalesce);
-    const idempotencyKey = o.idempotencyKey === undefined ? undefined : nonEmptyString('idempotencyKey', o.idempotencyKey);
+    const idempotencyKey =
+      o.idempotencyKey === undefined ? undefined : nonEmptyString('idempotencyKey', o.idempotencyKey);
     const text = dataToText(data, this.admission.opts.serialize);
     // The largest frame any stream could get: the longest id, the event line, the data lines.
     checkFrameSize(encodeFrame(LONGEST_ID, event, encodeData(text)), this.admission.opts.maxEventBytes);
@@ -168,7 +181,8 @@ class HubImpl implements Hub, OpenContext {
       this.delivery.publishing = undefined;
     }
     const ev = await pending;
-    if (!this.delivery.valid(ev)) throw new Error('sse-relay: the broker resolved publish() with an event that breaks the Broker contract');
+    if (!this.delivery.valid(ev))
+      throw new Error('sse-relay: the broker resolved publish() with an event that breaks the Broker contract');
     if (this.channels.of(channel) !== undefined) this.delivery.stamp(ev, t0);
     this.counters.published++;
     const label = labelCounts(this.counters, channel);

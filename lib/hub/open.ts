@@ -119,7 +119,8 @@ async function position(hub: OpenContext, s: HubStream): Promise<void> {
     conn.start(); // positioned by its first event
     return;
   }
-  const parsed = lastEventId !== undefined && hub.history > 0 ? parseCursor(lastEventId, hub.partitionCount) : undefined;
+  const parsed =
+    lastEventId !== undefined && hub.history > 0 ? parseCursor(lastEventId, hub.partitionCount) : undefined;
   const covers = parsed !== undefined && s.partitions.every((p) => parsed.seqs.has(p));
   let page = await hub.broker.replay(s.channels, covers ? parsed.seqs : undefined, PAGE_EVENTS);
   if (conn.closed) return;
@@ -181,7 +182,12 @@ function resetAt(hub: OpenContext, s: HubStream, page: ReplayResult, cause: 'res
  * rewound (a restart from an older snapshot). Tells the broker, which starts
  * a new epoch; true when it did.
  */
-async function fenceRewinds(hub: OpenContext, s: HubStream, seqs: ReadonlyMap<number, number>, page: ReplayResult): Promise<boolean> {
+async function fenceRewinds(
+  hub: OpenContext,
+  s: HubStream,
+  seqs: ReadonlyMap<number, number>,
+  page: ReplayResult,
+): Promise<boolean> {
   let fenced = false;
   for (const p of s.partitions) {
     const head = headOf(page, p);

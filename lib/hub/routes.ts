@@ -34,7 +34,13 @@ export function validateChannels(list: unknown): string[] | undefined {
   return out;
 }
 
-function withChannels(open: Open, req: IncomingMessage, res: ServerResponse, next: NextFunction, selected: unknown): void {
+function withChannels(
+  open: Open,
+  req: IncomingMessage,
+  res: ServerResponse,
+  next: NextFunction,
+  selected: unknown,
+): void {
   const channels = validateChannels(selected);
   if (channels === undefined) open.refused(res, 400);
   else open(req, res, next, channels);
@@ -53,7 +59,11 @@ export function subscribeHandler(open: Open, select: SelectChannels): Handler {
       next(err);
       return;
     }
-    if (selected !== null && typeof selected === 'object' && typeof (selected as Promise<unknown>).then === 'function') {
+    if (
+      selected !== null &&
+      typeof selected === 'object' &&
+      typeof (selected as Promise<unknown>).then === 'function'
+    ) {
       (selected as Promise<string | readonly string[]>).then(
         (list) => withChannels(open, req, res, next, list),
         (err: unknown) => next(err),

@@ -73,7 +73,11 @@ export interface Hub<E extends EventMap = AnyEvents> {
   /** `GET /?channel=a&channel=b` and `GET /<channel>`; other methods go to `next()`. */
   router(): Handler;
   /** Publishes a named event to one channel; resolves with the event's id once the broker has it. */
-  publish<K extends EventName<E>>(channel: string, data: E[K], options: PublishOptions<K> & { event: K }): Promise<string>;
+  publish<K extends EventName<E>>(
+    channel: string,
+    data: E[K],
+    options: PublishOptions<K> & { event: K },
+  ): Promise<string>;
   /** Publishes an event without a name (dispatched as `message`). */
   publish(channel: string, data: MessageData<E>, options?: PublishOptions<never>): Promise<string>;
   /**

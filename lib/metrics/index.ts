@@ -63,7 +63,8 @@ export function metricsHandler(
     throw new TypeError('sse-relay: metricsHandler options must be an object');
   }
   for (const key of Object.keys(options)) {
-    if (!KNOWN.includes(key)) throw new TypeError(`sse-relay: unknown metricsHandler option ${JSON.stringify(key)}${didYouMean(key)}`);
+    if (!KNOWN.includes(key))
+      throw new TypeError(`sse-relay: unknown metricsHandler option ${JSON.stringify(key)}${didYouMean(key)}`);
   }
   const { channelLabel, channelLabelName } = options;
   if (channelLabel !== undefined) {

@@ -52,9 +52,13 @@ export function registerPromMetrics(target: PromRegistryLike | PromClientLike): 
       type: family.type,
       aggregator: 'sum',
       get: async () => {
-        const values: PromValue[] = family.samples(snapshot()).map((s) =>
-          s.name === family.name ? { value: s.value, labels: s.labels } : { value: s.value, labels: s.labels, metricName: s.name },
-        );
+        const values: PromValue[] = family
+          .samples(snapshot())
+          .map((s) =>
+            s.name === family.name
+              ? { value: s.value, labels: s.labels }
+              : { value: s.value, labels: s.labels, metricName: s.name },
+          );
         return { name: family.name, help: family.help, type: family.type, values, aggregator: 'sum' };
       },
       reset: () => undefined,
@@ -71,7 +75,8 @@ function resolveRegistry(target: PromRegistryLike | PromClientLike): PromRegistr
   if (target !== null && typeof target === 'object') {
     if (typeof (target as PromRegistryLike).registerMetric === 'function') return target as PromRegistryLike;
     const register = (target as PromClientLike).register;
-    if (register !== null && typeof register === 'object' && typeof register.registerMetric === 'function') return register;
+    if (register !== null && typeof register === 'object' && typeof register.registerMetric === 'function')
+      return register;
   }
   throw new TypeError('sse-relay: registerPromMetrics expects a prom-client Registry (or the prom-client module)');
 }

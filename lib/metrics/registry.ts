@@ -54,8 +54,15 @@ const retired = new Counters();
  * retired at the next scrape.
  */
 export function registerSource(source: MetricsSource): () => void {
-  if (source === null || typeof source !== 'object' || !(source.counters instanceof Counters) || typeof source.gauges !== 'function') {
-    throw new TypeError('sse-relay: registerSource expects { counters: Counters, gauges(): { connections, channels } }');
+  if (
+    source === null ||
+    typeof source !== 'object' ||
+    !(source.counters instanceof Counters) ||
+    typeof source.gauges !== 'function'
+  ) {
+    throw new TypeError(
+      'sse-relay: registerSource expects { counters: Counters, gauges(): { connections, channels } }',
+    );
   }
   const entry: Entry = { ref: new WeakRef(source), counters: source.counters, pulledRecoveries: 0 };
   entries.add(entry);

@@ -30,7 +30,12 @@ function one(name: string, value: number, labels: Record<string, string> = {}): 
 }
 
 /** Series per label value, and `other` for counts made before the label was configured or past the cap. */
-function perLabel(name: string, s: MetricsSnapshot, pick: (c: { published: number; delivered: number }) => number, total: number): Sample[] {
+function perLabel(
+  name: string,
+  s: MetricsSnapshot,
+  pick: (c: { published: number; delivered: number }) => number,
+  total: number,
+): Sample[] {
   const labelName = s.labelName!;
   const out: Sample[] = [];
   let labelled = 0;

@@ -41,9 +41,7 @@ export function checkFieldValue(field: 'event' | 'id', value: unknown): string {
     throw new TypeError(`sse-relay: ${field} must be a string, got ${typeof value}`);
   }
   if (hasBreak(value) || value.includes('\0')) {
-    throw new TypeError(
-      `sse-relay: ${field} must not contain CR, LF or NUL, got ${JSON.stringify(value)}`,
-    );
+    throw new TypeError(`sse-relay: ${field} must not contain CR, LF or NUL, got ${JSON.stringify(value)}`);
   }
   return value;
 }

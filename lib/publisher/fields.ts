@@ -39,7 +39,8 @@ function optionalName(value: unknown): string | undefined | null {
 
 /** Checks an object of fields; `form` says every value must already be a string. */
 function check(record: unknown, form: boolean): PublishFields | undefined {
-  if (record === null || typeof record !== 'object' || Array.isArray(record) || Buffer.isBuffer(record)) return undefined;
+  if (record === null || typeof record !== 'object' || Array.isArray(record) || Buffer.isBuffer(record))
+    return undefined;
   const fields = record as Record<string, unknown>;
   for (const key of Object.keys(fields)) if (!FIELDS.has(key)) return undefined;
   const { channel, data } = fields;

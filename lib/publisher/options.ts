@@ -39,7 +39,8 @@ const KNOWN = ['authorize', 'limit', 'wwwAuthenticate'] as const;
 const TOKEN_CHARS = /^[\x20-\x7e]+$/;
 
 export function resolvePublisherOptions(options: PublisherOptions): ResolvedPublisherOptions {
-  if (options === undefined) throw new TypeError('sse-relay: publisher options must be an object with an authorize function');
+  if (options === undefined)
+    throw new TypeError('sse-relay: publisher options must be an object with an authorize function');
   checkOptions('publisher', options, KNOWN);
   if (typeof options.authorize !== 'function') {
     throw new TypeError(

@@ -6,7 +6,15 @@
  * every listener and timer.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { checkFieldValue, checkRetry, dataToText, encodeComment, encodeData, encodeFrame, encodeRetry } from '../protocol/encode';
+import {
+  checkFieldValue,
+  checkRetry,
+  dataToText,
+  encodeComment,
+  encodeData,
+  encodeFrame,
+  encodeRetry,
+} from '../protocol/encode';
 import { HTTP1_HEADERS, STREAM_HEADERS, corsHeaders } from '../protocol/headers';
 import { RETRY, isHttp2, jitter, queryOf, refuse } from '../http';
 import type { AnyEvents, EventMap, EventName, MessageData } from '../events';
@@ -175,7 +183,14 @@ export class Connection implements SseStream, QueueOwner, Ticking {
     const opts = this.admission.opts;
     this.writeHead();
     const socket = directSocket(this.req, this.res);
-    this.queue = new WriteQueue(this.res, socket, opts.maxBufferedBytes, opts.maxWriteDelay, this, onResponseDrain as () => void);
+    this.queue = new WriteQueue(
+      this.res,
+      socket,
+      opts.maxBufferedBytes,
+      opts.maxWriteDelay,
+      this,
+      onResponseDrain as () => void,
+    );
     this.queue.wrote = true; // the head is a write: idle time starts now
     joinClock(this, this.admission.timing.period);
     this.req.socket?.setNoDelay(true);

@@ -65,8 +65,19 @@ export interface ResolvedOptions {
 }
 
 const KNOWN = [
-  'keepAlive', 'retry', 'headers', 'serialize', 'maxBufferedBytes', 'maxEventBytes', 'drainTimeout', 'maxWriteDelay', 'maxDuration',
-  'allowedOrigins', 'maxConnections', 'maxConnectionsPerKey', 'connectionKey',
+  'keepAlive',
+  'retry',
+  'headers',
+  'serialize',
+  'maxBufferedBytes',
+  'maxEventBytes',
+  'drainTimeout',
+  'maxWriteDelay',
+  'maxDuration',
+  'allowedOrigins',
+  'maxConnections',
+  'maxConnectionsPerKey',
+  'connectionKey',
 ] as const;
 
 const MiB = 1024 * 1024;
@@ -92,7 +103,9 @@ function originCheck(value: unknown): ((origin: string) => boolean) | undefined 
   if (value === undefined) return undefined;
   if (typeof value === 'function') return value as (origin: string) => boolean;
   if (!Array.isArray(value)) {
-    throw new TypeError(`sse-relay: option allowedOrigins must be an array of origins or a function, got ${show(value)}`);
+    throw new TypeError(
+      `sse-relay: option allowedOrigins must be an array of origins or a function, got ${show(value)}`,
+    );
   }
   const allowed = new Set<string>();
   for (const origin of value) {
@@ -115,7 +128,9 @@ function headerList(value: unknown): Array<[string, string | number | readonly s
   const out: Array<[string, string | number | readonly string[]]> = [];
   for (const [name, v] of Object.entries(value as Record<string, unknown>)) {
     if (typeof v !== 'string' && typeof v !== 'number' && !Array.isArray(v)) {
-      throw new TypeError(`sse-relay: option headers[${JSON.stringify(name)}] must be a string, number or string[], got ${show(v)}`);
+      throw new TypeError(
+        `sse-relay: option headers[${JSON.stringify(name)}] must be a string, number or string[], got ${show(v)}`,
+      );
     }
     try {
       validateHeaderName(name);
@@ -139,7 +154,9 @@ export function resolveOptions(options: SseOptions | undefined, what = 'sse()'):
   const maxBufferedBytes =
     o.maxBufferedBytes === undefined ? MiB : positiveInt('maxBufferedBytes', o.maxBufferedBytes, true);
   const maxEventBytes =
-    o.maxEventBytes === undefined ? Math.min(maxBufferedBytes, MiB) : positiveInt('maxEventBytes', o.maxEventBytes, true);
+    o.maxEventBytes === undefined
+      ? Math.min(maxBufferedBytes, MiB)
+      : positiveInt('maxEventBytes', o.maxEventBytes, true);
   if (maxEventBytes > maxBufferedBytes) {
     throw new RangeError(
       `sse-relay: option maxEventBytes (${maxEventBytes}) must not exceed maxBufferedBytes (${maxBufferedBytes}): such an event could never be delivered`,
@@ -158,7 +175,9 @@ export function resolveOptions(options: SseOptions | undefined, what = 'sse()'):
     originAllowed: originCheck(o.allowedOrigins),
     maxConnections: o.maxConnections === undefined ? Infinity : positiveInt('maxConnections', o.maxConnections, true),
     maxConnectionsPerKey:
-      o.maxConnectionsPerKey === undefined ? Infinity : positiveInt('maxConnectionsPerKey', o.maxConnectionsPerKey, true),
+      o.maxConnectionsPerKey === undefined
+        ? Infinity
+        : positiveInt('maxConnectionsPerKey', o.maxConnectionsPerKey, true),
     connectionKey: o.connectionKey === undefined ? defaultConnectionKey : fn('connectionKey', o.connectionKey),
   };
 }

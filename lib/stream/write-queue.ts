@@ -71,7 +71,6 @@ export class WriteQueue implements Flushable, HeldSink {
     private readonly onDrain: () => void,
   ) {}
 
-
   get isBackedUp(): boolean {
     return this.backedUp;
   }

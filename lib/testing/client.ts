@@ -196,7 +196,8 @@ function makeStream(req: ClientRequest, res: IncomingMessage): TestStream {
     return new Promise<T>((resolve, reject) => {
       const first = done();
       if (first !== undefined) return resolve(first);
-      if (ended) return reject(new Error(`waited for ${what()}, but the stream had already ended; got ${summary(events)}`));
+      if (ended)
+        return reject(new Error(`waited for ${what()}, but the stream had already ended; got ${summary(events)}`));
       const waiter: Waiter = {
         check() {
           const value = done();
@@ -231,8 +232,13 @@ function makeStream(req: ClientRequest, res: IncomingMessage): TestStream {
     waitFor(predicateOrCount, timeoutMs = DEFAULT_TIMEOUT) {
       if (typeof predicateOrCount === 'number') {
         const count = predicateOrCount;
-        if (!Number.isInteger(count) || count < 0) throw new RangeError(`waitFor: count must be a non-negative integer, got ${count}`);
-        return wait(() => (events.length >= count ? events.slice(0, count) : undefined), timeoutMs, () => `${count} event(s)`);
+        if (!Number.isInteger(count) || count < 0)
+          throw new RangeError(`waitFor: count must be a non-negative integer, got ${count}`);
+        return wait(
+          () => (events.length >= count ? events.slice(0, count) : undefined),
+          timeoutMs,
+          () => `${count} event(s)`,
+        );
       }
       if (typeof predicateOrCount !== 'function') throw new TypeError('waitFor expects a predicate or a count');
       const predicate = predicateOrCount;
@@ -249,7 +255,11 @@ function makeStream(req: ClientRequest, res: IncomingMessage): TestStream {
       );
     },
     waitUntil(condition, timeoutMs = DEFAULT_TIMEOUT, what = 'the condition') {
-      return wait(() => (condition() ? true : undefined), timeoutMs, () => what).then(() => undefined);
+      return wait(
+        () => (condition() ? true : undefined),
+        timeoutMs,
+        () => what,
+      ).then(() => undefined);
     },
     waitForEnd(timeoutMs = DEFAULT_TIMEOUT) {
       return new Promise<void>((resolve, reject) => {
