@@ -104,7 +104,7 @@ async function main() {
       await sleep(50);
     }
     await sleep(500);
-    broker = new RedisBroker({ cluster: ports.map((port) => ({ host: '127.0.0.1', port })), commandTimeout: 10000 });
+    broker = new RedisBroker({ cluster: ports.map((port) => ({ host: '127.0.0.1', port })), commandTimeout: 10000, ...(arg('partitions') ? { partitions: Number(arg('partitions')) } : {}) });
   }
   const channels = Array.from({ length: channelCount }, (_, i) => `bench:${i}`);
   const data = 'x'.repeat(bytes);

@@ -69,6 +69,8 @@ export class CommandConnection {
   private refused = false;
   private lastError: unknown = undefined;
   private loading: Promise<void> | undefined = undefined;
+  /** The library is loaded on the current connection (the fast path skips waiting for it). */
+  loaded = false;
   /** Redis ms - local ms, and how uncertain it is. */
   private offset = 0;
   private offsetError = Infinity;
@@ -78,6 +80,7 @@ export class CommandConnection {
     this.refused = false;
     this.lastError = undefined;
     this.loading = undefined; // a new server may not have our functions (restart, failover)
+    this.loaded = false;
     for (const w of [...this.waiters]) w.resolve();
   };
   private readonly onError = (err: unknown): void => {
@@ -151,16 +154,22 @@ export class CommandConnection {
 
   /** Loads the library once per connection (FUNCTION LOAD REPLACE on every master) and measures the clock offset. */
   ensureLibrary(): Promise<void> {
-    this.loading ??= this.load().catch((err: unknown) => {
-      this.loading = undefined;
-      throw err;
-    });
+    this.loading ??= this.load().then(
+      () => {
+        this.loaded = true;
+      },
+      (err: unknown) => {
+        this.loading = undefined;
+        throw err;
+      },
+    );
     return this.loading;
   }
 
   /** Redis lost the library (FUNCTION FLUSH, a restart, a failover to a node without it): load again. */
   libraryLost(): void {
     this.loading = undefined;
+    this.loaded = false;
   }
 
   private async load(): Promise<void> {
