@@ -1,9 +1,12 @@
 import type { Config } from 'jest';
 
 /**
- * Browser tests (`npm run test:e2e`): headless Chromium from the system
- * (/usr/bin/chromium) driven by playwright-core against the example app.
- * They need the built library (`npm run build`).
+ * End-to-end tests (`npm run test:e2e`), with real parts from Debian:
+ * headless Chromium (/usr/bin/chromium, driven by playwright-core) against the
+ * example app and over HTTP/2; nginx (/usr/sbin/nginx) and Caddy
+ * (/usr/bin/caddy) with the README's recipes in front of an sse-relay app on a
+ * redis-server each test file starts. They need the built library
+ * (`npm run build`). `.ci/run` installs the packages when missing.
  */
 const config: Config = {
   testEnvironment: 'node',

@@ -1,30 +1,25 @@
 /**
- * Coalescing (issue #8): `hub.publish(channel, data, { coalesce: key })` on
+ * Coalescing: `hub.publish(channel, data, { coalesce: key })` on
  * real sockets. A client that stops reading for a while keeps one queued
  * frame per key (latest wins) instead of a growing backlog, so it is not
  * dropped and ends with the latest state of every key, each key in increasing
  * id order; a client that keeps up receives every event.
  */
 import express from 'express';
-import { request, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
+import type { ServerResponse, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { StringDecoder } from 'node:string_decoder';
 import { createHub, type Hub } from '../lib';
-import { closeServer, createParser, expectEvents, openStream, type TestStream } from '../lib/testing';
-import { sleep, until } from './helpers/wait';
+import { closeServer, expectEvents, openStream, type TestStream } from '../lib/testing';
+import { cleanup, defer } from './helpers/cleanup';
+import { pausableClient, type PausableClient } from './helpers/clients';
+import { KiB, MiB } from './helpers/data';
+import { until } from './helpers/wait';
 
-const KiB = 1024;
-const MiB = 1024 * KiB;
 const KEYS = 20;
 const UPDATES = 500; // per key: 10,000 events of ~1 KiB
 const BATCH = 50;
 
-const cleanups: Array<() => unknown> = [];
-
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()!();
-});
-
+afterEach(cleanup);
 
 const keyName = (k: number): string => `order:${k}:status`;
 
@@ -40,41 +35,13 @@ interface Received {
   v: number;
 }
 
-/** A client that can stop reading (`pause()`: the socket is no longer read once 16 KiB are buffered) and resume. */
-interface SlowClient {
-  readonly events: Received[];
-  pause(): void;
-  resume(): void;
-}
+/** The slow client: a pausable client that keeps each event's id and the key and version in its data. */
+type SlowClient = PausableClient<Received>;
 
 function slowClient(port: number, path: string): Promise<SlowClient> {
-  return new Promise((resolve, reject) => {
-    const events: Received[] = [];
-    const parser = createParser((ev) => {
-      const [k, v] = ev.data.split(':', 2).map(Number);
-      events.push({ id: ev.id, k: k!, v: v! });
-    });
-    const req = request(
-      { host: '127.0.0.1', port, path, agent: false, headers: { Accept: 'text/event-stream', 'x-name': 'slow' } },
-      (res: IncomingMessage) => {
-        if (res.statusCode !== 200) {
-          res.destroy();
-          reject(new Error(`slow client: ${path} answered ${res.statusCode}`));
-          return;
-        }
-        const decoder = new StringDecoder('utf8');
-        res.on('data', (chunk: Buffer) => parser.feed(decoder.write(chunk)));
-        res.on('error', () => undefined);
-        resolve({ events, pause: () => res.pause(), resume: () => res.resume() });
-      },
-    );
-    req.on('error', reject);
-    const closed = new Promise<void>((r) => req.once('close', () => r()));
-    cleanups.push(() => {
-      req.destroy();
-      return closed;
-    });
-    req.end();
+  return pausableClient(port, path, { 'x-name': 'slow' }, (ev) => {
+    const [k, v] = ev.data.split(':', 2).map(Number);
+    return { id: ev.id, k: k!, v: v! };
   });
 }
 
@@ -91,7 +58,7 @@ async function start(): Promise<Fixture> {
   // maxBufferedBytes stays at its default (1 MiB). drainTimeout is raised only so that a slow
   // test machine cannot turn the planned pause into a drain-timeout drop; it is not under test.
   const hub = createHub({ authorize: () => true, sse: { drainTimeout: 120_000 } });
-  cleanups.push(() => hub.close());
+  defer(() => hub.close());
   let slowRes: ServerResponse | undefined;
   const app = express();
   app.get(
@@ -104,11 +71,11 @@ async function start(): Promise<Fixture> {
   );
   const server = app.listen(0, '127.0.0.1');
   await new Promise<void>((resolve) => server.once('listening', () => resolve()));
-  cleanups.push(() => closeServer(server));
+  defer(() => closeServer(server));
   const port = (server.address() as AddressInfo).port;
 
   const fast = await openStream({ server, path: '/orders' });
-  cleanups.push(() => fast.close());
+  defer(() => fast.close());
   expect(fast.status).toBe(200);
   const slow = await slowClient(port, '/orders');
   await until(() => hub.stats().connections === 2, 'both streams to be live');
@@ -140,11 +107,11 @@ async function publishAll(fx: Fixture, onBatch: (published: number) => void | Pr
 }
 
 /** Checks what the slow client got: per key increasing versions, all ids in publish order, latest state of every key. */
-function checkSlow(slow: SlowClient, ids: readonly string[]): void {
+function checkSlow(events: readonly Received[], ids: readonly string[]): void {
   const index = new Map(ids.map((id, i) => [id, i]));
   let previous = -1;
   const lastV = new Array<number>(KEYS).fill(-1);
-  for (const ev of slow.events) {
+  for (const ev of events) {
     const at = index.get(ev.id);
     expect(at).toBeDefined();
     // The id is the one published for exactly this key and version.
@@ -158,7 +125,7 @@ function checkSlow(slow: SlowClient, ids: readonly string[]): void {
   // The latest state of every key, with the id that was published for it.
   expect(lastV).toEqual(new Array(KEYS).fill(UPDATES - 1));
   for (let k = 0; k < KEYS; k++) {
-    const last = slow.events.filter((e) => e.k === k).at(-1)!;
+    const last = events.filter((e) => e.k === k).at(-1)!;
     expect(last.id).toBe(ids[(UPDATES - 1) * KEYS + k]);
   }
 }
@@ -196,24 +163,29 @@ test('a client that stops reading during 20 keys x 500 updates is not dropped an
     'the slow client to see the latest update of every key',
     20000,
   );
-  await sleep(50); // nothing else may follow: the queue held one frame per key
-  checkSlow(fx.slow, ids);
   checkFast(fx.fast, ids);
+  // Nothing else may follow: the queue held one frame per key. The fence, an event without a key
+  // published now, comes after everything still queued; what came before it is all there will be.
+  const fence = await fx.hub.publish('orders', 'fence', { event: 'fence' });
+  await until(() => fx.slow.events.at(-1)?.id === fence, 'the slow client to get the fence event', 20000);
+  const got = fx.slow.events.slice(0, -1);
+  checkSlow(got, ids);
   // It did fall behind, and coalescing is what kept it: far fewer events than published.
-  expect(fx.slow.events.length).toBeLessThan(KEYS * UPDATES);
-  expect(fx.slow.events.length - beforeResume).toBeGreaterThan(0);
+  expect(got.length).toBeLessThan(KEYS * UPDATES);
+  expect(got.length - beforeResume).toBeGreaterThan(0);
   expect(maxWritable).toBeLessThan(MiB);
   expect(fx.hub.stats()).toMatchObject({ connections: 2, dropped: 0 });
   if (process.env.SSE_RELAY_MEMORY_REPORT) {
     process.stderr.write(
-      `[coalesce] paused throughout: slow got ${fx.slow.events.length} of ${ids.length} (${beforeResume} before resume), max writableLength ${maxWritable}\n`,
+      `[coalesce] paused throughout: slow got ${got.length} of ${ids.length} (${beforeResume} before resume), max writableLength ${maxWritable}\n`,
     );
   }
 
   // Still a live, healthy stream afterwards.
   const live = await fx.hub.publish('orders', update(0, UPDATES), { event: 'status', coalesce: keyName(0) });
   await until(() => fx.slow.events.at(-1)?.id === live, 'the slow client to get a live event');
-  await fx.fast.waitFor(ids.length + 1);
+  await fx.fast.waitFor(ids.length + 2); // the fence, then the live event
+  expect(fx.fast.events.at(-2)!.id).toBe(fence);
   expect(fx.fast.events.at(-1)!.id).toBe(live);
 }, 120_000);
 
@@ -228,12 +200,8 @@ test('a client that stops reading and resumes halfway through catches up in orde
     }
     expect(fx.hub.stats().dropped).toBe(0);
   });
-  await until(
-    () => fx.slow.events.at(-1)?.id === ids.at(-1),
-    'the slow client to receive the last event',
-    20000,
-  );
-  checkSlow(fx.slow, ids);
+  await until(() => fx.slow.events.at(-1)?.id === ids.at(-1), 'the slow client to receive the last event', 20000);
+  checkSlow(fx.slow.events, ids);
   checkFast(fx.fast, ids);
   expect(fx.slow.events.length).toBeLessThanOrEqual(KEYS * UPDATES);
   expect(fx.hub.stats()).toMatchObject({ connections: 2, dropped: 0 });
@@ -250,7 +218,8 @@ test('events without a coalesce key are never replaced, and keys only replace th
   let rounds = 0;
   const round = async (withPlain: boolean): Promise<void> => {
     const batch: Array<Promise<string>> = [];
-    for (let k = 0; k < KEYS; k++) batch.push(fx.hub.publish('orders', update(k, rounds), { event: 'status', coalesce: keyName(k) }));
+    for (let k = 0; k < KEYS; k++)
+      batch.push(fx.hub.publish('orders', update(k, rounds), { event: 'status', coalesce: keyName(k) }));
     if (withPlain) batch.push(fx.hub.publish('orders', update(KEYS, rounds), { event: 'status' })); // no key
     const got = await Promise.all(batch);
     ids.push(...got);

@@ -29,11 +29,17 @@ interface AppModule {
   createApp(options?: {
     broker?: unknown;
     secret?: string;
+    redisUrl?: string;
+    publishToken?: string;
     jobTickMs?: number;
     jobStep?: number;
     reauthorizeEvery?: number;
   }): ExampleApp;
-  canSubscribe(store: { order(id: string): { owner: string } | undefined }, user: string | undefined, channel: string): boolean;
+  canSubscribe(
+    store: { order(id: string): { owner: string } | undefined },
+    user: string | undefined,
+    channel: string,
+  ): boolean;
 }
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { createApp, canSubscribe } = require('../example-app/app') as AppModule;
@@ -44,7 +50,7 @@ let base: string;
 const streams: TestStream[] = [];
 
 beforeAll(async () => {
-  example = createApp({ secret: 'test-secret', jobTickMs: 10, jobStep: 10 });
+  example = createApp({ secret: 'test-secret', publishToken: 'test-publish-token', jobTickMs: 10, jobStep: 10 });
   server = await listen(example.app);
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 });
@@ -102,9 +108,9 @@ describe('login and session cookie', () => {
   test('a forged or foreign cookie is no session', async () => {
     const alice = await login('alice');
     const [payload, sig] = alice.slice('session='.length).split('.') as [string, string];
-    const asBob = Buffer.from(
-      Buffer.from(payload, 'base64url').toString().replace('"alice"', '"bob"'),
-    ).toString('base64url');
+    const asBob = Buffer.from(Buffer.from(payload, 'base64url').toString().replace('"alice"', '"bob"')).toString(
+      'base64url',
+    );
     for (const cookie of [`session=${asBob}.${sig}`, `session=${payload}.x${sig.slice(1)}`, 'session=garbage']) {
       const res = await request(base).get('/dashboard').set('Cookie', cookie).expect(303);
       expect(res.headers.location).toBe('/login');
@@ -156,7 +162,10 @@ describe('pages', () => {
   const pages = ['/dashboard', '/orders', '/orders/1001', '/notifications', '/jobs'];
 
   test.each(pages)('%s: 200 when logged in, redirect to /login when not', async (page) => {
-    const ok = await request(base).get(page).set('Cookie', await login('alice')).expect(200);
+    const ok = await request(base)
+      .get(page)
+      .set('Cookie', await login('alice'))
+      .expect(200);
     expect(ok.headers['content-type']).toMatch(/^text\/html/);
     expect(ok.text).toContain('Signed in as <strong>Alice</strong>');
     const anon = await request(base).get(page).expect(303);
@@ -167,29 +176,65 @@ describe('pages', () => {
   });
 
   test('/ redirects to the dashboard, /login to the dashboard once logged in', async () => {
-    expect((await request(base).get('/').set('Cookie', await login('alice')).expect(303)).headers.location).toBe('/dashboard');
-    expect((await request(base).get('/login').set('Cookie', await login('alice')).expect(303)).headers.location).toBe(
-      '/dashboard',
-    );
+    expect(
+      (
+        await request(base)
+          .get('/')
+          .set('Cookie', await login('alice'))
+          .expect(303)
+      ).headers.location,
+    ).toBe('/dashboard');
+    expect(
+      (
+        await request(base)
+          .get('/login')
+          .set('Cookie', await login('alice'))
+          .expect(303)
+      ).headers.location,
+    ).toBe('/dashboard');
     await request(base).get('/login').expect(200);
   });
 
   test("another user's order or job is a 404; the warehouse is for staff", async () => {
-    await request(base).get('/orders/1003').set('Cookie', await login('alice')).expect(404);
-    await request(base).get('/orders/nope').set('Cookie', await login('alice')).expect(404);
-    await request(base).get('/warehouse').set('Cookie', await login('alice')).expect(403);
-    const wh = await request(base).get('/warehouse').set('Cookie', await login('carol')).expect(200);
+    await request(base)
+      .get('/orders/1003')
+      .set('Cookie', await login('alice'))
+      .expect(404);
+    await request(base)
+      .get('/orders/nope')
+      .set('Cookie', await login('alice'))
+      .expect(404);
+    await request(base)
+      .get('/warehouse')
+      .set('Cookie', await login('alice'))
+      .expect(403);
+    const wh = await request(base)
+      .get('/warehouse')
+      .set('Cookie', await login('carol'))
+      .expect(200);
     expect(wh.text).toContain('id="wh-row-1003"');
 
-    const started = await request(base).post('/jobs').set('Cookie', await login('bob')).expect(303);
+    const started = await request(base)
+      .post('/jobs')
+      .set('Cookie', await login('bob'))
+      .expect(303);
     const jobPath = String(started.headers.location);
     expect(jobPath).toMatch(/^\/jobs\/[0-9a-f]{8}$/);
-    await request(base).get(jobPath).set('Cookie', await login('bob')).expect(200);
-    await request(base).get(jobPath).set('Cookie', await login('alice')).expect(404);
+    await request(base)
+      .get(jobPath)
+      .set('Cookie', await login('bob'))
+      .expect(200);
+    await request(base)
+      .get(jobPath)
+      .set('Cookie', await login('alice'))
+      .expect(404);
   });
 
   test('pages embed the resume point of their channels in sse-connect', async () => {
-    const order = await request(base).get('/orders/1001').set('Cookie', await login('alice')).expect(200);
+    const order = await request(base)
+      .get('/orders/1001')
+      .set('Cookie', await login('alice'))
+      .expect(200);
     const embedded = /^\/events\/order%3A1001\?lastEventId=([A-Za-z0-9_-]+)\.(\d+)$/.exec(sseConnect(order.text));
     expect(embedded).not.toBeNull();
     // Ids are global positions: other channels' events (a running job) may have moved the head since.
@@ -197,7 +242,10 @@ describe('pages', () => {
     expect(embedded![1]).toBe(epoch);
     expect(Number(embedded![2])).toBeLessThanOrEqual(Number(seq));
 
-    const dash = await request(base).get('/dashboard').set('Cookie', await login('alice')).expect(200);
+    const dash = await request(base)
+      .get('/dashboard')
+      .set('Cookie', await login('alice'))
+      .expect(200);
     const url = new URL(sseConnect(dash.text), base);
     expect(url.pathname).toBe('/events');
     expect(url.searchParams.getAll('channel')).toEqual([
@@ -234,7 +282,7 @@ describe('the authorize hook', () => {
     ['/events?channel=dashboard:stats&channel=user:bob:notifications', 'alice'],
     ['/events/dashboard:stats', undefined],
     ['/events/user:alice:notifications', undefined],
-  ])("%s as %s: 403, no stream", async (url, user) => {
+  ])('%s as %s: 403, no stream', async (url, user) => {
     const s = await stream(url, user);
     expect(s.status).toBe(403);
     expect(s.headers['content-type']).not.toMatch(/event-stream/);
@@ -245,7 +293,10 @@ describe('the authorize hook', () => {
     ['/events/job:alice:42', 'alice'],
     ['/events/order:1001', 'alice'],
     ['/events/dashboard:activity', 'bob'],
-    ['/events?channel=dashboard:stats&channel=dashboard:activity&channel=user:bob:notifications&channel=order:1003', 'bob'],
+    [
+      '/events?channel=dashboard:stats&channel=dashboard:activity&channel=user:bob:notifications&channel=order:1003',
+      'bob',
+    ],
   ])('%s as %s: 200 event stream', async (url, user) => {
     const s = await stream(url, user);
     expect(s.status).toBe(200);
@@ -304,15 +355,27 @@ describe('publishing routes put escaped fragments on the streams', () => {
     expect(alice.events.some((e) => e.data.includes('for bob'))).toBe(false);
 
     // The page renders the same escaped text.
-    const page = await request(base).get('/notifications').set('Cookie', await login('alice')).expect(200);
+    const page = await request(base)
+      .get('/notifications')
+      .set('Cookie', await login('alice'))
+      .expect(200);
     expect(page.text).toContain('&lt;img src=x onerror=&quot;alert(1)&quot;&gt;');
     expect(page.text).not.toContain('<img');
   });
 
   test('a notification must have a known user and 1 to 280 characters', async () => {
     const cookie = await login('alice');
-    for (const body of [{ to: 'mallory', text: 'hi' }, { to: 'bob', text: '   ' }, { to: 'bob', text: 'x'.repeat(281) }]) {
-      const res = await request(base).post('/notifications').set('Cookie', cookie).set('HX-Request', 'true').type('form').send(body);
+    for (const body of [
+      { to: 'mallory', text: 'hi' },
+      { to: 'bob', text: '   ' },
+      { to: 'bob', text: 'x'.repeat(281) },
+    ]) {
+      const res = await request(base)
+        .post('/notifications')
+        .set('Cookie', cookie)
+        .set('HX-Request', 'true')
+        .type('form')
+        .send(body);
       expect(res.status).toBe(422);
       expect(res.text).toContain('flash-error');
     }
@@ -344,16 +407,26 @@ describe('publishing routes put escaped fragments on the streams', () => {
       5000,
       'all four kinds of event on the multi-channel stream',
     );
-    expect(dash.events.find((e) => e.event === 'notification')!.data).toContain('Order #1001 (Espresso machine) is now shipped.');
+    expect(dash.events.find((e) => e.event === 'notification')!.data).toContain(
+      'Order #1001 (Espresso machine) is now shipped.',
+    );
     expect(dash.events.find((e) => e.event === 'activity')!.data).toContain('Carol set order #1001 to shipped');
     expect(dash.events.find((e) => e.event === 'stats')!.data).toContain('<dt>Shipped</dt><dd>');
     // The dashboard's trigger target: the refetched fragment shows the new status.
-    const fragment = await request(base).get('/dashboard/orders').set('Cookie', await login('alice')).expect(200);
+    const fragment = await request(base)
+      .get('/dashboard/orders')
+      .set('Cookie', await login('alice'))
+      .expect(200);
     expect(fragment.text).toContain('badge-shipped');
   });
 
   test('status changes: owner or staff only, known statuses only, plain forms redirect', async () => {
-    await request(base).post('/orders/1001/status').set('Cookie', await login('bob')).type('form').send({ status: 'paid' }).expect(404);
+    await request(base)
+      .post('/orders/1001/status')
+      .set('Cookie', await login('bob'))
+      .type('form')
+      .send({ status: 'paid' })
+      .expect(404);
     const bad = await request(base)
       .post('/orders/1001/status')
       .set('Cookie', await login('alice'))
@@ -362,7 +435,11 @@ describe('publishing routes put escaped fragments on the streams', () => {
       .send({ status: '<b>lost</b>' })
       .expect(422);
     expect(bad.text).not.toContain('<b>');
-    const plain = await request(base).post('/orders/1002/status').set('Cookie', await login('alice')).type('form').send({ status: 'paid' });
+    const plain = await request(base)
+      .post('/orders/1002/status')
+      .set('Cookie', await login('alice'))
+      .type('form')
+      .send({ status: 'paid' });
     expect(plain.status).toBe(303);
     expect(plain.headers.location).toBe('/orders/1002');
     const hx = await request(base)
@@ -380,7 +457,12 @@ describe('publishing routes put escaped fragments on the streams', () => {
     const page = await request(base).get('/orders/1002').set('Cookie', cookie).expect(200);
     const url = sseConnect(page.text);
     expect(url).toMatch(/\?lastEventId=[A-Za-z0-9._-]+$/);
-    await request(base).post('/orders/1002/status').set('Cookie', cookie).type('form').send({ status: 'delivered' }).expect(303);
+    await request(base)
+      .post('/orders/1002/status')
+      .set('Cookie', cookie)
+      .type('form')
+      .send({ status: 'delivered' })
+      .expect(303);
     const s = await stream(url, 'alice');
     const [ev] = await s.waitFor(1);
     expect(ev).toMatchObject({ event: 'status', data: '<span class="badge badge-delivered">Delivered</span>' });
@@ -401,6 +483,63 @@ describe('publishing routes put escaped fragments on the streams', () => {
     const after = await request(base).get(String(started.headers.location)).set('Cookie', cookie).expect(200);
     expect(after.text).not.toContain('sse-connect');
     expect(after.text).toContain('value="100"');
+  });
+});
+
+describe('the job worker (a separate process) and the publish endpoint it uses', () => {
+  const endpoint = (body: object, auth?: string) => {
+    const r = request(base).post('/internal/publish').set('Content-Type', 'application/json');
+    if (auth !== undefined) r.set('Authorization', auth);
+    return r.send(JSON.stringify(body));
+  };
+
+  test('POST /internal/publish needs the bearer token and takes job channels only', async () => {
+    const res401 = await endpoint({ channel: 'job:alice:1', data: 'x', event: 'progress' }).expect(401);
+    expect([res401.headers['www-authenticate'], res401.text]).toEqual(['Bearer', 'Unauthorized']);
+    expect((await endpoint({ channel: 'job:alice:1', data: 'x' }, 'Bearer wrong').expect(403)).text).toBe('Forbidden');
+    expect(
+      (await endpoint({ channel: 'dashboard:stats', data: 'x' }, 'Bearer test-publish-token').expect(403)).text,
+    ).toBe('Forbidden');
+    const s = await stream('/events/job:alice:abc123', 'alice');
+    const ok = await endpoint(
+      { channel: 'job:alice:abc123', data: '<b>hi</b>', event: 'progress' },
+      'Bearer test-publish-token',
+    ).expect(201);
+    const [ev] = await s.waitFor(1);
+    expect(ev).toEqual({ id: (ok.body as { id: string }).id, event: 'progress', data: '<b>hi</b>' });
+  });
+
+  // REDIS_URL comes from the global setup (a real redis-server): a missing one fails, never skips.
+  test('on Redis, the worker publishes with the sse-relay CLI: progress and done arrive', async () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { RedisBroker } = require('../dist') as { RedisBroker: new (o: { url: string; prefix: string }) => unknown };
+    // The CLI uses the default prefix, as the app's broker does.
+    const redisApp = createApp({
+      broker: new RedisBroker({ url: process.env.REDIS_URL!, prefix: 'sse-relay:' }),
+      redisUrl: process.env.REDIS_URL!,
+      secret: 'test-secret',
+      jobTickMs: 10,
+      jobStep: 50,
+    });
+    const redisServer = await listen(redisApp.app);
+    try {
+      const url = `http://127.0.0.1:${(redisServer.address() as AddressInfo).port}`;
+      const cookie = await login('bob');
+      const started = await request(url).post('/jobs').set('Cookie', cookie).expect(303);
+      const page = await request(url).get(String(started.headers.location)).set('Cookie', cookie).expect(200);
+      const s = await openStream(url + sseConnect(page.text), { headers: { Cookie: cookie } });
+      streams.push(s);
+      const events = await s.waitFor((e) => e.event === 'done', 20_000);
+      const progress = events
+        .filter((e) => e.event === 'progress')
+        .map((e) => Number(/value="(\d+)"/.exec(e.data)?.[1]));
+      expect(progress.at(-1)).toBe(100);
+      expect(progress).toEqual([...progress].sort((a, b) => a - b));
+      expect(events.at(-1)!.data).toContain('Completed');
+    } finally {
+      await redisApp.close();
+      await closeServer(redisServer);
+    }
   });
 });
 
@@ -476,7 +615,12 @@ describe('server.js', () => {
         streams.push(s);
         expect(s.status).toBe(200);
         // The same cookie works on B (same SESSION_SECRET); B publishes, A's stream receives.
-        await request(b.url).post('/notifications').set('Cookie', cookie).type('form').send({ to: 'alice', text: 'from B' }).expect(303);
+        await request(b.url)
+          .post('/notifications')
+          .set('Cookie', cookie)
+          .type('form')
+          .send({ to: 'alice', text: 'from B' })
+          .expect(303);
         const [ev] = await s.waitFor((e) => e.event === 'notification', 5000);
         expect(ev!.data).toContain('<p>from B</p>');
       } finally {

@@ -18,6 +18,7 @@ import {
   type ParsedEvent,
   type TestStream,
 } from '../lib/testing';
+import { until } from './helpers/wait';
 
 interface Case {
   name: string;
@@ -52,7 +53,11 @@ const CASES: Case[] = [
   { name: 'only the last trailing LF is removed', input: 'data: a\ndata:\n\n', events: [ev('a\n')] },
   { name: 'no data field: nothing is dispatched', input: 'event: x\n\nid: 1\n\n\n\n', events: [] },
   { name: 'the event type is reset by a blank line without data', input: 'event: x\n\ndata: a\n\n', events: [ev('a')] },
-  { name: 'the event type is reset after each event', input: 'event: x\ndata: a\n\ndata: b\n\n', events: [ev('a', 'x'), ev('b')] },
+  {
+    name: 'the event type is reset after each event',
+    input: 'event: x\ndata: a\n\ndata: b\n\n',
+    events: [ev('a', 'x'), ev('b')],
+  },
   { name: 'an empty event type is message', input: 'event:\ndata: a\n\n', events: [ev('a')] },
   { name: 'the last event field wins', input: 'event: x\nevent: y\ndata: a\n\n', events: [ev('a', 'y')] },
   { name: 'field names are case-sensitive', input: 'Data: a\nDATA: b\nEvent: e\ndata: c\n\n', events: [ev('c')] },
@@ -69,10 +74,26 @@ const CASES: Case[] = [
     input: 'id: 1\ndata: a\n\ndata: b\n\nid: 2\ndata: c\n\n',
     events: [ev('a', 'message', '1'), ev('b', 'message', '1'), ev('c', 'message', '2')],
   },
-  { name: 'an id with NUL is ignored', input: 'id: 1\ndata: a\n\nid: 2\0x\ndata: b\n\n', events: [ev('a', 'message', '1'), ev('b', 'message', '1')] },
-  { name: 'an empty id resets the last event id', input: 'id: 1\ndata: a\n\nid\ndata: b\n\nid: 3\n\nid:\ndata: c\n\n', events: [ev('a', 'message', '1'), ev('b'), ev('c')] },
-  { name: 'an id without data still sets the last event id', input: 'id: 7\n\ndata: a\n\n', events: [ev('a', 'message', '7')] },
-  { name: 'an id takes effect at dispatch, not before', input: 'data: a\nid: 5\n\n', events: [ev('a', 'message', '5')] },
+  {
+    name: 'an id with NUL is ignored',
+    input: 'id: 1\ndata: a\n\nid: 2\0x\ndata: b\n\n',
+    events: [ev('a', 'message', '1'), ev('b', 'message', '1')],
+  },
+  {
+    name: 'an empty id resets the last event id',
+    input: 'id: 1\ndata: a\n\nid\ndata: b\n\nid: 3\n\nid:\ndata: c\n\n',
+    events: [ev('a', 'message', '1'), ev('b'), ev('c')],
+  },
+  {
+    name: 'an id without data still sets the last event id',
+    input: 'id: 7\n\ndata: a\n\n',
+    events: [ev('a', 'message', '7')],
+  },
+  {
+    name: 'an id takes effect at dispatch, not before',
+    input: 'data: a\nid: 5\n\n',
+    events: [ev('a', 'message', '5')],
+  },
   { name: 'NUL in data is data', input: 'data: a\0b\n\n', events: [ev('a\0b')] },
   { name: 'non-ASCII data', input: 'data: 😀 é\n\n', events: [ev('😀 é')] },
   { name: 'retry with digits', input: 'retry: 1000\nretry:0\n\n', events: [], retries: [1000, 0] },
@@ -82,7 +103,12 @@ const CASES: Case[] = [
     events: [],
     retries: [7],
   },
-  { name: 'retry does not dispatch, and is per field not per event', input: 'retry: 5\ndata: a\n\n', events: [ev('a')], retries: [5] },
+  {
+    name: 'retry does not dispatch, and is per field not per event',
+    input: 'retry: 5\ndata: a\n\n',
+    events: [ev('a')],
+    retries: [5],
+  },
   { name: 'an unterminated event is never dispatched', input: 'data: a\n\ndata: b\n', events: [ev('a')] },
   { name: 'an unterminated line is not a line', input: 'data: a\n\ndata: b', events: [ev('a')] },
   { name: 'a blank line at the very start dispatches nothing', input: '\n\r\n\rdata: a\n\n', events: [ev('a')] },
@@ -294,7 +320,7 @@ describe('sse-relay/testing client', () => {
     const waiting = stream.waitFor(1, 60_000);
     await Promise.all([stream.close(), stream.close()]);
     await expect(waiting).rejects.toThrow(/closed by the test/);
-    for (let i = 0; i < 200 && serverSaw.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    await until(() => serverSaw.length > 0, 'the server to see the client leave', 1000);
     expect(serverSaw).toEqual(['close']);
     await stream.close();
   });
@@ -303,7 +329,9 @@ describe('sse-relay/testing client', () => {
     const server = await serve(() => {
       /* never answers */
     });
-    await expect(openStream({ server, path: '/' }, { timeoutMs: 100 })).rejects.toThrow(/no response head .* within 100 ms/);
+    await expect(openStream({ server, path: '/' }, { timeoutMs: 100 })).rejects.toThrow(
+      /no response head .* within 100 ms/,
+    );
     const closed = await listen(() => {});
     const { port } = closed.address() as { port: number };
     await closeServer(closed);
@@ -337,9 +365,15 @@ describe('sse-relay/testing client', () => {
       r.write('data: 1\n\ndata: 2\n\nevent: done\ndata: 3\n\ndata: 4\n\n');
     });
     expect((await collectEvents(server, '/', { count: 2 })).map((e) => e.data)).toEqual(['1', '2']);
-    expect((await collectEvents(server, '/', { until: (e) => e.event === 'done' })).map((e) => e.data)).toEqual(['1', '2', '3']);
+    expect((await collectEvents(server, '/', { until: (e) => e.event === 'done' })).map((e) => e.data)).toEqual([
+      '1',
+      '2',
+      '3',
+    ]);
     await expect(collectEvents(server, '/missing', { count: 1 })).rejects.toThrow(/answered 404, not 200/);
-    await expect(collectEvents(server, '/', { count: 5 }, { timeoutMs: 100 })).rejects.toThrow(/100 ms passed; got 4 event/);
+    await expect(collectEvents(server, '/', { count: 5 }, { timeoutMs: 100 })).rejects.toThrow(
+      /100 ms passed; got 4 event/,
+    );
   });
 
   test('expectEvents compares only the fields given, and the length', () => {

@@ -57,7 +57,11 @@ function expectedKit(events: EventFields[]): ParsedEvent[] {
 
 /** What eventsource-parser v3 produces: the id of each event only, `undefined` event type for the default. */
 function expectedEsp(events: EventFields[]) {
-  return events.map((f) => ({ event: f.event ? f.event : undefined, data: textOf(f), id: f.id === undefined ? undefined : String(f.id) }));
+  return events.map((f) => ({
+    event: f.event ? f.event : undefined,
+    data: textOf(f),
+    id: f.id === undefined ? undefined : String(f.id),
+  }));
 }
 
 const retriesOf = (events: EventFields[]) => events.flatMap((f) => (f.retry === undefined ? [] : [f.retry]));
@@ -114,16 +118,22 @@ describe('encodeEvent -> eventsource-parser', () => {
     for (let i = 0; i <= wire.length; i++) {
       for (let j = i; j <= wire.length; j++) {
         const got = viaEsp([wire.slice(0, i), wire.slice(i, j), wire.slice(j)]);
-        if (JSON.stringify(got) !== JSON.stringify(one)) expect({ cut: [i, j], ...got }).toEqual({ cut: [i, j], ...one });
+        if (JSON.stringify(got) !== JSON.stringify(one))
+          expect({ cut: [i, j], ...got }).toEqual({ cut: [i, j], ...one });
       }
     }
   });
 
   test('a custom serializer round-trips too', () => {
-    const serialize = (v: unknown) => Object.entries(v as Record<string, string>).map(([k, x]) => `${k}=${x}`).join('\r\n');
+    const serialize = (v: unknown) =>
+      Object.entries(v as Record<string, string>)
+        .map(([k, x]) => `${k}=${x}`)
+        .join('\r\n');
     const wire = encodeEvent({ data: { a: '1', b: '2' } }, serialize);
     for (let i = 0; i <= wire.length; i++) {
-      expect(viaEsp([wire.slice(0, i), wire.slice(i)]).events).toEqual([{ event: undefined, id: undefined, data: 'a=1\nb=2' }]);
+      expect(viaEsp([wire.slice(0, i), wire.slice(i)]).events).toEqual([
+        { event: undefined, id: undefined, data: 'a=1\nb=2' },
+      ]);
     }
   });
 });
@@ -143,7 +153,11 @@ describe('encodeEvent -> the test kit parser', () => {
     const bytes = Buffer.from(STREAM, 'utf8');
     for (let i = 0; i <= bytes.length; i++) {
       const decoder = new TextDecoder('utf-8');
-      const chunks = [decoder.decode(bytes.subarray(0, i), { stream: true }), decoder.decode(bytes.subarray(i), { stream: true }), decoder.decode()];
+      const chunks = [
+        decoder.decode(bytes.subarray(0, i), { stream: true }),
+        decoder.decode(bytes.subarray(i), { stream: true }),
+        decoder.decode(),
+      ];
       const got = viaKit(chunks);
       expect({ cut: i, ...got }).toEqual({ cut: i, ...want });
     }
@@ -163,7 +177,22 @@ describe('random data round-trips through both parsers', () => {
       return seed / 0x80000000;
     };
   }
-  const PIECES = ['\r', '\n', '\r\n', 'a', ' ', ':', '\0', '😀', 'data: ', 'event: ', 'id: ', 'retry: 1', '\uFEFF', 'é'];
+  const PIECES = [
+    '\r',
+    '\n',
+    '\r\n',
+    'a',
+    ' ',
+    ':',
+    '\0',
+    '😀',
+    'data: ',
+    'event: ',
+    'id: ',
+    'retry: 1',
+    '\uFEFF',
+    'é',
+  ];
 
   test('500 generated events, each cut at a random place', () => {
     const rand = rng(0x5eed);
@@ -183,68 +212,85 @@ describe('random data round-trips through both parsers', () => {
   });
 });
 
-describe('over a real socket, res.sse.send writes exactly what encodeEvent produces', () => {
-  let server: Server | undefined;
-  afterEach(async () => {
-    if (server) await closeServer(server);
-    server = undefined;
-  });
+/** Both write paths (lib/stream/direct.ts): straight to the socket (the default where safe) and through res.write. */
+const WRITE_PATHS = [
+  { path: 'direct', env: 'direct' },
+  { path: 'res.write', env: 'node' },
+] as const;
 
-  test('every event of the table', async () => {
-    const mw = sse({ keepAlive: false });
-    server = await listen((req, res) => {
-      mw(req, res, () => {
-        for (const f of EVENTS) {
-          if (f.retry !== undefined) res.sse.retry(f.retry);
-          if (f.event !== undefined) res.sse.send(f.data, { event: f.event, id: f.id });
-          else res.sse.send(f.data, { id: f.id });
-        }
-        res.sse.close();
-      });
+describe.each(WRITE_PATHS)(
+  'over a real socket ($path write path), res.sse.send writes exactly what encodeEvent produces',
+  ({ env }) => {
+    let server: Server | undefined;
+    beforeAll(() => {
+      process.env.SSE_RELAY_WRITE_PATH = env;
     });
-    const stream = await openStream({ server, path: '/' });
-    try {
-      await stream.waitForEnd();
-      // send() has no retry option: the retry frame goes just before its event.
-      const expected = EVENTS.map((f) => (f.retry !== undefined ? encodeRetry(f.retry) : '') + encodeEvent({ ...f, retry: undefined })).join('');
-      expect(stream.raw()).toBe(expected);
-      expect(stream.events).toEqual(expectedKit(EVENTS));
-      expect(stream.retries).toEqual(retriesOf(EVENTS));
-      expect(viaEsp([stream.raw()]).events).toEqual(expectedEsp(EVENTS));
-    } finally {
-      await stream.close();
-    }
-  });
+    afterAll(() => {
+      delete process.env.SSE_RELAY_WRITE_PATH;
+    });
+    afterEach(async () => {
+      if (server) await closeServer(server);
+      server = undefined;
+    });
 
-  test('a lone surrogate is EF BF BD on the wire; emoji are their 4 bytes', async () => {
-    const mw = sse({ keepAlive: false });
-    server = await listen((req, res) => {
-      mw(req, res, () => {
-        res.sse.send('a\uD800b');
-        res.sse.send('😀', { event: 'e\uDC00' });
-        res.sse.close();
+    test('every event of the table', async () => {
+      const mw = sse({ keepAlive: false });
+      server = await listen((req, res) => {
+        mw(req, res, () => {
+          for (const f of EVENTS) {
+            if (f.retry !== undefined) res.sse.retry(f.retry);
+            if (f.event !== undefined) res.sse.send(f.data, { event: f.event, id: f.id });
+            else res.sse.send(f.data, { id: f.id });
+          }
+          res.sse.close();
+        });
       });
+      const stream = await openStream({ server, path: '/' });
+      try {
+        await stream.waitForEnd();
+        // send() has no retry option: the retry frame goes just before its event.
+        const expected = EVENTS.map(
+          (f) => (f.retry !== undefined ? encodeRetry(f.retry) : '') + encodeEvent({ ...f, retry: undefined }),
+        ).join('');
+        expect(stream.raw()).toBe(expected);
+        expect(stream.events).toEqual(expectedKit(EVENTS));
+        expect(stream.retries).toEqual(retriesOf(EVENTS));
+        expect(viaEsp([stream.raw()]).events).toEqual(expectedEsp(EVENTS));
+      } finally {
+        await stream.close();
+      }
     });
-    const stream = await openStream({ server, path: '/' });
-    try {
-      await stream.waitForEnd();
-      expect(stream.bytes().toString('hex')).toBe(
-        Buffer.concat([
-          Buffer.from('data: a'),
-          Buffer.from([0xef, 0xbf, 0xbd]),
-          Buffer.from('b\n\nevent: e'),
-          Buffer.from([0xef, 0xbf, 0xbd]),
-          Buffer.from('\ndata: '),
-          Buffer.from([0xf0, 0x9f, 0x98, 0x80]),
-          Buffer.from('\n\n'),
-        ]).toString('hex'),
-      );
-      expect(stream.events).toEqual([
-        { event: 'message', data: 'a\uFFFDb', id: '' },
-        { event: 'e\uFFFD', data: '😀', id: '' },
-      ]);
-    } finally {
-      await stream.close();
-    }
-  });
-});
+
+    test('a lone surrogate is EF BF BD on the wire; emoji are their 4 bytes', async () => {
+      const mw = sse({ keepAlive: false });
+      server = await listen((req, res) => {
+        mw(req, res, () => {
+          res.sse.send('a\uD800b');
+          res.sse.send('😀', { event: 'e\uDC00' });
+          res.sse.close();
+        });
+      });
+      const stream = await openStream({ server, path: '/' });
+      try {
+        await stream.waitForEnd();
+        expect(stream.bytes().toString('hex')).toBe(
+          Buffer.concat([
+            Buffer.from('data: a'),
+            Buffer.from([0xef, 0xbf, 0xbd]),
+            Buffer.from('b\n\nevent: e'),
+            Buffer.from([0xef, 0xbf, 0xbd]),
+            Buffer.from('\ndata: '),
+            Buffer.from([0xf0, 0x9f, 0x98, 0x80]),
+            Buffer.from('\n\n'),
+          ]).toString('hex'),
+        );
+        expect(stream.events).toEqual([
+          { event: 'message', data: 'a\uFFFDb', id: '' },
+          { event: 'e\uFFFD', data: '😀', id: '' },
+        ]);
+      } finally {
+        await stream.close();
+      }
+    });
+  },
+);

@@ -32,7 +32,11 @@ const label = (n) => {
   const name = cf.functionName || '(anonymous)';
   if (!cf.url) return name;
   const url = cf.url.replace(/^file:\/\//, '');
-  const short = url.includes('/dist/') ? 'dist/' + url.split('/dist/')[1] : url.startsWith('node:') ? url : path.basename(url);
+  const short = url.includes('/dist/')
+    ? 'dist/' + url.split('/dist/')[1]
+    : url.startsWith('node:')
+      ? url
+      : path.basename(url);
   return `${name} ${short}:${cf.lineNumber + 1}`;
 };
 

@@ -1,15 +1,21 @@
 'use strict';
 // One server under test, in its own process. argv: <kind> <json options>
 //   kind: raw | better-sse | sse-relay | sse-relay-redis | publisher-redis
-//   options: { redisUrl, hubOptions } (hubOptions: extra createHub options, for experiments)
-// Every GET is an event stream on the one channel "bench". Commands arrive over
+//   options: { redisUrl, channels, hubOptions, env } (hubOptions: extra createHub options; env: extra
+//   environment, both for A/B rows and experiments)
+// Every GET is an event stream on the channel "bench" (channels > 1, sse-relay
+// servers: on "bench" and "bench.1" ... "bench.<channels-1>", with the events
+// published round-robin over them). Commands arrive over
 // IPC (see serveRpc): count, mark, publish, read, mem, exit.
 const http = require('node:http');
 const { payloadMaker, serveRpc } = require('./common');
 
 const kind = process.argv[2];
 const options = JSON.parse(process.argv[3] || '{}');
+// A row's environment (e.g. SSE_RELAY_WRITE_PATH=node for the A/B rows), before the library loads.
+Object.assign(process.env, options.env);
 const CHANNEL = 'bench';
+const CHANNELS = Array.from({ length: options.channels || 1 }, (_, i) => (i === 0 ? CHANNEL : `${CHANNEL}.${i}`));
 const EVENT = 'tick';
 const now = () => process.hrtime.bigint();
 
@@ -64,13 +70,17 @@ if (kind === 'raw') {
     broker = new lib.RedisBroker({ url: options.redisUrl });
   }
   hub = lib.createHub({ ...options.hubOptions, authorize: () => true, broker });
-  const handler = hub.subscribe(() => CHANNEL);
+  const select = CHANNELS.length === 1 ? () => CHANNEL : () => CHANNELS;
+  const handler = hub.subscribe(select);
   handle = (req, res) =>
     handler(req, res, (err) => {
       res.statusCode = err ? 500 : 404;
       res.end();
     });
-  publishOne = (data) => hub.publish(CHANNEL, data, { event: EVENT });
+  publishOne =
+    CHANNELS.length === 1
+      ? (data) => hub.publish(CHANNEL, data, { event: EVENT })
+      : (data, seq) => hub.publish(CHANNELS[seq % CHANNELS.length], data, { event: EVENT });
   subscribers = () => hub.stats().connections;
   delivered = () => hub.stats().delivered;
 } else {
@@ -220,7 +230,8 @@ serveRpc({
       await yieldTurn();
       await drainAll(deadline);
       if (hub !== undefined && kind !== 'publisher-redis') {
-        while (delivered() < (seq - lag) * clients) {
+        // Streams the server cut (a flood) no longer take deliveries: count the ones still open.
+        while (delivered() < (seq - lag) * Math.min(clients, subscribers())) {
           if (now() > deadline) throw new Error('events did not come back from the broker in time');
           await sleep(1);
         }
@@ -258,7 +269,7 @@ serveRpc({
   /** Heap and RSS after full garbage collections (needs --expose-gc). */
   mem: async () => {
     for (let i = 0; i < 4; i++) {
-      global.gc();
+      globalThis.gc();
       await sleep(50);
     }
     const m = process.memoryUsage();

@@ -128,7 +128,7 @@ afterAll(async () => {
   }
 });
 
-test('a status change made by staff swaps the badge on the owner\'s order page and refreshes the dashboard', async () => {
+test("a status change made by staff swaps the badge on the owner's order page and refreshes the dashboard", async () => {
   const alice = await login('alice', 'login');
   await live(alice.page);
   const dashboard = alice.page;
@@ -160,17 +160,19 @@ test('a status change made by staff swaps the badge on the owner\'s order page a
   // entry (afterbegin) and the stats were swapped.
   await dashboard.waitForSelector('#dash-orders .badge-shipped');
   await dashboard.waitForFunction(() => {
-    const d = (globalThis as unknown as { document: { querySelector(s: string): { textContent: string } | null } }).document;
+    const d = (globalThis as unknown as { document: { querySelector(s: string): { textContent: string } | null } })
+      .document;
     return d.querySelector('#dash-activity')?.textContent?.includes('Carol set order #1001 to shipped') === true;
   });
   await dashboard.waitForFunction(() => {
-    const d = (globalThis as unknown as { document: { querySelector(s: string): { textContent: string } | null } }).document;
+    const d = (globalThis as unknown as { document: { querySelector(s: string): { textContent: string } | null } })
+      .document;
     return d.querySelector('#dash-notifications')?.textContent?.includes('Order #1001') === true;
   });
   await shot(dashboard, 'dashboard-live');
 });
 
-test('a job\'s progress bar reaches 100% and its SSE connection closes', async () => {
+test("a job's progress bar reaches 100% and its SSE connection closes", async () => {
   const alice = sessions.find((s) => s.user === 'alice')!;
   const page = await newPage(alice);
   await page.goto('/jobs');
@@ -254,7 +256,12 @@ test('a resume that cannot be complete (reset) makes the page refetch its live s
   let rewritten = 0;
   await page.route('**/events/order*', (route) => {
     if (rewritten++ > 0) return route.continue();
-    return route.continue({ url: route.request().url().replace(/lastEventId=[^&]+/, 'lastEventId=unknown.1') });
+    return route.continue({
+      url: route
+        .request()
+        .url()
+        .replace(/lastEventId=[^&]+/, 'lastEventId=unknown.1'),
+    });
   });
   await page.goto('/orders/1001');
   // On `reset` (hx-trigger="sse:reset") the section is fetched again and swapped in whole:

@@ -1,10 +1,14 @@
 // @ts-check
 'use strict';
 
+const { fork } = require('node:child_process');
+const { randomBytes, timingSafeEqual } = require('node:crypto');
 const path = require('node:path');
 const express = require('express');
 const { createHub, MemoryBroker } = require('sse-relay');
+const { hostname } = require('node:os');
 const { createSessions } = require('./session');
+const ops = require('./ops');
 const { createStore, USERS, STATUSES, STATUS_LABELS } = require('./store');
 const views = require('./views');
 
@@ -37,6 +41,7 @@ const CSP = [
  * @property {Fragment} stats `dashboard:stats`: the shop stats panel
  * @property {Fragment} progress `job:<user>:<id>`: the job's progress bar (coalesced)
  * @property {Fragment} done `job:<user>:<id>`: the finished job's state
+ * @property {string} metrics `ops:metrics` (admins only): the hub's figures, JSON (see ops.js)
  */
 
 const MAX_TEXT = 280;
@@ -59,6 +64,8 @@ function canSubscribe(store, user, channel) {
       return parts.length === 2 && store.order(parts[1])?.owner === user;
     case 'dashboard':
       return parts.length === 2 && parts[1] !== '';
+    case 'ops':
+      return parts.length === 2 && parts[1] === 'metrics' && ops.isAdmin(user);
     default:
       return false;
   }
@@ -69,11 +76,25 @@ function canSubscribe(store, user, channel) {
  * - `broker`: where events go (default: a MemoryBroker, one process; pass a
  *   RedisBroker to share events between processes);
  * - `secret`: the session signing key (default: random per process);
+ * - `redisUrl`: the Redis of that RedisBroker, for the job worker (it then
+ *   publishes with the `sse-relay` CLI over Redis instead of the HTTP endpoint);
+ * - `publishToken`: the bearer token of `POST /internal/publish` (default:
+ *   random per process, handed to the worker it forks);
  * - `jobTickMs` (100) and `jobStep` (5 %): the pace of the demo background jobs;
- * - `reauthorizeEvery` (60000 ms): how often open streams are authorised again.
+ * - `reauthorizeEvery` (60000 ms): how often open streams are authorised again;
+ * - `opsIntervalMs` (1000 ms): how often the figures of the operations page are published.
  */
 function createApp(options = {}) {
-  const { broker, secret, jobTickMs = 100, jobStep = 5, reauthorizeEvery = 60_000 } = options;
+  const {
+    broker,
+    secret,
+    redisUrl,
+    jobTickMs = 100,
+    jobStep = 5,
+    reauthorizeEvery = 60_000,
+    opsIntervalMs = 1000,
+  } = options;
+  const publishToken = options.publishToken ?? randomBytes(24).toString('base64url');
   const store = createStore();
   const sessions = createSessions(secret);
   const currentUser = (req) => {
@@ -93,6 +114,10 @@ function createApp(options = {}) {
       connectionKey: (req) => currentUser(req) ?? req.socket.remoteAddress ?? 'unknown',
     },
   });
+
+  // The operations page's figures, published on ops:metrics every opsIntervalMs.
+  const instance = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+  const opsFeed = ops.startOpsFeed(hub, { instance, intervalMs: opsIntervalMs });
 
   /**
    * Data for the stream is always a rendered, escaped fragment.
@@ -130,40 +155,80 @@ function createApp(options = {}) {
   }
 
   // ---- background jobs ------------------------------------------------------
+  // A separate process (worker.js) runs them and publishes their progress itself:
+  // through POST /internal/publish below, or through the CLI over Redis. It tells
+  // this process each new state first (store.js stands in for a shared database).
 
-  const timers = new Map();
   let closed = false;
+  /** @type {import('node:child_process').ChildProcess | undefined} */
+  let worker;
 
-  function startJob(user) {
-    const job = { id: store.newId(), owner: user, progress: 0, state: 'running', startedAt: Date.now(), finishedAt: 0 };
-    store.addJob(job);
-    const channel = `job:${user}:${job.id}`;
-    const stop = () => {
-      clearTimeout(timers.get(job.id));
-      timers.delete(job.id);
-    };
-    const tick = async () => {
-      timers.delete(job.id);
-      if (closed) return;
-      job.progress = Math.min(100, job.progress + jobStep);
-      try {
-        // coalesce: a client that falls behind gets the newest progress, not a backlog.
-        await hub.publish(channel, String(views.progress(job)), { event: 'progress', coalesce: 'progress' });
-        if (job.progress < 100) {
-          if (!closed) timers.set(job.id, setTimeout(tick, jobTickMs));
-          return;
-        }
+  /** The URL of this app's publish endpoint, as seen by a process on this machine. */
+  function publishUrl(req) {
+    const address = req.socket.localAddress ?? '127.0.0.1';
+    const host =
+      address.includes(':') && !address.startsWith('::ffff:') ? `[${address}]` : address.replace(/^::ffff:/, '');
+    return `http://${host}:${req.socket.localPort}/internal/publish`;
+  }
+
+  function onWorkerMessage(message) {
+    const job = store.job(message?.id);
+    if (job === undefined) return;
+    if (message.type === 'update') {
+      if (typeof message.progress === 'number') job.progress = message.progress;
+      if (message.state === 'done') {
         job.state = 'done';
         job.finishedAt = Date.now();
-        await publish(channel, views.jobDone(job), 'done');
-        await announce(`${USERS[user].display}'s job #${job.id} finished`);
-      } catch (err) {
-        stop();
-        if (!closed) console.error(`job #${job.id}:`, err);
       }
-    };
-    timers.set(job.id, setTimeout(tick, jobTickMs));
+      worker?.send({ type: 'updated', ref: message.ref, job: { ...job } });
+    } else if (message.type === 'finished') {
+      announce(`${USERS[job.owner].display}'s job #${job.id} finished`).catch((err) => console.error(err));
+    } else if (message.type === 'failed' && !closed) {
+      console.error(`job #${job.id}: ${message.error}`);
+    }
+  }
+
+  /** The worker process, forked at the first job (it needs this app's address). */
+  function workerFor(req) {
+    if (worker !== undefined) return worker;
+    /** @type {NodeJS.ProcessEnv} */
+    const env = { ...process.env, SSE_RELAY_TOKEN: publishToken };
+    if (redisUrl) env.REDIS_URL = redisUrl;
+    else {
+      delete env.REDIS_URL;
+      env.SSE_RELAY_PUBLISH_URL = publishUrl(req);
+    }
+    const child = fork(path.join(__dirname, 'worker.js'), [], { env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    child.on('message', onWorkerMessage);
+    child.on('error', (err) => console.error('job worker:', err));
+    child.once('exit', (code) => {
+      if (worker === child) worker = undefined;
+      if (!closed && code !== 0) console.error(`job worker exited with ${code}`);
+    });
+    worker = child;
+    return child;
+  }
+
+  function startJob(req, user) {
+    const job = { id: store.newId(), owner: user, progress: 0, state: 'running', startedAt: Date.now(), finishedAt: 0 };
+    store.addJob(job);
+    workerFor(req).send({
+      type: 'start',
+      job: { id: job.id, channel: `job:${user}:${job.id}` },
+      tickMs: jobTickMs,
+      step: jobStep,
+    });
     return job;
+  }
+
+  /** Only the worker (holding the token) may publish here, and only to job channels. */
+  const expected = Buffer.from(`Bearer ${publishToken}`);
+  function workerAuthorize(req, channel) {
+    const got = req.headers.authorization;
+    if (got === undefined) return 'unauthenticated';
+    const given = Buffer.from(got);
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return false;
+    return channel.startsWith('job:');
   }
 
   // ---- app ----------------------------------------------------------------
@@ -232,6 +297,29 @@ function createApp(options = {}) {
 
   app.use('/events', hub.router());
 
+  // ---- the publish endpoint (for the job worker) --------------------------
+
+  app.post('/internal/publish', hub.publisher({ authorize: workerAuthorize }));
+
+  // ---- operations: /metrics (a scraper on this host, or an admin) and /ops (admins) ----
+
+  app.get('/metrics', ops.metricsRoute(currentUser));
+
+  app.get('/ops', requireUser, (req, res) => {
+    if (!ops.isAdmin(req.user)) {
+      return sendPage(res, views.errorPage({ user: req.user, status: 403, message: 'Operations is for admins.' }), 403);
+    }
+    sendPage(
+      res,
+      ops.opsPage({
+        layout: views.layout,
+        user: String(req.user),
+        figures: opsFeed.latest(),
+        intervalMs: opsIntervalMs,
+      }),
+    );
+  });
+
   // ---- pages --------------------------------------------------------------
 
   app.get('/', requireUser, (req, res) => res.redirect(303, '/dashboard'));
@@ -260,7 +348,9 @@ function createApp(options = {}) {
     sendPage(res, views.latestNotifications(store.notificationsOf(req.user))),
   );
 
-  app.get('/orders', requireUser, (req, res) => sendPage(res, views.ordersPage({ user: req.user, orders: store.ordersOf(req.user) })));
+  app.get('/orders', requireUser, (req, res) =>
+    sendPage(res, views.ordersPage({ user: req.user, orders: store.ordersOf(req.user) })),
+  );
 
   app.get('/orders/:id', requireUser, async (req, res) => {
     const order = store.order(req.params.id);
@@ -313,7 +403,9 @@ function createApp(options = {}) {
     res.redirect(303, '/notifications');
   });
 
-  app.get('/jobs', requireUser, (req, res) => sendPage(res, views.jobsPage({ user: req.user, jobs: store.jobsOf(req.user) })));
+  app.get('/jobs', requireUser, (req, res) =>
+    sendPage(res, views.jobsPage({ user: req.user, jobs: store.jobsOf(req.user) })),
+  );
 
   app.post('/jobs', requireUser, async (req, res) => {
     const running = store.jobsOf(req.user).filter((j) => j.state === 'running').length;
@@ -324,7 +416,7 @@ function createApp(options = {}) {
         429,
       );
     }
-    const job = startJob(req.user);
+    const job = startJob(req, req.user);
     await announce(`${USERS[req.user].display} started job #${job.id}`);
     res.redirect(303, `/jobs/${job.id}`);
   });
@@ -338,7 +430,11 @@ function createApp(options = {}) {
 
   app.get('/warehouse', requireUser, (req, res) => {
     if (USERS[req.user].role !== 'staff') {
-      return sendPage(res, views.errorPage({ user: req.user, status: 403, message: 'The warehouse is for staff.' }), 403);
+      return sendPage(
+        res,
+        views.errorPage({ user: req.user, status: 403, message: 'The warehouse is for staff.' }),
+        403,
+      );
     }
     sendPage(res, views.warehousePage({ user: req.user, orders: store.allOrders() }));
   });
@@ -348,18 +444,24 @@ function createApp(options = {}) {
     notFound(req, res);
   });
 
-  // eslint-disable-next-line no-unused-vars
-  app.use((err, req, res, next) => {
+  app.use((err, req, res, _next) => {
     console.error(err);
     if (res.headersSent) return res.destroy();
     sendPage(res, views.errorPage({ user: currentUser(req), status: 500, message: 'Something went wrong.' }), 500);
   });
 
-  /** Stops the demo jobs and closes the hub (ends every stream, releases the broker). */
+  /** Stops the job worker and closes the hub (ends every stream, releases the broker). */
   async function close() {
     closed = true;
-    for (const timer of timers.values()) clearTimeout(timer);
-    timers.clear();
+    opsFeed.stop();
+    const child = worker;
+    if (child !== undefined && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      if (child.connected) child.disconnect(); // the worker exits on disconnect
+      const timer = setTimeout(() => child.kill('SIGKILL'), 2000);
+      await exited;
+      clearTimeout(timer);
+    }
     await hub.close();
   }
 

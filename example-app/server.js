@@ -17,7 +17,7 @@ function main() {
     if (typeof RedisBroker !== 'function') throw new Error('this build of sse-relay has no RedisBroker');
     broker = new RedisBroker({ url: process.env.REDIS_URL });
   }
-  const { app, close } = createApp({ broker, secret: process.env.SESSION_SECRET });
+  const { app, close } = createApp({ broker, redisUrl: process.env.REDIS_URL, secret: process.env.SESSION_SECRET });
   const server = app.listen(port, host, () => {
     const { port: actual } = /** @type {import('node:net').AddressInfo} */ (server.address());
     const shown = host.includes(':') ? `[${host}]` : host;

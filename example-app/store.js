@@ -12,6 +12,8 @@ const USERS = {
   alice: { name: 'alice', display: 'Alice', role: 'customer' },
   bob: { name: 'bob', display: 'Bob', role: 'customer' },
   carol: { name: 'carol', display: 'Carol', role: 'staff' },
+  // Sees the operations page (/ops) and /metrics.
+  dave: { name: 'dave', display: 'Dave', role: 'admin' },
 };
 
 const STATUSES = ['pending', 'paid', 'packed', 'shipped', 'delivered', 'cancelled'];
@@ -86,7 +88,10 @@ function createStore() {
       for (const o of orders.values()) byStatus[o.status]++;
       let running = 0;
       let done = 0;
-      for (const j of jobs.values()) j.state === 'done' ? done++ : running++;
+      for (const j of jobs.values()) {
+        if (j.state === 'done') done++;
+        else running++;
+      }
       return { byStatus, notificationsSent, jobsRunning: running, jobsDone: done };
     },
   };

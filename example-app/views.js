@@ -22,7 +22,8 @@ const NAV = [
   { href: '/orders', label: 'Orders' },
   { href: '/notifications', label: 'Notifications' },
   { href: '/jobs', label: 'Jobs' },
-  { href: '/warehouse', label: 'Warehouse', staff: true },
+  { href: '/warehouse', label: 'Warehouse', role: 'staff' },
+  { href: '/ops', label: 'Operations', role: 'admin' },
 ];
 
 function displayName(user) {
@@ -34,44 +35,51 @@ function time(ms) {
   return html`<time datetime="${d.toISOString()}">${d.toLocaleTimeString('en-GB')}</time>`;
 }
 
-/** @param {{ title: unknown, user?: string, active?: string, body: unknown }} page */
-function layout({ title, user, active, body }) {
+/** @param {{ title: unknown, user?: string, active?: string, body: unknown, scripts?: string[] }} page */
+function layout({ title, user, active, body, scripts = [] }) {
   const me = user ? USERS[user] : undefined;
   return html`<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="htmx-config" content="${HTMX_CONFIG}">
-<title>${title} · sse-relay demo</title>
-<link rel="stylesheet" href="/static/style.css">
-<script src="/vendor/htmx.min.js" defer></script>
-<script src="/vendor/sse.js" defer></script>
-<script src="/static/app.js" defer></script>
-</head>
-<body hx-ext="sse">
-<header class="topbar">
-  <div class="topbar-inner">
-    <a class="brand" href="/">sse-relay <span>demo</span></a>
-    ${
-      me
-        ? html`<nav>${NAV.filter((n) => !n.staff || me.role === 'staff').map(
-            (n) => html`<a href="${n.href}"${n.href === active ? raw(' aria-current="page"') : ''}>${n.label}</a>`,
-          )}</nav>
-    <form class="whoami" method="post" action="/logout">
-      <span>Signed in as <strong>${me.display}</strong>${me.role === 'staff' ? html` <em>(staff)</em>` : ''}</span>
-      <button type="submit" class="link">Log out</button>
-    </form>`
-        : ''
-    }
-  </div>
-</header>
-<main class="container">
-${body}
-</main>
-</body>
-</html>
-`;
+    <html lang="en">
+      <head>
+        <meta charset="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <meta name="htmx-config" content="${HTMX_CONFIG}" />
+        <title>${title} · sse-relay demo</title>
+        <link rel="stylesheet" href="/static/style.css" />
+        <script src="/vendor/htmx.min.js" defer></script>
+        <script src="/vendor/sse.js" defer></script>
+        <script src="/static/app.js" defer></script>
+        ${scripts.map((src) => html`<script src="${src}" defer></script> `)}
+      </head>
+      <body hx-ext="sse">
+        <header class="topbar">
+          <div class="topbar-inner">
+            <a class="brand" href="/">sse-relay <span>demo</span></a>
+            ${
+              me
+                ? html`<nav>
+                      ${NAV.filter((n) => n.role === undefined || me.role === n.role).map(
+                        (n) =>
+                          html`<a href="${n.href}" ${n.href === active ? raw(' aria-current="page"') : ''}
+                            >${n.label}</a
+                          >`,
+                      )}
+                    </nav>
+                    <form class="whoami" method="post" action="/logout">
+                      <span
+                        >Signed in as
+                        <strong>${me.display}</strong
+                        >${me.role !== 'customer' ? html` <em>(${me.role})</em>` : ''}</span
+                      >
+                      <button type="submit" class="link">Log out</button>
+                    </form>`
+                : ''
+            }
+          </div>
+        </header>
+        <main class="container">${body}</main>
+      </body>
+    </html> `;
 }
 
 /**
@@ -81,11 +89,14 @@ ${body}
  * @param {{ url: string, page: string, close?: string, title: unknown, body: unknown }} section
  */
 function liveSection({ url, page, close, title, body }) {
-  return html`<section id="live" class="live" sse-connect="${url}"${close ? html` sse-close="${close}"` : ''}>
-  <div hidden hx-get="${page}" hx-select="#live" hx-target="#live" hx-swap="outerHTML" hx-trigger="sse:reset"></div>
-  <div class="page-head"><h1>${title}</h1><span class="live-status" aria-live="polite"></span></div>
-  ${body}
-</section>`;
+  return html`<section id="live" class="live" sse-connect="${url}" ${close ? html` sse-close="${close}"` : ''}>
+    <div hidden hx-get="${page}" hx-select="#live" hx-target="#live" hx-swap="outerHTML" hx-trigger="sse:reset"></div>
+    <div class="page-head">
+      <h1>${title}</h1>
+      <span class="live-status" aria-live="polite"></span>
+    </div>
+    ${body}
+  </section>`;
 }
 
 /** `/events/<channel>` or `/events?channel=a&channel=b`, resuming from `cursor`. */
@@ -109,9 +120,9 @@ function flash(text, kind = 'ok') {
 
 function notificationItem(n) {
   return html`<li id="notification-${n.id}" class="notification">
-  <div class="meta"><strong>${n.from === 'shop' ? 'Shop' : `From ${displayName(n.from)}`}</strong> ${time(n.at)}</div>
-  <p>${n.text}</p>
-</li>`;
+    <div class="meta"><strong>${n.from === 'shop' ? 'Shop' : `From ${displayName(n.from)}`}</strong> ${time(n.at)}</div>
+    <p>${n.text}</p>
+  </li>`;
 }
 
 function activityItem(a) {
@@ -120,7 +131,7 @@ function activityItem(a) {
 
 function progress(job) {
   return html`<progress value="${job.progress}" max="100" aria-label="Job progress">${job.progress}%</progress>
-<span class="pct">${job.progress}%</span>`;
+    <span class="pct">${job.progress}%</span>`;
 }
 
 function jobDone(job) {
@@ -130,32 +141,59 @@ function jobDone(job) {
 
 function stats(s) {
   return html`<dl class="stats">
-  ${STATUSES.map((st) => html`<div><dt>${STATUS_LABELS[st]}</dt><dd>${s.byStatus[st]}</dd></div>`)}
-  <div><dt>Messages sent</dt><dd>${s.notificationsSent}</dd></div>
-  <div><dt>Jobs running</dt><dd>${s.jobsRunning}</dd></div>
-  <div><dt>Jobs done</dt><dd>${s.jobsDone}</dd></div>
-</dl>`;
+    ${STATUSES.map(
+      (st) =>
+        html`<div>
+          <dt>${STATUS_LABELS[st]}</dt>
+          <dd>${s.byStatus[st]}</dd>
+        </div>`,
+    )}
+    <div>
+      <dt>Messages sent</dt>
+      <dd>${s.notificationsSent}</dd>
+    </div>
+    <div>
+      <dt>Jobs running</dt>
+      <dd>${s.jobsRunning}</dd>
+    </div>
+    <div>
+      <dt>Jobs done</dt>
+      <dd>${s.jobsDone}</dd>
+    </div>
+  </dl>`;
 }
 
 function ordersTable(orders, { links = true } = {}) {
   if (orders.length === 0) return html`<p class="muted">No orders.</p>`;
   return html`<table class="table">
-  <thead><tr><th>Order</th><th>Item</th><th class="num">Total</th><th>Status</th></tr></thead>
-  <tbody>
-  ${orders.map(
-    (o) => html`<tr>
-    <td>${links ? html`<a href="/orders/${o.id}">#${o.id}</a>` : html`#${o.id}`}</td>
-    <td>${o.item}</td><td class="num">€${o.total}</td><td>${badge(o.status)}</td>
-  </tr>`,
-  )}
-  </tbody>
-</table>`;
+    <thead>
+      <tr>
+        <th>Order</th>
+        <th>Item</th>
+        <th class="num">Total</th>
+        <th>Status</th>
+      </tr>
+    </thead>
+    <tbody>
+      ${orders.map(
+        (o) =>
+          html`<tr>
+            <td>${links ? html`<a href="/orders/${o.id}">#${o.id}</a>` : html`#${o.id}`}</td>
+            <td>${o.item}</td>
+            <td class="num">€${o.total}</td>
+            <td>${badge(o.status)}</td>
+          </tr>`,
+      )}
+    </tbody>
+  </table>`;
 }
 
 function latestNotifications(list) {
   if (list.length === 0) return html`<p class="muted">Nothing yet.</p>`;
   return html`<p class="muted">${list.length} in total — <a href="/notifications">see all</a></p>
-<ul class="feed compact">${list.slice(0, 3).map(notificationItem)}</ul>`;
+    <ul class="feed compact">
+      ${list.slice(0, 3).map(notificationItem)}
+    </ul>`;
 }
 
 /**
@@ -164,19 +202,27 @@ function latestNotifications(list) {
  */
 function statusForm(order, { target, swap, view }) {
   const action = `/orders/${order.id}/status`;
-  return html`<form class="button-row" method="post" action="${action}" hx-post="${action}" hx-target="${target}"${
-    swap ? html` hx-swap="${swap}"` : ''
-  }>
-  ${view ? html`<input type="hidden" name="view" value="${view}">` : ''}
-  ${STATUSES.map((s) => html`<button type="submit" name="status" value="${s}" class="secondary">${STATUS_LABELS[s]}</button>`)}
-</form>`;
+  return html`<form
+    class="button-row"
+    method="post"
+    action="${action}"
+    hx-post="${action}"
+    hx-target="${target}"
+    ${swap ? html` hx-swap="${swap}"` : ''}
+  >
+    ${view ? html`<input type="hidden" name="view" value="${view}" />` : ''}
+    ${STATUSES.map((s) => html`<button type="submit" name="status" value="${s}" class="secondary">${STATUS_LABELS[s]}</button>`)}
+  </form>`;
 }
 
 function warehouseRow(o) {
   return html`<tr id="wh-row-${o.id}">
-  <td>#${o.id}</td><td>${displayName(o.owner)}</td><td>${o.item}</td><td>${badge(o.status)}</td>
-  <td>${statusForm(o, { target: `#wh-row-${o.id}`, swap: 'outerHTML', view: 'row' })}</td>
-</tr>`;
+    <td>#${o.id}</td>
+    <td>${displayName(o.owner)}</td>
+    <td>${o.item}</td>
+    <td>${badge(o.status)}</td>
+    <td>${statusForm(o, { target: `#wh-row-${o.id}`, swap: 'outerHTML', view: 'row' })}</td>
+  </tr>`;
 }
 
 // ---- pages ---------------------------------------------------------------
@@ -186,18 +232,21 @@ function loginPage({ error } = {}) {
   return layout({
     title: 'Sign in',
     body: html`<form class="card login" method="post" action="/login">
-  <h1>Sign in</h1>
-  <p class="muted">Pick a demo user — no passwords here.</p>
-  ${error ? html`<p class="flash flash-error">${error}</p>` : ''}
-  <fieldset class="user-picker">
-    <legend>User</legend>
-    ${Object.values(USERS).map(
-      (u, i) => html`<label><input type="radio" name="user" value="${u.name}"${i === 0 ? raw(' checked') : ''}>
-      <strong>${u.display}</strong> <span class="muted">${u.role}</span></label>`,
-    )}
-  </fieldset>
-  <button type="submit">Sign in</button>
-</form>`,
+      <h1>Sign in</h1>
+      <p class="muted">Pick a demo user — no passwords here.</p>
+      ${error ? html`<p class="flash flash-error">${error}</p>` : ''}
+      <fieldset class="user-picker">
+        <legend>User</legend>
+        ${Object.values(USERS).map(
+          (u, i) =>
+            html`<label
+              ><input type="radio" name="user" value="${u.name}" ${i === 0 ? raw(' checked') : ''} />
+              <strong>${u.display}</strong> <span class="muted">${u.role}</span></label
+            >`,
+        )}
+      </fieldset>
+      <button type="submit">Sign in</button>
+    </form>`,
   });
 }
 
@@ -211,27 +260,32 @@ function dashboardPage({ user, url, channelCount, orders, notifications, stats: 
       page: '/dashboard',
       title: html`Hello, ${displayName(user)}`,
       body: html`<div class="grid">
-  <article class="card">
-    <h2>Your orders</h2>
-    <div id="dash-orders" hx-get="/dashboard/orders" hx-trigger="sse:status">${ordersTable(orders)}</div>
-  </article>
-  <article class="card">
-    <h2>Notifications</h2>
-    <div id="dash-notifications" hx-get="/dashboard/notifications" hx-trigger="sse:notification">${latestNotifications(notifications)}</div>
-  </article>
-  <article class="card">
-    <h2>Shop stats</h2>
-    <div id="dash-stats" sse-swap="stats">${stats(s)}</div>
-  </article>
-  <article class="card">
-    <h2>Activity</h2>
-    <ul id="dash-activity" class="feed compact" sse-swap="activity" hx-swap="afterbegin">
-      ${activity.map(activityItem)}
-      <li class="empty muted">Nothing yet.</li>
-    </ul>
-  </article>
-</div>
-<p class="muted small">One connection, ${channelCount} channels: this page listens to the shop's stats and activity, your notifications and each of your orders.</p>`,
+          <article class="card">
+            <h2>Your orders</h2>
+            <div id="dash-orders" hx-get="/dashboard/orders" hx-trigger="sse:status">${ordersTable(orders)}</div>
+          </article>
+          <article class="card">
+            <h2>Notifications</h2>
+            <div id="dash-notifications" hx-get="/dashboard/notifications" hx-trigger="sse:notification">
+              ${latestNotifications(notifications)}
+            </div>
+          </article>
+          <article class="card">
+            <h2>Shop stats</h2>
+            <div id="dash-stats" sse-swap="stats">${stats(s)}</div>
+          </article>
+          <article class="card">
+            <h2>Activity</h2>
+            <ul id="dash-activity" class="feed compact" sse-swap="activity" hx-swap="afterbegin">
+              ${activity.map(activityItem)}
+              <li class="empty muted">Nothing yet.</li>
+            </ul>
+          </article>
+        </div>
+        <p class="muted small">
+          One connection, ${channelCount} channels: this page listens to the shop's stats and activity, your
+          notifications and each of your orders.
+        </p>`,
     }),
   });
 }
@@ -242,7 +296,7 @@ function ordersPage({ user, orders }) {
     user,
     active: '/orders',
     body: html`<div class="page-head"><h1>Your orders</h1></div>
-<article class="card">${ordersTable(orders)}</article>`,
+      <article class="card">${ordersTable(orders)}</article>`,
   });
 }
 
@@ -252,24 +306,35 @@ function orderPage({ user, url, order }) {
     user,
     active: '/orders',
     body: html`${liveSection({
-      url,
-      page: `/orders/${order.id}`,
-      title: `Order #${order.id}`,
-      body: html`<article class="card">
-  <dl class="details">
-    <div><dt>Item</dt><dd>${order.item}</dd></div>
-    <div><dt>Total</dt><dd>€${order.total}</dd></div>
-    <div><dt>Status</dt><dd id="order-status" sse-swap="status">${badge(order.status)}</dd></div>
-  </dl>
-  <p class="muted small">The status badge changes live when the warehouse updates the order.</p>
-</article>`,
-    })}
-<article class="card">
-  <h2>Simulate the warehouse</h2>
-  <p class="muted small">Open this page in a second window, or sign in as Carol (staff) in another browser, and change the status.</p>
-  ${statusForm(order, { target: '#status-result' })}
-  <p id="status-result" role="status"></p>
-</article>`,
+        url,
+        page: `/orders/${order.id}`,
+        title: `Order #${order.id}`,
+        body: html`<article class="card">
+          <dl class="details">
+            <div>
+              <dt>Item</dt>
+              <dd>${order.item}</dd>
+            </div>
+            <div>
+              <dt>Total</dt>
+              <dd>€${order.total}</dd>
+            </div>
+            <div>
+              <dt>Status</dt>
+              <dd id="order-status" sse-swap="status">${badge(order.status)}</dd>
+            </div>
+          </dl>
+          <p class="muted small">The status badge changes live when the warehouse updates the order.</p>
+        </article>`,
+      })}
+      <article class="card">
+        <h2>Simulate the warehouse</h2>
+        <p class="muted small">
+          Open this page in a second window, or sign in as Carol (staff) in another browser, and change the status.
+        </p>
+        ${statusForm(order, { target: '#status-result' })}
+        <p id="status-result" role="status"></p>
+      </article>`,
   });
 }
 
@@ -279,28 +344,41 @@ function notificationsPage({ user, url, notifications }) {
     user,
     active: '/notifications',
     body: html`${liveSection({
-      url,
-      page: '/notifications',
-      title: 'Notifications',
-      body: html`<article class="card">
-  <ul id="notifications" class="feed" sse-swap="notification" hx-swap="afterbegin">
-    ${notifications.map(notificationItem)}
-    <li class="empty muted">No notifications yet.</li>
-  </ul>
-</article>`,
-    })}
-<article class="card">
-  <h2>Send a notification</h2>
-  <form class="stack" method="post" action="/notifications" hx-post="/notifications" hx-target="#send-result" data-reset-on-success>
-    <label>To
-      <select name="to">${Object.values(USERS).map(
-        (u) => html`<option value="${u.name}"${u.name === user ? raw(' selected') : ''}>${u.display}</option>`,
-      )}</select>
-    </label>
-    <label>Message <input name="text" maxlength="280" required autocomplete="off" placeholder="Your parcel is on its way"></label>
-    <div class="button-row"><button type="submit">Send</button><span id="send-result" role="status"></span></div>
-  </form>
-</article>`,
+        url,
+        page: '/notifications',
+        title: 'Notifications',
+        body: html`<article class="card">
+          <ul id="notifications" class="feed" sse-swap="notification" hx-swap="afterbegin">
+            ${notifications.map(notificationItem)}
+            <li class="empty muted">No notifications yet.</li>
+          </ul>
+        </article>`,
+      })}
+      <article class="card">
+        <h2>Send a notification</h2>
+        <form
+          class="stack"
+          method="post"
+          action="/notifications"
+          hx-post="/notifications"
+          hx-target="#send-result"
+          data-reset-on-success
+        >
+          <label
+            >To
+            <select name="to">
+              ${Object.values(USERS).map(
+                (u) => html`<option value="${u.name}" ${u.name === user ? raw(' selected') : ''}>${u.display}</option>`,
+              )}
+            </select>
+          </label>
+          <label
+            >Message
+            <input name="text" maxlength="280" required autocomplete="off" placeholder="Your parcel is on its way"
+          /></label>
+          <div class="button-row"><button type="submit">Send</button><span id="send-result" role="status"></span></div>
+        </form>
+      </article>`,
   });
 }
 
@@ -310,41 +388,61 @@ function jobsPage({ user, jobs }) {
     user,
     active: '/jobs',
     body: html`<div class="page-head"><h1>Background jobs</h1></div>
-<article class="card">
-  <form method="post" action="/jobs" class="button-row">
-    <button type="submit">Start a job</button>
-    <span class="muted small">A job reports its progress every 100 ms over SSE.</span>
-  </form>
-</article>
-<article class="card">
-  <h2>Your jobs</h2>
-  ${
-    jobs.length === 0
-      ? html`<p class="muted">No jobs yet.</p>`
-      : html`<table class="table">
-    <thead><tr><th>Job</th><th>Started</th><th>State</th><th class="num">Progress</th></tr></thead>
-    <tbody>${jobs.map(
-      (j) => html`<tr><td><a href="/jobs/${j.id}">#${j.id}</a></td><td>${time(j.startedAt)}</td>
-      <td>${badge(j.state === 'done' ? 'done' : 'running')}</td><td class="num">${j.progress}%</td></tr>`,
-    )}</tbody>
-  </table>`
-  }
-</article>`,
+      <article class="card">
+        <form method="post" action="/jobs" class="button-row">
+          <button type="submit">Start a job</button>
+          <span class="muted small">A job reports its progress every 100 ms over SSE.</span>
+        </form>
+      </article>
+      <article class="card">
+        <h2>Your jobs</h2>
+        ${
+          jobs.length === 0
+            ? html`<p class="muted">No jobs yet.</p>`
+            : html`<table class="table">
+                <thead>
+                  <tr>
+                    <th>Job</th>
+                    <th>Started</th>
+                    <th>State</th>
+                    <th class="num">Progress</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  ${jobs.map(
+                    (j) =>
+                      html`<tr>
+                        <td><a href="/jobs/${j.id}">#${j.id}</a></td>
+                        <td>${time(j.startedAt)}</td>
+                        <td>${badge(j.state === 'done' ? 'done' : 'running')}</td>
+                        <td class="num">${j.progress}%</td>
+                      </tr>`,
+                  )}
+                </tbody>
+              </table>`
+        }
+      </article>`,
   });
 }
 
 function jobPage({ user, url, job }) {
   const content = html`<article class="card">
-  <div id="job-progress" class="progress" sse-swap="progress">${progress(job)}</div>
-  <p id="job-state" sse-swap="done">${job.state === 'done' ? jobDone(job) : html`${badge('running')}`}</p>
-  <p class="muted small">When the job is done the server sends a <code>done</code> event and the page closes its connection (<code>sse-close="done"</code>).</p>
-</article>`;
+    <div id="job-progress" class="progress" sse-swap="progress">${progress(job)}</div>
+    <p id="job-state" sse-swap="done">${job.state === 'done' ? jobDone(job) : html`${badge('running')}`}</p>
+    <p class="muted small">
+      When the job is done the server sends a <code>done</code> event and the page closes its connection
+      (<code>sse-close="done"</code>).
+    </p>
+  </article>`;
   if (job.state === 'done') {
     return layout({
       title: `Job #${job.id}`,
       user,
       active: '/jobs',
-      body: html`<section id="live"><div class="page-head"><h1>Job #${job.id}</h1></div>${content}</section>`,
+      body: html`<section id="live">
+        <div class="page-head"><h1>Job #${job.id}</h1></div>
+        ${content}
+      </section>`,
     });
   }
   return layout({
@@ -361,13 +459,25 @@ function warehousePage({ user, orders }) {
     user,
     active: '/warehouse',
     body: html`<div class="page-head"><h1>Warehouse</h1></div>
-<article class="card">
-  <p class="muted small">Every customer's orders. A status change is pushed to the owner's order page and dashboard.</p>
-  <table class="table">
-    <thead><tr><th>Order</th><th>Customer</th><th>Item</th><th>Status</th><th>Set status</th></tr></thead>
-    <tbody>${orders.map(warehouseRow)}</tbody>
-  </table>
-</article>`,
+      <article class="card">
+        <p class="muted small">
+          Every customer's orders. A status change is pushed to the owner's order page and dashboard.
+        </p>
+        <table class="table">
+          <thead>
+            <tr>
+              <th>Order</th>
+              <th>Customer</th>
+              <th>Item</th>
+              <th>Status</th>
+              <th>Set status</th>
+            </tr>
+          </thead>
+          <tbody>
+            ${orders.map(warehouseRow)}
+          </tbody>
+        </table>
+      </article>`,
   });
 }
 
@@ -375,7 +485,11 @@ function errorPage({ user, status, message }) {
   return layout({
     title: String(status),
     user,
-    body: html`<article class="card"><h1>${status}</h1><p>${message}</p><p><a href="/dashboard">Back to the dashboard</a></p></article>`,
+    body: html`<article class="card">
+      <h1>${status}</h1>
+      <p>${message}</p>
+      <p><a href="/dashboard">Back to the dashboard</a></p>
+    </article>`,
   });
 }
 

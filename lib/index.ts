@@ -1,14 +1,8 @@
 export { sse, type SseMiddleware, type NextFunction } from './middleware';
 export type { EventMap, AnyEvents, EventName, MessageData } from './events';
-export type { SseStream, SendOptions } from './connection';
-export type { SseOptions } from './options';
-export {
-  encodeEvent,
-  encodeComment,
-  encodeRetry,
-  type EventFields,
-  type Serializer,
-} from './protocol/encode';
+export type { SseStream, SendOptions } from './stream/connection';
+export type { SseOptions } from './stream/options';
+export { encodeEvent, encodeComment, encodeRetry, type EventFields, type Serializer } from './protocol/encode';
 export { SseRelayError, type SseRelayErrorCode } from './errors';
 export {
   createHub,
@@ -20,7 +14,7 @@ export {
   type Authorize,
   type SelectChannels,
   type Handler,
-} from './hub';
+} from './hub/index';
 export { MemoryBroker, type MemoryBrokerOptions } from './brokers/memory';
 export {
   RedisBroker,
@@ -33,7 +27,38 @@ export type {
   Broker,
   BrokerEvent,
   BrokerListener,
+  PartitionPosition,
   Position,
   PublishInput,
   ReplayResult,
 } from './brokers/broker';
+export {
+  createPublisher,
+  type PublishFn,
+  type PublisherHandler,
+  type PublisherOptions,
+  type PublishAuthorize,
+  type PublishDecision,
+} from './publisher';
+
+// ---- operations: metrics and tracing hooks (lib/metrics, lib/diagnostics) ----
+export {
+  metricsHandler,
+  metricsText,
+  metricsSnapshot,
+  registerPromMetrics,
+  METRIC_NAMES,
+  type MetricsHandlerOptions,
+  type MetricsSnapshot,
+  type PromRegistryLike,
+  type PromClientLike,
+} from './metrics';
+export {
+  CHANNELS as DIAGNOSTICS_CHANNELS,
+  type PublishContext,
+  type StreamOpenMessage,
+  type StreamCloseMessage,
+  type StreamDropMessage,
+  type ReplayMessage,
+  type ResetMessage,
+} from './diagnostics';

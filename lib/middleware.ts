@@ -1,7 +1,15 @@
+/**
+ * `sse()`: attaches `res.sse` to every response and writes nothing; the
+ * stream opens on the first `res.sse` call. Options are validated here, once.
+ */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Connection, Pool, type SseStream } from './connection';
 import type { AnyEvents, EventMap } from './events';
-import { resolveOptions, type SseOptions } from './options';
+import { RETRY, jitter, type NextFunction } from './http';
+import { encodeRetry } from './protocol/encode';
+import { registerSource } from './metrics/registry';
+import { Admission, droppedTotal } from './stream/admission';
+import { Connection, type SseStream } from './stream/connection';
+import { resolveOptions, type SseOptions } from './stream/options';
 
 declare module 'http' {
   interface ServerResponse {
@@ -13,7 +21,7 @@ declare module 'http' {
   }
 }
 
-export type NextFunction = (err?: unknown) => void;
+export type { NextFunction } from './http';
 
 /** The function `sse()` returns: a Connect/Express middleware plus shutdown. */
 export interface SseMiddleware<E extends EventMap = AnyEvents> {
@@ -30,19 +38,19 @@ export interface SseMiddleware<E extends EventMap = AnyEvents> {
 
 /**
  * `app.use(sse())`: attaches `res.sse` to every response and writes nothing.
- * The stream opens on the first `res.sse` call. Options are validated here,
- * once; a bad option throws a TypeError or RangeError that names it.
+ * A bad option throws a TypeError or RangeError that names it.
  */
 export function sse<E extends EventMap = AnyEvents>(options?: SseOptions): SseMiddleware<E> {
-  const pool = new Pool(resolveOptions(options));
+  const admission = new Admission<Connection>(resolveOptions(options), 'sse');
+  registerSource(admission); // held weakly: gone with the middleware
   const middleware = function sseMiddleware(req: IncomingMessage, res: ServerResponse, next: NextFunction): void {
-    res.sse = new Connection(req, res, pool);
+    res.sse = new Connection(req, res, admission);
     next();
   } as SseMiddleware<E>;
   Object.defineProperties(middleware, {
-    close: { value: () => pool.closeAll() },
-    connections: { get: () => pool.open.size },
-    dropped: { get: () => pool.dropped },
+    close: { value: () => admission.closeAll(() => encodeRetry(jitter(RETRY.unavailable))) },
+    connections: { get: () => admission.open.size },
+    dropped: { get: () => droppedTotal(admission.counters) },
     stream: { value: (res: ServerResponse) => res.sse as unknown as SseStream<E> },
   });
   return middleware;

@@ -2,9 +2,9 @@ import { startCluster, type RedisCluster } from '../helpers/redis-cluster';
 import { startRedis, waitForRedis, type RedisServer } from '../helpers/redis-server';
 
 declare global {
-  // eslint-disable-next-line no-var
+   
   var __SSE_RELAY_REDIS__: RedisServer | undefined;
-  // eslint-disable-next-line no-var
+   
   var __SSE_RELAY_CLUSTER__: RedisCluster | undefined;
 }
 

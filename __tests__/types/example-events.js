@@ -15,7 +15,10 @@
 /** @param {AppHub} hub the hub createApp() returns */
 async function publishWithTheAppCatalog(hub) {
   await hub.publish('order:1001', '<span class="badge badge-paid">Paid</span>', { event: 'status' });
-  await hub.publish('job:alice:1', '<progress value="50" max="100"></progress>', { event: 'progress', coalesce: 'progress' });
+  await hub.publish('job:alice:1', '<progress value="50" max="100"></progress>', {
+    event: 'progress',
+    coalesce: 'progress',
+  });
   // @ts-expect-error unknown event name (a typo of `status`)
   await hub.publish('order:1001', '<span class="badge">Paid</span>', { event: 'statsu' });
   // @ts-expect-error `reset` is the hub's own event, never published by the app

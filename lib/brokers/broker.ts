@@ -97,6 +97,11 @@ export interface ReplayResult {
   readonly complete: boolean;
   /** Those events, in `seq` order within each partition (empty when not complete). */
   readonly events: readonly BrokerEvent[];
+  /**
+   * True when `limit` cut the result short: ask again after the last event
+   * returned (per partition) for the rest. Brokers that ignore `limit` omit it.
+   */
+  readonly more?: boolean;
   /** Every partition of `channels` -> its newest position at the moment of the snapshot. */
   readonly heads: ReadonlyMap<number, Position>;
 }
@@ -115,8 +120,16 @@ export interface Broker {
    * One atomic snapshot (per partition) of `channels`: every event after the
    * seq `after` gives for its partition (`after` undefined: no events, heads
    * only). A partition of `channels` missing from `after` makes it incomplete.
+   * With `limit`, at most that many events come back, the oldest first within
+   * each partition and with no gap (every event of a partition up to the last
+   * one returned for it), and `more` says whether there are others: the hub
+   * replays big histories page by page, as the client's socket drains.
    */
-  replay(channels: readonly string[], after: ReadonlyMap<number, number> | undefined): Promise<ReplayResult>;
+  replay(
+    channels: readonly string[],
+    after: ReadonlyMap<number, number> | undefined,
+    limit?: number,
+  ): Promise<ReplayResult>;
   /**
    * A client presented `seen` (a position this broker issued) while the
    * partition's head is behind it in the same epoch: history rewound. The

@@ -1,7 +1,14 @@
+/**
+ * The embedded default broker: history and fan-out inside ONE process. Two
+ * processes with their own MemoryBroker do not see each other's events; use
+ * RedisBroker for that. Its epoch is new for every instance, so a client that
+ * resumes after a restart gets a `reset` rather than a silent gap.
+ */
 import { SseRelayError } from '../errors';
+import { checkOptions, positiveInt } from '../options';
+import { formatEventId, newEpoch } from '../positions';
 import {
-  formatId,
-  newEpoch,
+  MAX_PARTITIONS,
   type Broker,
   type BrokerEvent,
   type BrokerListener,
@@ -10,54 +17,6 @@ import {
   type ReplayResult,
 } from './broker';
 
-/** One channel's history: a window of the newest events, and what fell out of it. */
-class Log {
-  buf: (BrokerEvent | undefined)[] = [];
-  start = 0;
-  /** seq of the newest event that fell out of history, or that may have been forgotten before this log was created. */
-  dropped: number;
-  readonly listeners = new Set<BrokerListener>();
-
-  constructor(floor: number) {
-    this.dropped = floor;
-  }
-
-  get size(): number {
-    return this.buf.length - this.start;
-  }
-
-  append(event: BrokerEvent, history: number): void {
-    this.buf.push(event);
-    while (this.buf.length - this.start > history) {
-      this.dropped = this.buf[this.start]!.seq;
-      this.buf[this.start++] = undefined;
-    }
-    if (this.start > 64 && this.start * 2 > this.buf.length) {
-      this.buf = this.buf.slice(this.start);
-      this.start = 0;
-    }
-  }
-
-  /** Events with seq > after, oldest first. */
-  after(after: number, out: BrokerEvent[]): void {
-    const buf = this.buf;
-    let lo = this.start;
-    let hi = buf.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (buf[mid]!.seq <= after) lo = mid + 1;
-      else hi = mid;
-    }
-    for (let i = lo; i < buf.length; i++) out.push(buf[i]!);
-  }
-}
-
-/**
- * The embedded default broker: history and fan-out inside ONE process. Two
- * processes with their own MemoryBroker do not see each other's events; use
- * RedisBroker for that. Its epoch is new for every instance, so a client that
- * resumes after a restart gets a `reset` rather than a silent gap.
- */
 export interface MemoryBrokerOptions {
   /**
    * Channels whose history is kept at most (default 10,000). Past it, the
@@ -66,30 +25,134 @@ export interface MemoryBrokerOptions {
    * Channels with an open stream are never forgotten.
    */
   maxChannels?: number;
+  /**
+   * Bytes of history kept per channel at most (default 8 MiB, counted as the
+   * UTF-16 length of data, event and key): the oldest events fall out first,
+   * and a resume from before them gets `reset`.
+   */
+  maxHistoryBytes?: number;
+  /**
+   * Partitions positions are kept in (1 to 8, default 1). More than one gives
+   * ids of the multi-partition layout a Redis Cluster uses, in one process:
+   * for trying that layout out and for tests; it adds nothing else.
+   */
+  partitions?: number;
+}
+
+/** How long an idempotency key is remembered. */
+const IDEMPOTENCY_MS = 10 * 60 * 1000;
+/** Idempotency keys remembered at most (the oldest go first). */
+const IDEMPOTENCY_KEYS = 100_000;
+
+function sizeOf(ev: BrokerEvent): number {
+  return ev.data.length + (ev.event?.length ?? 0) + (ev.coalesce?.length ?? 0) + 64;
+}
+
+/** One channel's history: a window of the newest events, and what fell out of it. */
+class Log {
+  /** The channel's partition. */
+  readonly partition: number;
+  buf: (BrokerEvent | undefined)[] = [];
+  start = 0;
+  bytes = 0;
+  /** seq of the newest event that fell out of history, or that may have been forgotten before this log was created. */
+  dropped: number;
+  readonly listeners = new Set<BrokerListener>();
+
+  constructor(partition: number, floor: number) {
+    this.partition = partition;
+    this.dropped = floor;
+  }
+
+  get size(): number {
+    return this.buf.length - this.start;
+  }
+
+  append(event: BrokerEvent, history: number, maxBytes: number): void {
+    this.buf.push(event);
+    this.bytes += sizeOf(event);
+    while (this.size > history || (this.bytes > maxBytes && this.size > 0)) {
+      const old = this.buf[this.start]!;
+      this.dropped = old.seq;
+      this.bytes -= sizeOf(old);
+      this.buf[this.start++] = undefined;
+    }
+    if (this.start > 64 && this.start * 2 > this.buf.length) {
+      this.buf = this.buf.slice(this.start);
+      this.start = 0;
+    }
+  }
+
+  /** Events with seq > after, oldest first, at most `limit`. */
+  after(after: number, limit: number, out: BrokerEvent[]): void {
+    const buf = this.buf;
+    let lo = this.start;
+    let hi = buf.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (buf[mid]!.seq <= after) lo = mid + 1;
+      else hi = mid;
+    }
+    const end = Math.min(buf.length, lo + limit);
+    for (let i = lo; i < end; i++) out.push(buf[i]!);
+  }
+}
+
+/** FNV-1a, 32 bits: spreads channel names over partitions. */
+function hash(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return h >>> 0;
 }
 
 export class MemoryBroker implements Broker {
-  readonly epoch = newEpoch();
-  private seq = 0;
+  readonly partitions: number;
+  /** partition -> its epoch (new for every instance). */
+  private readonly epochs: string[];
+  /** partition -> its newest seq. */
+  private readonly seqs: number[];
   private readonly maxChannels: number;
+  private readonly maxHistoryBytes: number;
   /** In least-recently-published order (a publish moves its channel to the end). */
   private readonly logs = new Map<string, Log>();
   /** Newest `dropped` mark of the channels forgotten: a resume from before it cannot be complete. */
-  private floor = 0;
+  private readonly floors: number[];
+  /** idempotency key -> the event it published, oldest first. */
+  private readonly keys = new Map<string, { event: BrokerEvent; at: number }>();
   private closed = false;
 
-  constructor(options: MemoryBrokerOptions = {}) {
-    const max = options.maxChannels ?? 10000;
-    if (typeof max !== 'number' || !Number.isSafeInteger(max) || max <= 0) {
-      throw new RangeError(`sse-relay: MemoryBroker option maxChannels must be a positive integer, got ${String(max)}`);
-    }
-    this.maxChannels = max;
+  constructor(options?: MemoryBrokerOptions) {
+    const o = checkOptions('MemoryBroker', options, ['maxChannels', 'maxHistoryBytes', 'partitions']);
+    const partitions = o.partitions === undefined ? 1 : positiveInt('partitions', o.partitions);
+    if (partitions > MAX_PARTITIONS)
+      throw new RangeError(`sse-relay: option partitions must be at most ${MAX_PARTITIONS}, got ${partitions}`);
+    this.partitions = partitions;
+    this.epochs = Array.from({ length: partitions }, () => newEpoch());
+    this.seqs = new Array<number>(partitions).fill(0);
+    this.floors = new Array<number>(partitions).fill(0);
+    this.maxChannels = o.maxChannels === undefined ? 10000 : positiveInt('maxChannels', o.maxChannels);
+    this.maxHistoryBytes =
+      o.maxHistoryBytes === undefined ? 8 * 1024 * 1024 : positiveInt('maxHistoryBytes', o.maxHistoryBytes, true);
+  }
+
+  /** The epoch of partition 0 (of the only partition, by default). */
+  get epoch(): string {
+    return this.epochs[0]!;
+  }
+
+  partitionOf(channel: string): number {
+    return this.partitions === 1 ? 0 : hash(channel) % this.partitions;
+  }
+
+  private newLog(channel: string): Log {
+    const p = this.partitionOf(channel);
+    return new Log(p, this.floors[p]!);
   }
 
   private log(channel: string): Log {
     let log = this.logs.get(channel);
     if (log === undefined) {
-      log = new Log(this.floor);
+      log = this.newLog(channel);
       this.logs.set(channel, log);
     }
     return log;
@@ -97,36 +160,62 @@ export class MemoryBroker implements Broker {
 
   async publish(channel: string, input: PublishInput, history: number): Promise<BrokerEvent> {
     if (this.closed) throw new SseRelayError('ERR_BROKER_CLOSED', 'sse-relay: the broker is closed');
-    const seq = ++this.seq;
+    const key = input.idempotencyKey;
+    if (key !== undefined) {
+      const seen = this.remembered(key);
+      if (seen !== undefined) return seen;
+    }
+    const partition = this.partitionOf(channel);
+    const seq = ++this.seqs[partition]!;
+    const epoch = this.epochs[partition]!;
     const event: BrokerEvent = {
       channel,
-      epoch: this.epoch,
+      partition,
+      epoch,
       seq,
-      id: formatId(this.epoch, seq),
+      id: formatEventId(partition, epoch, seq, this.partitions),
       data: input.data,
       event: input.event,
       coalesce: input.coalesce,
     };
+    if (key !== undefined) this.remember(key, event);
     let log = this.logs.get(channel);
     if (log === undefined) {
-      log = new Log(this.floor);
+      log = this.newLog(channel);
       if (this.logs.size >= this.maxChannels) this.evictIdle();
     } else {
       this.logs.delete(channel);
     }
     this.logs.set(channel, log);
-    if (history > 0) log.append(event, history);
+    if (history > 0) log.append(event, history, this.maxHistoryBytes);
     else log.dropped = seq;
     for (const listener of log.listeners) listener.onEvent(event);
     if (log.listeners.size === 0 && log.size === 0) this.forget(channel, log);
     return event;
   }
 
+  private remembered(key: string): BrokerEvent | undefined {
+    const seen = this.keys.get(key);
+    if (seen === undefined) return undefined;
+    if (Date.now() - seen.at < IDEMPOTENCY_MS) return seen.event;
+    this.keys.delete(key);
+    return undefined;
+  }
+
+  private remember(key: string, event: BrokerEvent): void {
+    const now = Date.now();
+    this.keys.set(key, { event, at: now });
+    for (const [old, entry] of this.keys) {
+      if (this.keys.size <= IDEMPOTENCY_KEYS && now - entry.at < IDEMPOTENCY_MS) break;
+      this.keys.delete(old);
+    }
+  }
+
   /** Forgets a channel; everything it held folds into `floor`, so no resume across it looks complete. */
   private forget(channel: string, log: Log): void {
     this.logs.delete(channel);
     const newest = log.size > 0 ? log.buf[log.buf.length - 1]!.seq : log.dropped;
-    if (newest > this.floor) this.floor = newest;
+    if (newest > this.floors[log.partition]!) this.floors[log.partition] = newest;
   }
 
   /** Forgets the least recently published channel that has no listener (looks at 64 at most). */
@@ -153,19 +242,32 @@ export class MemoryBroker implements Broker {
     if (log.listeners.size === 0 && log.size === 0) this.forget(channel, log);
   }
 
-  async replay(channels: readonly string[], after: Position | undefined): Promise<ReplayResult> {
-    const head: Position = { epoch: this.epoch, seq: this.seq };
-    if (after === undefined) return { complete: true, events: [], head };
-    if (after.epoch !== this.epoch || after.seq > this.seq) return { complete: false, events: [], head };
+  async replay(
+    channels: readonly string[],
+    after: ReadonlyMap<number, number> | undefined,
+    limit = Infinity,
+  ): Promise<ReplayResult> {
+    const heads = new Map<number, Position>();
+    for (const channel of channels) {
+      const p = this.partitionOf(channel);
+      heads.set(p, { epoch: this.epochs[p]!, seq: this.seqs[p]! });
+    }
+    if (after === undefined) return { complete: true, events: [], heads };
     const events: BrokerEvent[] = [];
     for (const channel of channels) {
+      const p = this.partitionOf(channel);
+      const from = after.get(p);
+      if (from === undefined || from > this.seqs[p]!) return { complete: false, events: [], heads };
       const log = this.logs.get(channel);
-      const dropped = log === undefined ? this.floor : log.dropped;
-      if (dropped > after.seq) return { complete: false, events: [], head };
-      log?.after(after.seq, events);
+      const dropped = log === undefined ? this.floors[p]! : log.dropped;
+      if (dropped > from) return { complete: false, events: [], heads };
+      log?.after(from, limit, events);
     }
-    if (channels.length > 1) events.sort((a, b) => a.seq - b.seq);
-    return { complete: true, events, head };
+    // Partition by partition, each in seq order: cutting at `limit` leaves every partition without a gap.
+    if (channels.length > 1) events.sort((a, b) => a.partition - b.partition || a.seq - b.seq);
+    const more = events.length >= limit;
+    if (events.length > limit) events.length = limit;
+    return { complete: true, events, heads, more };
   }
 
   async close(): Promise<void> {

@@ -41,9 +41,7 @@ export function checkFieldValue(field: 'event' | 'id', value: unknown): string {
     throw new TypeError(`sse-relay: ${field} must be a string, got ${typeof value}`);
   }
   if (hasBreak(value) || value.includes('\0')) {
-    throw new TypeError(
-      `sse-relay: ${field} must not contain CR, LF or NUL, got ${JSON.stringify(value)}`,
-    );
+    throw new TypeError(`sse-relay: ${field} must not contain CR, LF or NUL, got ${JSON.stringify(value)}`);
   }
   return value;
 }
@@ -80,6 +78,19 @@ function lines(prefix: string, text: string): string {
 /** Only the `data:` lines of an event, for callers that validated the rest. */
 export function encodeData(text: string): string {
   return lines('data: ', text);
+}
+
+/**
+ * One event frame from values the caller has already checked (`id` and
+ * `event` single-line, `data` already turned into `data:` lines by
+ * `encodeData`): the hot path of fan-out and `res.sse.send`. Same layout as
+ * `encodeEvent`.
+ */
+export function encodeFrame(id: string | undefined, event: string | undefined, dataLines: string): string {
+  let head = '';
+  if (id !== undefined) head = 'id: ' + id + '\n';
+  if (event !== undefined) head += 'event: ' + event + '\n';
+  return head + dataLines + '\n';
 }
 
 /**

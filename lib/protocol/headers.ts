@@ -1,4 +1,11 @@
-/** The response head of every stream (API.md §1). Frozen: never mutated per request. */
+/**
+ * The stream head (API.md §1): frozen defaults, built once per factory, and
+ * the CORS headers for an allowed cross-origin request. Pure: nothing here
+ * writes to a response.
+ */
+import type { OutgoingHttpHeaders } from 'node:http';
+
+/** The response head of every stream. Frozen: never mutated per request. */
 export const STREAM_HEADERS: Readonly<Record<string, string>> = Object.freeze({
   'Content-Type': 'text/event-stream; charset=utf-8',
   'Cache-Control': 'no-cache, no-transform',
@@ -9,3 +16,37 @@ export const STREAM_HEADERS: Readonly<Record<string, string>> = Object.freeze({
 export const HTTP1_HEADERS: Readonly<Record<string, string>> = Object.freeze({
   Connection: 'keep-alive',
 });
+
+type HeaderList = ReadonlyArray<readonly [string, string | number | readonly string[]]>;
+
+/** The whole head of one factory's streams, for HTTP/1.x and for HTTP/2. */
+export class StreamHead {
+  /** Used as it is when nothing else was set on the response (a bare node:http server): one shared object. */
+  readonly http1: OutgoingHttpHeaders;
+  readonly http2: OutgoingHttpHeaders;
+
+  constructor(readonly extra: HeaderList) {
+    const own = Object.fromEntries(extra);
+    this.http1 = Object.freeze({ ...STREAM_HEADERS, ...HTTP1_HEADERS, ...own }) as OutgoingHttpHeaders;
+    this.http2 = Object.freeze({ ...STREAM_HEADERS, ...own }) as OutgoingHttpHeaders;
+  }
+
+  /** The head for a request of this HTTP major version. */
+  for(httpVersionMajor: number): OutgoingHttpHeaders {
+    return httpVersionMajor < 2 ? this.http1 : this.http2;
+  }
+}
+
+/**
+ * CORS headers for a stream when an origin allow-list is configured: `Vary:
+ * Origin` always, and for an allowed cross-origin request that exact origin
+ * with credentials (never `*`, never a blind echo: the caller checked it).
+ */
+export function corsHeaders(allowedOrigin: string | undefined): Record<string, string> {
+  if (allowedOrigin === undefined) return { Vary: 'Origin' };
+  return {
+    Vary: 'Origin',
+    'Access-Control-Allow-Origin': allowedOrigin,
+    'Access-Control-Allow-Credentials': 'true',
+  };
+}

@@ -3,18 +3,10 @@
  * the raw bytes exactly as they arrive, parses them with the spec-exact
  * parser, and never leaves a socket or a timer behind.
  */
-import {
-  createServer,
-  request,
-  type ClientRequest,
-  type IncomingHttpHeaders,
-  type IncomingMessage,
-  type RequestListener,
-  type Server,
-} from 'node:http';
+import { request, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { StringDecoder } from 'node:string_decoder';
-import { inspect, isDeepStrictEqual } from 'node:util';
+import { inspect } from 'node:util';
 import { createParser, type ParsedEvent } from './parse';
 
 /** Where to connect: a full `http://` URL, or a listening server and a path (the client connects to 127.0.0.1). */
@@ -68,7 +60,8 @@ export interface TestStream {
   close(): Promise<void>;
 }
 
-const DEFAULT_TIMEOUT = 5000;
+/** How long a wait lasts when the caller gives no `timeoutMs`. */
+export const DEFAULT_TIMEOUT = 5000;
 
 function targetUrl(target: StreamTarget): URL {
   if (typeof target === 'string' || target instanceof URL) return new URL(String(target));
@@ -203,7 +196,8 @@ function makeStream(req: ClientRequest, res: IncomingMessage): TestStream {
     return new Promise<T>((resolve, reject) => {
       const first = done();
       if (first !== undefined) return resolve(first);
-      if (ended) return reject(new Error(`waited for ${what()}, but the stream had already ended; got ${summary(events)}`));
+      if (ended)
+        return reject(new Error(`waited for ${what()}, but the stream had already ended; got ${summary(events)}`));
       const waiter: Waiter = {
         check() {
           const value = done();
@@ -238,8 +232,13 @@ function makeStream(req: ClientRequest, res: IncomingMessage): TestStream {
     waitFor(predicateOrCount, timeoutMs = DEFAULT_TIMEOUT) {
       if (typeof predicateOrCount === 'number') {
         const count = predicateOrCount;
-        if (!Number.isInteger(count) || count < 0) throw new RangeError(`waitFor: count must be a non-negative integer, got ${count}`);
-        return wait(() => (events.length >= count ? events.slice(0, count) : undefined), timeoutMs, () => `${count} event(s)`);
+        if (!Number.isInteger(count) || count < 0)
+          throw new RangeError(`waitFor: count must be a non-negative integer, got ${count}`);
+        return wait(
+          () => (events.length >= count ? events.slice(0, count) : undefined),
+          timeoutMs,
+          () => `${count} event(s)`,
+        );
       }
       if (typeof predicateOrCount !== 'function') throw new TypeError('waitFor expects a predicate or a count');
       const predicate = predicateOrCount;
@@ -256,7 +255,11 @@ function makeStream(req: ClientRequest, res: IncomingMessage): TestStream {
       );
     },
     waitUntil(condition, timeoutMs = DEFAULT_TIMEOUT, what = 'the condition') {
-      return wait(() => (condition() ? true : undefined), timeoutMs, () => what).then(() => undefined);
+      return wait(
+        () => (condition() ? true : undefined),
+        timeoutMs,
+        () => what,
+      ).then(() => undefined);
     },
     waitForEnd(timeoutMs = DEFAULT_TIMEOUT) {
       return new Promise<void>((resolve, reject) => {
@@ -287,102 +290,4 @@ function makeStream(req: ClientRequest, res: IncomingMessage): TestStream {
     },
   };
   return stream;
-}
-
-/** When {@link collectEvents} stops: after `count` events, or at the first event for which `until` returns true (included). */
-export type CollectUntil = { count: number } | { until: EventPredicate };
-
-/**
- * Opens `path` on `server`, waits for the events, closes the connection and
- * resolves with the events. Rejects (after closing) when the status is not
- * 200, when the stream ends first, or after `timeoutMs` (default 5000).
- *
- * @example
- * ```ts
- * const events = await collectEvents(server, '/events', { count: 2 });
- * ```
- */
-export async function collectEvents(
-  server: Server,
-  path: string,
-  stop: CollectUntil,
-  options: { headers?: Record<string, string>; timeoutMs?: number } = {},
-): Promise<ParsedEvent[]> {
-  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT;
-  const stream = await openStream({ server, path }, { headers: options.headers, timeoutMs });
-  try {
-    if (stream.status !== 200) {
-      throw new Error(`collectEvents: ${path} answered ${stream.status}, not 200`);
-    }
-    return await stream.waitFor('count' in stop ? stop.count : stop.until, timeoutMs);
-  } finally {
-    await stream.close();
-  }
-}
-
-/** An expected event: the fields given are compared, the others are not; a string is short for `{ data }`. */
-export type ExpectedEvent = string | Partial<ParsedEvent>;
-
-type JestExpect = (actual: unknown) => { toEqual(expected: unknown): void };
-
-/**
- * Asserts that `received` is exactly the sequence `expected` (same length,
- * same order). For each expected entry only the fields it names are compared
- * (`'x'` is short for `{ data: 'x' }`, which leaves `event` and `id` unchecked;
- * write `{ data: 'x', event: 'message' }` to check them too).
- * Under jest the failure is jest's own diff; elsewhere it throws an Error with
- * a line per event.
- */
-export function expectEvents(received: readonly ParsedEvent[], expected: readonly ExpectedEvent[]): void {
-  const want = expected.map((e) => (typeof e === 'string' ? { data: e } : e));
-  const got = received.map((ev, i) => {
-    const shape = want[i];
-    if (shape === undefined) return { ...ev };
-    const picked: Partial<ParsedEvent> = {};
-    for (const key of Object.keys(shape) as Array<keyof ParsedEvent>) picked[key] = ev[key];
-    return picked;
-  });
-  const jestExpect = (globalThis as { expect?: unknown }).expect;
-  if (typeof jestExpect === 'function') {
-    (jestExpect as JestExpect)(got).toEqual(want);
-    return;
-  }
-  if (got.length === want.length && got.every((g, i) => isDeepStrictEqual(g, want[i]))) return;
-  const lines = [`expected ${want.length} event(s), received ${got.length}:`];
-  for (let i = 0; i < Math.max(got.length, want.length); i++) {
-    const g = got[i];
-    const w = want[i];
-    if (g !== undefined && w !== undefined && isDeepStrictEqual(g, w)) {
-      lines.push(`  [${i}]   ${inspect(g)}`);
-      continue;
-    }
-    lines.push(`- [${i}] expected ${w === undefined ? '(nothing)' : inspect(w)}`);
-    lines.push(`+ [${i}] received ${g === undefined ? '(nothing)' : inspect(g)}`);
-  }
-  throw new Error(lines.join('\n'));
-}
-
-/**
- * Starts `handler` (an Express/Connect app or any request listener) on a free
- * port of 127.0.0.1 and resolves with the listening server. Pair it with
- * {@link closeServer}.
- */
-export function listen(handler: RequestListener): Promise<Server> {
-  const server = createServer(handler);
-  return new Promise<Server>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      server.removeListener('error', reject);
-      resolve(server);
-    });
-  });
-}
-
-/** Closes `server` and every connection it still holds (open streams included); resolves once it is closed. */
-export function closeServer(server: Server): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    if (!server.listening) return resolve();
-    server.close((err) => (err ? reject(err) : resolve()));
-    server.closeAllConnections();
-  });
 }

@@ -12,17 +12,9 @@
  * @packageDocumentation
  */
 export { createParser, parseStream, type ParsedEvent, type SseParser } from './parse';
-export {
-  openStream,
-  collectEvents,
-  expectEvents,
-  listen,
-  closeServer,
-  type StreamTarget,
-  type OpenStreamOptions,
-  type TestStream,
-  type EventPredicate,
-  type CollectUntil,
-  type ExpectedEvent,
-} from './client';
+export { openStream, type StreamTarget, type OpenStreamOptions, type TestStream, type EventPredicate } from './client';
+export { collectEvents, expectEvents, type CollectUntil, type ExpectedEvent } from './expect';
+export { listen, closeServer } from './server';
 export { runBrokerContract, Recorder } from './broker-contract';
+/** How many shared stream clocks run in this process (0 once every stream ended): a leak check for tests. */
+export { runningClocks } from '../stream/ticker';

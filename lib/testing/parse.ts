@@ -78,7 +78,11 @@ export function createParser(
       return;
     }
     // The data buffer is every value + LF; remove the last LF.
-    const event: ParsedEvent = { event: eventType === '' ? 'message' : eventType, data: data.slice(0, -1), id: lastEventId };
+    const event: ParsedEvent = {
+      event: eventType === '' ? 'message' : eventType,
+      data: data.slice(0, -1),
+      id: lastEventId,
+    };
     data = '';
     sawData = false;
     eventType = '';

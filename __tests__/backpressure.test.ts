@@ -1,0 +1,160 @@
+/**
+ * Backpressure on real sockets: what one turn produces for readers that keep
+ * up is delivered (never a cut), a client that stops reading is cut with
+ * bounded memory and then catches up over a big history, replays are written
+ * page by page as the socket drains (30 concurrent resumes over 20 MiB do not
+ * multiply memory), and an event too large to deliver is refused when it is
+ * published or sent, with a RangeError that says why.
+ *
+ * 50 healthy readers beside one that stops reading: slow-clients.test.ts;
+ * a socket that never drains: drain-timeout.test.ts.
+ */
+import express from 'express';
+import type { AddressInfo } from 'node:net';
+import { MemoryBroker, sse } from '../lib';
+import { closeServer, openStream } from '../lib/testing';
+import { cleanup, defer } from './helpers/cleanup';
+import { KiB, MiB } from './helpers/data';
+import { countingClient, seqOf, startHub, type HubServer } from './helpers/hub-server';
+import { until } from './helpers/wait';
+
+afterEach(cleanup);
+
+async function hubServer(history: number): Promise<HubServer> {
+  const fx = await startHub({ history, broker: new MemoryBroker({ maxHistoryBytes: 64 * MiB }) });
+  defer(() => fx.close());
+  return fx;
+}
+
+const kib = (i: number): string => String(i).padEnd(KiB, '.');
+
+/** Publishes n events of 1 KiB, `batch` at a time; resolves with their ids. */
+async function publishMany(fx: HubServer, channel: string, n: number, batch = 500): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < n; i += batch) {
+    const turn: Promise<string>[] = [];
+    for (let j = i; j < Math.min(n, i + batch); j++) turn.push(fx.hub.publish(channel, kib(j)));
+    ids.push(...(await Promise.all(turn)));
+  }
+  return ids;
+}
+
+function expectConsecutive(ids: readonly string[], firstSeq: number, count: number): void {
+  expect(ids).toHaveLength(count);
+  for (let i = 0; i < ids.length; i++) {
+    if (seqOf(ids[i]!) !== firstSeq + i) throw new Error(`event ${i}: id ${ids[i]} is not seq ${firstSeq + i}`);
+  }
+}
+
+test('3,000 publishes in one turn reach every reader that keeps up: none is cut', async () => {
+  const fx = await hubServer(1000);
+  const readers = await Promise.all(Array.from({ length: 5 }, () => countingClient(fx.port, '/events/feed')));
+  defer(() => readers.forEach((r) => r.close()));
+  await until(() => fx.hub.stats().connections === 5, '5 streams');
+  const ids = await Promise.all(Array.from({ length: 3000 }, (_, i) => fx.hub.publish('feed', kib(i))));
+  for (const r of readers) {
+    await r.waitFor(3000);
+    expect(r.ids).toEqual(ids);
+  }
+  expect(fx.hub.stats().dropped).toBe(0);
+});
+
+test('a client that stops reading is cut for its backlog, then resumes over a 20 MiB history and catches up', async () => {
+  const fx = await hubServer(30_000);
+  const slow = await countingClient(fx.port, '/events/feed');
+  defer(() => slow.close());
+  await until(() => fx.hub.stats().connections === 1, 'the stream');
+  const [first] = await publishMany(fx, 'feed', 1);
+  await slow.waitFor(1);
+  slow.pause();
+  const rest = await publishMany(fx, 'feed', 20_000);
+  await until(() => fx.hub.stats().droppedBy.backlog === 1, 'the paused client to be cut', 20_000);
+  expect(fx.hub.stats().connections).toBe(0);
+
+  const back = await countingClient(fx.port, '/events/feed', { 'Last-Event-ID': first! });
+  defer(() => back.close());
+  await back.waitFor(20_000, 60_000);
+  expect(back.events.every((e) => e === 'message')).toBe(true); // no reset
+  expectConsecutive(back.ids, seqOf(rest[0]!), 20_000);
+  expect(back.ids[back.ids.length - 1]).toBe(rest[rest.length - 1]);
+  expect(fx.hub.stats()).toMatchObject({ droppedBy: { backlog: 1, drain: 0 }, replays: { complete: 1, reset: 0 } });
+}, 120_000);
+
+test('30 concurrent resumes over a 20 MiB history are written as the sockets drain: bounded memory, every event once in order', async () => {
+  const fx = await hubServer(30_000);
+  const ids = await publishMany(fx, 'feed', 20_000);
+  global.gc?.();
+  const before = process.memoryUsage().rss;
+  let peak = before;
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 5);
+  defer(() => clearInterval(sampler));
+  const clients = await Promise.all(
+    Array.from({ length: 30 }, () => countingClient(fx.port, '/events/feed', { 'Last-Event-ID': ids[0]! })),
+  );
+  defer(() => clients.forEach((c) => c.close()));
+  for (const c of clients) {
+    await c.waitFor(19_999, 90_000);
+    expectConsecutive(c.ids, seqOf(ids[1]!), 19_999);
+  }
+  clearInterval(sampler);
+  const grewMiB = (peak - before) / MiB;
+  if (process.env.SSE_RELAY_MEMORY_REPORT) console.log(`30 resumes over 20 MiB: RSS peak +${grewMiB.toFixed(1)} MiB`);
+  // Written in one piece each, 30 replays would hold 30 x 20 MiB of frames (1.2 GB as JS strings).
+  expect(grewMiB).toBeLessThan(200);
+  expect(fx.hub.stats()).toMatchObject({ dropped: 0, replays: { complete: 30, reset: 0 } });
+}, 180_000);
+
+describe('an event too large to deliver is refused before anything is stored or written', () => {
+  test('hub.publish of 2 MiB rejects with a RangeError naming maxEventBytes; nothing reaches the stream', async () => {
+    const fx = await hubServer(100);
+    const s = await openStream({ server: fx.server, path: '/events/feed' });
+    defer(() => s.close());
+    await until(() => fx.hub.stats().connections === 1, 'the stream');
+    await expect(fx.hub.publish('feed', 'x'.repeat(2 * MiB))).rejects.toThrow(RangeError);
+    await expect(fx.hub.publish('feed', 'x'.repeat(2 * MiB))).rejects.toThrow(/maxEventBytes/);
+    const id = await fx.hub.publish('feed', 'small');
+    await s.waitFor(1);
+    expect(s.events.map((e) => [e.id, e.data])).toEqual([[id, 'small']]);
+    expect(seqOf(id)).toBe(1); // the refused ones took no position
+    expect(fx.hub.stats().dropped).toBe(0);
+  });
+
+  test('a bigger maxEventBytes (with maxBufferedBytes) delivers a 2 MiB event to a reader', async () => {
+    const fx = await startHub({ sse: { maxBufferedBytes: 4 * MiB, maxEventBytes: 3 * MiB } });
+    defer(() => fx.close());
+    const s = await countingClient(fx.port, '/events/feed');
+    defer(() => s.close());
+    await until(() => fx.hub.stats().connections === 1, 'the stream');
+    const id = await fx.hub.publish('feed', 'x'.repeat(2 * MiB));
+    await s.waitFor(1);
+    expect(s.ids).toEqual([id]);
+  });
+
+  test('res.sse.send of 1.5 MiB throws a RangeError and leaves the stream open', async () => {
+    const mw = sse();
+    let thrown: unknown;
+    const app = express();
+    app.get('/', mw, (_req, res) => {
+      try {
+        res.sse.send('x'.repeat(1.5 * MiB));
+      } catch (err) {
+        thrown = err;
+      }
+      res.sse.send('after');
+    });
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    defer(() => closeServer(server));
+    const s = await openStream(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
+    defer(() => s.close());
+    await s.waitFor(1);
+    expect(thrown).toBeInstanceOf(RangeError);
+    expect(String(thrown)).toMatch(/maxEventBytes/);
+    expect(s.events.map((e) => e.data)).toEqual(['after']);
+    expect(mw.dropped).toBe(0);
+  });
+
+  test('maxEventBytes above maxBufferedBytes is refused at factory time', () => {
+    expect(() => sse({ maxBufferedBytes: KiB, maxEventBytes: 2 * KiB })).toThrow(RangeError);
+  });
+});

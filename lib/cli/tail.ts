@@ -1,0 +1,45 @@
+/**
+ * `sse-relay tail`: prints the live events of one channel, one JSON line
+ * each, until SIGINT/SIGTERM (or stdout closes); then it unsubscribes, closes
+ * its Redis connections and resolves.
+ */
+import type { TailCommand } from './args';
+import { Refused } from './publish';
+
+export interface TailIo {
+  readonly stdout: NodeJS.WritableStream;
+  readonly stderr: NodeJS.WritableStream;
+  /** Resolves when the tail should stop (a signal, stdout gone). */
+  readonly stop: Promise<void>;
+}
+
+export async function tail(cmd: TailCommand, io: TailIo): Promise<void> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { RedisBroker } = require('../brokers/redis') as typeof import('../brokers/redis');
+  const options: { url: string; commandTimeout: number; prefix?: string } = {
+    url: cmd.redis,
+    commandTimeout: cmd.timeout,
+  };
+  if (cmd.prefix !== undefined) options.prefix = cmd.prefix;
+  const broker = new RedisBroker(options);
+  const listener = {
+    onEvent(ev: { id: string; event: string | undefined; data: string }): void {
+      io.stdout.write(JSON.stringify({ id: ev.id, event: ev.event ?? 'message', data: ev.data }) + '\n');
+    },
+    onReset(): void {
+      io.stdout.write('{"event":"reset"}\n');
+    },
+  };
+  try {
+    try {
+      await broker.subscribe(cmd.channel, listener);
+    } catch (err) {
+      throw new Refused((err as Error).message.replace(/^sse-relay: /, ''), { cause: err });
+    }
+    io.stderr.write(`sse-relay: tailing ${cmd.channel} (Ctrl-C to stop)\n`);
+    await io.stop;
+    await broker.unsubscribe(cmd.channel, listener).catch(() => undefined);
+  } finally {
+    await broker.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,190 @@
+/**
+ * From the broker to the hub's streams: every event is checked (a broker
+ * cannot inject fields or events), de-duplicated per stream by its cursor,
+ * encoded once and handed to the stream layer's fan-out. A new epoch on a
+ * partition, or a broker's `onReset`, becomes ONE `reset` event per stream.
+ */
+import type { BrokerEvent, BrokerListener, PartitionPosition, Position } from '../brokers/broker';
+import { encodeData, encodeEvent, encodeFrame } from '../protocol/encode';
+import { EPOCH, formatEventId } from '../positions';
+import { resetSent } from '../diagnostics';
+import type { Counters } from '../metrics/counters';
+import { labelCounts } from '../metrics/registry';
+import { FanOut } from '../stream/fan-out';
+
+function observeSince(counters: Counters, t0: number): void {
+  counters.observeLatency((performance.now() - t0) / 1000);
+}
+import type { HubStream } from './stream';
+
+export const RESET_EVENT = 'reset';
+
+const FIELD_BREAK = /[\r\n\0]/;
+
+/** How many publish times are kept for events a broker delivers after publish() resolved. */
+const MAX_STAMPS = 1024;
+
+export class Delivery implements BrokerListener {
+  readonly fanOut = new FanOut();
+  /** performance.now() of the publish() whose broker call runs right now (MemoryBroker delivers inside it). */
+  publishing: number | undefined = undefined;
+  /** event id -> performance.now() at publish(), for events published here that a broker delivers later. */
+  private readonly stamps = new Map<string, number>();
+  /** partition -> the last epoch that passed the check (skips the regex for the common case). */
+  private readonly goodEpochs: (string | undefined)[];
+
+  constructor(
+    /** The streams of a channel here. */
+    private readonly streamsOf: (channel: string) => ReadonlySet<HubStream> | undefined,
+    private readonly partitionCount: number,
+    /** The hub's counters (shared with its streams' admission). */
+    private readonly counters: Counters,
+  ) {
+    this.goodEpochs = new Array<string | undefined>(partitionCount).fill(undefined);
+  }
+
+  /** Whether `ev` keeps the Broker contract's rules (see lib/brokers/broker.ts). */
+  valid(ev: BrokerEvent): boolean {
+    if (ev === null || typeof ev !== 'object') return false;
+    const p = ev.partition ?? 0;
+    if (!Number.isInteger(p) || p < 0 || p >= this.partitionCount) return false;
+    if (!Number.isSafeInteger(ev.seq) || ev.seq < 1 || typeof ev.data !== 'string') return false;
+    if (ev.event !== undefined && (typeof ev.event !== 'string' || FIELD_BREAK.test(ev.event))) return false;
+    if (ev.coalesce !== undefined && typeof ev.coalesce !== 'string') return false;
+    if (ev.epoch !== this.goodEpochs[p]) {
+      if (typeof ev.epoch !== 'string' || !EPOCH.test(ev.epoch)) return false;
+      this.goodEpochs[p] = ev.epoch;
+    }
+    return true;
+  }
+
+  /** The id of one event on its own (what `publish` resolves with; the id grouped streams are sent). */
+  eventId(ev: BrokerEvent): string {
+    return formatEventId(ev.partition ?? 0, ev.epoch, ev.seq, this.partitionCount);
+  }
+
+  onEvent(ev: BrokerEvent): void {
+    if (!this.valid(ev)) {
+      this.counters.invalid++;
+      return;
+    }
+    const set = this.streamsOf(ev.channel);
+    if (set === undefined) return;
+    const fanOut = this.fanOut;
+    const before = this.counters.delivered;
+    let begun = false;
+    let data: string | undefined;
+    for (const s of set) {
+      if (s.buffer !== null) {
+        s.buffer.push(ev);
+        continue;
+      }
+      if (!this.advance(s, ev)) {
+        fanOut.skip(s.conn, s.group);
+        continue;
+      }
+      if (s.group !== undefined) {
+        if (!begun) {
+          data ??= encodeData(ev.data);
+          fanOut.begin(this.frame(this.eventId(ev), ev, data), ev.coalesce);
+          begun = true;
+        }
+        fanOut.to(s.conn, s.group);
+      } else {
+        data ??= encodeData(ev.data);
+        s.conn.push(this.frame(s.id(), ev, data), ev.coalesce);
+      }
+    }
+    if (begun) fanOut.end();
+    const delivered = this.counters.delivered - before;
+    if (delivered > 0) this.observe(ev, delivered);
+  }
+
+  /** Remembers when an event was published here, for a broker that delivers it after publish() resolved. */
+  stamp(ev: BrokerEvent, at: number): void {
+    if (this.stamps.size >= MAX_STAMPS) this.stamps.clear();
+    this.stamps.set(this.eventId(ev), at);
+  }
+
+  /** Per-label counts, and publish -> written-to-socket latency for events published in this process. */
+  private observe(ev: BrokerEvent, delivered: number): void {
+    const label = labelCounts(this.counters, ev.channel);
+    if (label !== undefined) label.delivered += delivered;
+    let t0 = this.publishing;
+    if (t0 === undefined && this.stamps.size > 0) {
+      const id = this.eventId(ev);
+      t0 = this.stamps.get(id);
+      this.stamps.delete(id);
+    }
+    // Queued after this turn's flush (the turn scheduled it first): runs once the frames were handed to the sockets.
+    if (t0 !== undefined) process.nextTick(observeSince, this.counters, t0);
+  }
+
+  /**
+   * The broker could not deliver everything of `channel`: every stream on it
+   * gets `reset` and continues from `head`; a stream still being set up gets
+   * it before its first event.
+   */
+  onReset(channel: string, head: PartitionPosition): void {
+    const set = this.streamsOf(channel);
+    if (set === undefined || head === null || typeof head !== 'object') return;
+    const p = head.partition ?? 0;
+    if (!Number.isInteger(p) || p < 0 || p >= this.partitionCount) return;
+    if (typeof head.epoch !== 'string' || !EPOCH.test(head.epoch) || !Number.isSafeInteger(head.seq) || head.seq < 0)
+      return;
+    for (const s of set) {
+      if (s.buffer !== null) s.pendingResets.push({ partition: p, head });
+      else this.reset(s, p, head);
+    }
+  }
+
+  /** Writes an event that was buffered or replayed during set-up (frames of its own). */
+  deliverOwn(s: HubStream, ev: BrokerEvent): string {
+    if (!this.valid(ev)) {
+      this.counters.invalid++;
+      return '';
+    }
+    if (!this.advance(s, ev)) return '';
+    return this.frame(s.id(), ev, encodeData(ev.data));
+  }
+
+  /** Whether `ev` would start a new epoch for `s` (so a `reset` is sent before it). */
+  startsEpoch(s: HubStream, ev: BrokerEvent): boolean {
+    const epoch = s.epochs[ev.partition ?? 0];
+    return epoch !== undefined && epoch !== ev.epoch;
+  }
+
+  private frame(id: string, ev: BrokerEvent, data: string): string {
+    return encodeFrame(id, ev.event, data);
+  }
+
+  /**
+   * Moves stream `s`'s cursor past `ev` and counts it delivered; false when the
+   * stream has it already (a duplicate). An event of another epoch first sends
+   * the page a `reset`: the broker lost history.
+   */
+  private advance(s: HubStream, ev: BrokerEvent): boolean {
+    const p = ev.partition ?? 0;
+    const epoch = s.epochs[p];
+    if (epoch !== ev.epoch) {
+      if (epoch !== undefined) this.reset(s, p, { epoch: ev.epoch, seq: ev.seq - 1 });
+      else s.place(p, { epoch: ev.epoch, seq: 0 });
+    }
+    if (ev.seq <= s.seqs[p]!) return false;
+    s.seqs[p] = ev.seq;
+    this.counters.delivered++;
+    return true;
+  }
+
+  /** Tells the page it missed events (refetch your state); later resumes start from `head`. */
+  reset(s: HubStream, p: number, head: Position, cause: 'resume' | 'broker' = 'broker'): void {
+    if (s.epochs[p] !== head.epoch || head.seq > s.seqs[p]!) s.place(p, head);
+    if (!s.positioned) return; // set-up gives every partition a position and sends the reset then
+    const id = s.id();
+    if (s.resetAt === id) return; // already told at this position
+    s.resetAt = id;
+    this.counters.resets++;
+    resetSent(s.conn.req, s.channels, cause, id);
+    s.conn.push(encodeEvent({ id, event: RESET_EVENT, data: '' }));
+  }
+}
