@@ -13,6 +13,7 @@ import {
   type BrokerListener,
   type PartitionPosition,
   type Position,
+  type ReplayResult,
 } from '../brokers/broker';
 import { SseRelayError } from '../errors';
 
@@ -148,6 +149,11 @@ async function expectCode(promise: Promise<unknown>, code: string): Promise<void
   );
   expect(err).toBeInstanceOf(SseRelayError);
   expect((err as SseRelayError).code).toBe(code);
+}
+
+/** The fields every broker returns (`more` only comes with `limit`). */
+function result(r: ReplayResult): Pick<ReplayResult, 'complete' | 'events' | 'heads'> {
+  return { complete: r.complete, events: r.events, heads: r.heads };
 }
 
 /** `{ epoch, seq }` of a head for one partition. */
@@ -472,9 +478,9 @@ export function runBrokerContract(
       expect((await b.replay([a!], at(start.seq))).complete).toBe(false);
       expect((await b.replay([a!], at(evs[1]!.seq))).complete).toBe(false);
       const miss = await b.replay([a!], at(evs[2]!.seq - 1));
-      expect(miss).toEqual({ complete: false, events: [], heads });
+      expect(result(miss)).toEqual({ complete: false, events: [], heads });
       const ok = await b.replay([a!], at(evs[2]!.seq));
-      expect(ok).toEqual({ complete: true, events: evs.slice(3), heads });
+      expect(result(ok)).toEqual({ complete: true, events: evs.slice(3), heads });
       expect((await b.replay([a!], at(evs[3]!.seq))).events).toEqual(evs.slice(4));
       const both = await b.replay([other!, a!], at(evs[0]!.seq));
       expect(both.complete).toBe(false);
@@ -522,7 +528,7 @@ export function runBrokerContract(
         expect(headOf(r.heads, p)).toEqual(head);
       }
       const now = await b.replay([a!], new Map([[p, ev.seq]]));
-      expect(now).toEqual({ complete: true, events: [], heads: new Map([[p, head]]) });
+      expect(result(now)).toEqual({ complete: true, events: [], heads: new Map([[p, head]]) });
     });
 
     test('a listener subscribed after some events gets only later ones, live', async () => {
@@ -592,6 +598,50 @@ export function runBrokerContract(
       const r = await b.replay([a!], new Map([[p, rec.resets[0]!.head.seq]]));
       expect(r.complete).toBe(true);
       expect(r.events.map((e) => e.data)).toEqual(['after']);
+    });
+
+    test('replay with a limit: pages of at most that many, oldest first, no gap per partition, `more` until the end', async () => {
+      const b = await broker();
+      const chans: string[] = [];
+      const parts = new Set<number>();
+      for (let i = 0; chans.length < Math.min(2, partitionsOf(b)) && i < 10_000; i++) {
+        const [c] = channelNames('L' + i);
+        if (!parts.has(partitionOf(b, c!))) {
+          parts.add(partitionOf(b, c!));
+          chans.push(c!);
+        }
+      }
+      const [same] = samePartition(b, 'L-same');
+      if (!parts.has(partitionOf(b, same!))) chans.push(same!);
+      else chans.push(samePartition(b, 'L-x', 'L-y')[1]!);
+      const start = (await b.replay(chans, undefined)).heads;
+      const all: BrokerEvent[] = [];
+      for (let i = 0; i < 23; i++) all.push(await b.publish(chans[i % chans.length]!, { data: String(i) }, 100));
+      const whole = await b.replay(chans, afterMap(b, chans, start));
+      expect(whole.complete).toBe(true);
+      expect(whole.more === undefined || whole.more === false).toBe(true);
+      // page through with limit 5: every event exactly once, each page at most 5, in seq order per partition
+      const at = afterMap(b, chans, start);
+      const got: BrokerEvent[] = [];
+      for (let page = 0; page < 50; page++) {
+        const r = await b.replay(chans, at, 5);
+        expect(r.complete).toBe(true);
+        if (r.more === undefined) {
+          // a broker that ignores limit: everything at once
+          got.push(...r.events);
+          break;
+        }
+        expect(r.events.length).toBeGreaterThan(r.more ? 0 : -1);
+        expect(r.events.length <= 5).toBe(true);
+        for (const e of r.events) at.set(e.partition, Math.max(at.get(e.partition)!, e.seq));
+        got.push(...r.events);
+        if (!r.more) break;
+      }
+      expect(got.map((e) => e.id).sort()).toEqual(all.map((e) => e.id).sort());
+      for (const p of parts) {
+        const mine = got.filter((e) => e.partition === p);
+        expect(mine).toEqual(all.filter((e) => e.partition === p));
+      }
     });
 
     test('close: idempotent; publish and subscribe reject afterwards', async () => {

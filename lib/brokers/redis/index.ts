@@ -119,12 +119,15 @@ export class RedisBroker implements Broker {
     return this.store.publish(this.partitionOf(channel), channel, input, history);
   }
 
-  async replay(channels: readonly string[], after: ReadonlyMap<number, number> | undefined): Promise<ReplayResult> {
+  async replay(channels: readonly string[], after: ReadonlyMap<number, number> | undefined, limit?: number): Promise<ReplayResult> {
     if (this.closed) throw closedError();
     if (!Array.isArray(channels)) throw new TypeError('sse-relay: RedisBroker.replay channels must be an array');
     for (const c of channels) checkChannel('replay', c);
     if (after !== undefined && !(after instanceof Map)) throw new TypeError('sse-relay: RedisBroker.replay after must be a Map or undefined');
-    return replay(this.store, this.parts, (c) => this.partitionOf(c), channels, after);
+    if (limit !== undefined && (typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 1)) {
+      throw new RangeError(`sse-relay: RedisBroker.replay limit must be a positive integer, got ${String(limit)}`);
+    }
+    return replay(this.store, this.parts, (c) => this.partitionOf(c), channels, after, limit);
   }
 
   async fence(seen: PartitionPosition): Promise<void> {

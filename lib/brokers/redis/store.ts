@@ -217,16 +217,17 @@ export class Store {
   /**
    * One atomic read of partition `p`: its head and, per channel, whether history is
    * complete after the given seq and the entries after it. `expected` set and different
-   * from Redis' epoch: every channel is read from the epoch's start.
+   * from Redis' epoch: every channel is read from the epoch's start. `count` > 0: at most
+   * that many entries per channel.
    */
-  async read(p: number, channels: readonly { name: string; after: number }[], expected: string, floor?: Position): Promise<ReadReply> {
+  async read(p: number, channels: readonly { name: string; after: number }[], expected: string, floor?: Position, count = 0): Promise<ReadReply> {
     if (this.closed) throw closedError();
     const k = this.keys[p]!;
     const deadline = Date.now() + this.timeout;
     const f = floor ?? this.hooks.floor(p);
     const args: (string | number)[] = ['FCALL', FN_READ, 2 + channels.length, k.base, k.dropped];
     for (const c of channels) args.push(k.channel(c.name));
-    args.push(f?.epoch ?? '', f?.seq ?? 0, this.spare, expected);
+    args.push(f?.epoch ?? '', f?.seq ?? 0, this.spare, expected, count);
     for (const c of channels) args.push(c.after);
     for (let attempt = 0; ; attempt++) {
       await this.ready(deadline);
