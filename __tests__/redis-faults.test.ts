@@ -62,7 +62,11 @@ afterEach(async () => {
 });
 
 /** `acked` all arrived, each once, in seq order, fields intact (and nothing else but `extra`). */
-function expectExactlyOnceInOrder(rec: Recorder, acked: readonly BrokerEvent[], extra: readonly BrokerEvent[] = []): void {
+function expectExactlyOnceInOrder(
+  rec: Recorder,
+  acked: readonly BrokerEvent[],
+  extra: readonly BrokerEvent[] = [],
+): void {
   const ids = rec.ids();
   expect(new Set(ids).size).toBe(ids.length);
   for (let i = 1; i < rec.events.length; i++) {
@@ -117,13 +121,22 @@ describe('Redis rewinds to an older snapshot (SAVE, more publishes, SIGKILL, res
     expect(after.every((e) => e.epoch !== lastBefore.epoch)).toBe(true); // the rewind started a new epoch
     expect(after[0]!.seq).toBe(101); // Redis' own (rewound) counter, in the new epoch
     await rec3.until(hasAll(rec3, after), 'every event after the restart (3 channels)');
-    await rec.until(hasAll(rec, after.filter((e) => e.channel === 'a')), 'every event after the restart (a)');
+    await rec.until(
+      hasAll(
+        rec,
+        after.filter((e) => e.channel === 'a'),
+      ),
+      'every event after the restart (a)',
+    );
     expect(rec3.resets.map((r) => r.channel).sort()).toEqual(['a', 'b', 'c']);
     expect(rec.resets).toHaveLength(1);
     expect(rec.resets[0]!.head).toEqual({ partition: 0, epoch: after[0]!.epoch, seq: 100 });
     expectExactlyOnceInOrder(rec3, [...before, ...after]);
     expect(rec3.events).toHaveLength(350);
-    expectExactlyOnceInOrder(rec, [...before, ...after].filter((e) => e.channel === 'a'));
+    expectExactlyOnceInOrder(
+      rec,
+      [...before, ...after].filter((e) => e.channel === 'a'),
+    );
     // a client resuming from the last id before the crash: its epoch is no longer the head's (the hub resets it)
     const r = await sub.replay(['a', 'b', 'c'], at(lastBefore.seq));
     expect(r.heads.get(0)!.epoch).toBe(after[0]!.epoch);
@@ -219,7 +232,9 @@ describe('Redis frozen or paused while two brokers publish', () => {
       const admin = client(s.url);
       const p = prefix();
       const channels = ['x', 'y', 'z'];
-      const brokers = [0, 1].map(() => broker({ url: s.url, prefix: p, commandTimeout: 300, healthCheckInterval: 300 }));
+      const brokers = [0, 1].map(() =>
+        broker({ url: s.url, prefix: p, commandTimeout: 300, healthCheckInterval: 300 }),
+      );
       const recs = brokers.map(() => ({ one: new Recorder(), three: new Recorder() }));
       for (let i = 0; i < 2; i++) {
         await brokers[i]!.subscribe('x', recs[i]!.one);
@@ -252,7 +267,14 @@ describe('Redis frozen or paused while two brokers publish', () => {
       acked.push(last);
       for (const r of recs) {
         await r.three.until(hasAll(r.three, acked), 'every acknowledged event (3 channels)', 15_000);
-        await r.one.until(hasAll(r.one, acked.filter((e) => e.channel === 'x')), 'every acknowledged event (x)', 15_000);
+        await r.one.until(
+          hasAll(
+            r.one,
+            acked.filter((e) => e.channel === 'x'),
+          ),
+          'every acknowledged event (x)',
+          15_000,
+        );
       }
       // settle: one more round trip through both subscribers
       const fence = await brokers[1]!.publish('x', { data: 'fence' }, 1000);
@@ -265,7 +287,10 @@ describe('Redis frozen or paused while two brokers publish', () => {
         // a publish whose outcome was unknown: stored at most once; the Redis-side deadline makes it not stored here
         expect(delivered.filter((d) => unknown.includes(d))).toEqual([]);
         expectExactlyOnceInOrder(r.three, acked);
-        expectExactlyOnceInOrder(r.one, acked.filter((e) => e.channel === 'x'));
+        expectExactlyOnceInOrder(
+          r.one,
+          acked.filter((e) => e.channel === 'x'),
+        );
       }
       // history agrees: nothing rejected was stored
       const all = await brokers[0]!.replay(channels, at(0));
@@ -277,7 +302,7 @@ describe('Redis frozen or paused while two brokers publish', () => {
 
 describe('a reply lost with its connection', () => {
   for (const mode of ['url', 'redis'] as const) {
-    test(`${mode === 'url' ? 'the broker\'s own connection (url)' : "the caller's client (redis, default ioredis options)"}: the publish resolves, stored and delivered once`, async () => {
+    test(`${mode === 'url' ? "the broker's own connection (url)" : "the caller's client (redis, default ioredis options)"}: the publish resolves, stored and delivered once`, async () => {
       const s = await server();
       const px = await proxy(s.port);
       const p = prefix();
@@ -372,7 +397,10 @@ describe('Redis refusing connections', () => {
       const b2 = broker({ redis: c, prefix: prefix(), commandTimeout: 20_000 });
       await until(() => c.status === 'reconnecting', 'the client to have failed once');
       const t2 = Date.now();
-      await expect(b2.publish('a', { data: 'x' }, 10)).rejects.toMatchObject({ code: 'ERR_BROKER_UNAVAILABLE', outcome: 'not-published' });
+      await expect(b2.publish('a', { data: 'x' }, 10)).rejects.toMatchObject({
+        code: 'ERR_BROKER_UNAVAILABLE',
+        outcome: 'not-published',
+      });
       expect(Date.now() - t2).toBeLessThan(10_000);
       await sleep(0);
       expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([]);

@@ -67,7 +67,9 @@ export class Recorder implements BrokerListener {
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w !== waiter);
-        reject(new Error(`timed out waiting for ${what} (have ${this.events.length} events, ${this.resets.length} resets)`));
+        reject(
+          new Error(`timed out waiting for ${what} (have ${this.events.length} events, ${this.resets.length} resets)`),
+        );
       }, ms);
       const waiter = {
         check,
@@ -129,7 +131,11 @@ export function samePartition(b: Broker, ...names: string[]): string[] {
 }
 
 /** The `after` map of a replay: every partition of `channels` at the given seq. */
-export function afterMap(b: Broker, channels: readonly string[], seq: number | ReadonlyMap<number, Position>): Map<number, number> {
+export function afterMap(
+  b: Broker,
+  channels: readonly string[],
+  seq: number | ReadonlyMap<number, Position>,
+): Map<number, number> {
   const m = new Map<number, number>();
   for (const c of channels) {
     const p = partitionOf(b, c);
@@ -247,7 +253,8 @@ export function runBrokerContract(
       const payloads = ['x', '', 'multi\nline\r\ndata', '{"json":true}', 'ünïcødé ✓ 𝄞', ' spaced '];
       for (let i = 0; i < 30; i++) {
         const data = payloads[i % payloads.length]! + i;
-        const input = i % 3 === 0 ? { data } : i % 3 === 1 ? { data, event: i % 2 ? 'e' : '' } : { data, coalesce: 'c' + i };
+        const input =
+          i % 3 === 0 ? { data } : i % 3 === 1 ? { data, event: i % 2 ? 'e' : '' } : { data, coalesce: 'c' + i };
         published.push(await b.publish(a!, input, 100));
       }
       await rec.count(30);
@@ -389,7 +396,8 @@ export function runBrokerContract(
       const p = partitionOf(b, a!);
       const start = headOf((await b.replay([a!, bb!, c!], undefined)).heads, p);
       const all: BrokerEvent[] = [];
-      for (let i = 0; i < 18; i++) all.push(await b.publish([a, bb, c][(i * 7) % 3]!, { data: 'd' + i, event: 'ev' }, 100));
+      for (let i = 0; i < 18; i++)
+        all.push(await b.publish([a, bb, c][(i * 7) % 3]!, { data: 'd' + i, event: 'ev' }, 100));
       const at = new Map([[p, start.seq]]);
       const r = await b.replay([a!, bb!, c!], at);
       expect(r.complete).toBe(true);
@@ -515,7 +523,7 @@ export function runBrokerContract(
       expect((await b.replay([c!], new Map([[q, zero.seq]]))).complete).toBe(true);
     });
 
-    test('a position from the future is not complete (epochs are the hub\'s to compare)', async () => {
+    test("a position from the future is not complete (epochs are the hub's to compare)", async () => {
       const b = await broker();
       const [a] = channelNames('a');
       const p = partitionOf(b, a!);

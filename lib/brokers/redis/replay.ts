@@ -61,7 +61,8 @@ export async function replay(
       const before = part.length;
       parts[p]!.entries(list[j]!, r.epoch, seq, r.head, s.entries, part);
       const entries = Array.isArray(s.entries) ? s.entries.length : 0;
-      if (limit !== undefined && entries >= limit && part.length > before) cut = Math.min(cut, part[part.length - 1]!.seq);
+      if (limit !== undefined && entries >= limit && part.length > before)
+        cut = Math.min(cut, part[part.length - 1]!.seq);
     });
     part.sort((a, b) => a.seq - b.seq);
     if (cut !== Infinity) {

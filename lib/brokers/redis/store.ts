@@ -95,7 +95,11 @@ export class Store {
       while (start < q.length) {
         let end = start;
         let bytes = 0;
-        while (end < q.length && end - start < size && (end === start || bytes + q[end]!.input.data.length <= MAX_BYTES_PER_CALL)) {
+        while (
+          end < q.length &&
+          end - start < size &&
+          (end === start || bytes + q[end]!.input.data.length <= MAX_BYTES_PER_CALL)
+        ) {
           bytes += q[end]!.input.data.length;
           end++;
         }
@@ -141,9 +145,16 @@ export class Store {
           await this.ready(deadline);
           const floor = this.hooks.floor(p);
           const args = [
-            'FCALL', FN_BATCH, keys.length, ...keys,
-            floor?.epoch ?? '', floor?.seq ?? 0, this.spare,
-            this.conn.redisDeadline(deadline), this.timeout + 10_000, history,
+            'FCALL',
+            FN_BATCH,
+            keys.length,
+            ...keys,
+            floor?.epoch ?? '',
+            floor?.seq ?? 0,
+            this.spare,
+            this.conn.redisDeadline(deadline),
+            this.timeout + 10_000,
+            history,
             ...perEvent,
           ];
           sent = true;
@@ -163,9 +174,12 @@ export class Store {
               continue;
             }
             // Redis refused the call before it ran (EXPIRED, BUSY, READONLY, OOM, ...): nothing stored.
-            throw unavailable(err.message.startsWith(EXPIRED) ? 'the deadline passed before Redis ran the call' : err, 'not-published');
+            throw unavailable(
+              err.message.startsWith(EXPIRED) ? 'the deadline passed before Redis ran the call' : err,
+              'not-published',
+            );
           }
-          const outcome = sent ? 'unknown' : (err as SseRelayError).outcome ?? 'not-published';
+          const outcome = sent ? 'unknown' : ((err as SseRelayError).outcome ?? 'not-published');
           if (outcome === 'unknown' && Date.now() + RETRY_DELAY_MS < deadline) {
             // The reply was lost with the connection: ask again under the same call id.
             await sleep(RETRY_DELAY_MS);
@@ -185,7 +199,11 @@ export class Store {
   /** Connected and the library loaded (at once when both hold), within the deadline. */
   private ready(deadline: number): Promise<void> {
     if (this.conn.ready && this.conn.loaded) return Promise.resolve();
-    return bounded(this.conn.waitReady(deadline - Date.now()).then(() => this.conn.ensureLibrary()), deadline, 'not-published');
+    return bounded(
+      this.conn.waitReady(deadline - Date.now()).then(() => this.conn.ensureLibrary()),
+      deadline,
+      'not-published',
+    );
   }
 
   /** The spare epoch became a partition's epoch: keep a fresh one for the next time one is needed. */
@@ -220,7 +238,13 @@ export class Store {
    * from Redis' epoch: every channel is read from the epoch's start. `count` > 0: at most
    * that many entries per channel.
    */
-  async read(p: number, channels: readonly { name: string; after: number }[], expected: string, floor?: Position, count = 0): Promise<ReadReply> {
+  async read(
+    p: number,
+    channels: readonly { name: string; after: number }[],
+    expected: string,
+    floor?: Position,
+    count = 0,
+  ): Promise<ReadReply> {
     if (this.closed) throw closedError();
     const k = this.keys[p]!;
     const deadline = Date.now() + this.timeout;
