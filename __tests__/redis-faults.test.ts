@@ -7,6 +7,7 @@
  * exactly one reset; a rejected publish never delivered later; bounded time.
  */
 import Redis, { type RedisOptions } from 'ioredis';
+import Redis6 from 'ioredis6';
 import type { BrokerEvent } from '../lib/brokers/broker';
 import { RedisBroker } from '../lib/brokers/redis';
 import { SseRelayError } from '../lib/errors';
@@ -37,6 +38,13 @@ function broker(options: ConstructorParameters<typeof RedisBroker>[0]): RedisBro
 
 function client(url: string, options: RedisOptions = {}): Redis {
   const c = new Redis(url, options);
+  c.on('error', () => undefined);
+  open.clients.push(c);
+  return c;
+}
+
+function client6(url: string, options: Record<string, unknown> = {}): Redis {
+  const c = new Redis6(url, options) as unknown as Redis;
   c.on('error', () => undefined);
   open.clients.push(c);
   return c;
@@ -301,15 +309,22 @@ describe('Redis frozen or paused while two brokers publish', () => {
 });
 
 describe('a reply lost with its connection', () => {
-  for (const mode of ['url', 'redis'] as const) {
-    test(`${mode === 'url' ? "the broker's own connection (url)" : "the caller's client (redis, default ioredis options)"}: the publish resolves, stored and delivered once`, async () => {
+  const label = {
+    url: "the broker's own connection (url)",
+    redis: "the caller's client (redis, default ioredis 5 options)",
+    redis6: "the caller's ioredis 6 client (RESP3, default options)",
+  };
+  for (const mode of ['url', 'redis', 'redis6'] as const) {
+    test(`${label[mode]}: the publish resolves, stored and delivered once`, async () => {
       const s = await server();
       const px = await proxy(s.port);
       const p = prefix();
       const b =
         mode === 'url'
           ? broker({ url: px.url, prefix: p })
-          : broker({ redis: client(px.url, { connectionName: 'caller' }), prefix: p });
+          : mode === 'redis'
+            ? broker({ redis: client(px.url, { connectionName: 'caller' }), prefix: p })
+            : broker({ redis: client6(px.url, { connectionName: 'caller' }), prefix: p });
       const watcher = broker({ url: s.url, prefix: p });
       const rec = new Recorder();
       await watcher.subscribe('a', rec);
