@@ -62,7 +62,11 @@ describe('with Redis', () => {
     );
   }
 
-  runBrokerContract('RedisBroker with 4 partitions on one Redis', async () => new RedisBroker({ url: process.env.REDIS_URL!, prefix, partitions: 4 }), flush);
+  runBrokerContract(
+    'RedisBroker with 4 partitions on one Redis',
+    async () => new RedisBroker({ url: process.env.REDIS_URL!, prefix, partitions: 4 }),
+    flush,
+  );
 });
 
 describe('with a Redis Cluster (3 masters, 3 replicas)', () => {
@@ -87,7 +91,11 @@ describe('with a Redis Cluster (3 masters, 3 replicas)', () => {
 
   afterAll(flush);
 
-  runBrokerContract('RedisBroker({ cluster: startup nodes })', async () => new RedisBroker({ cluster: clusterNodes(), prefix }), flush);
+  runBrokerContract(
+    'RedisBroker({ cluster: startup nodes })',
+    async () => new RedisBroker({ cluster: clusterNodes(), prefix }),
+    flush,
+  );
 
   for (const [label, Ctor] of [
     ['ioredis 5', Cluster],

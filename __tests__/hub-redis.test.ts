@@ -39,7 +39,6 @@ async function app(hub: Hub): Promise<Server> {
   return server;
 }
 
-
 test('history trimmed while the subscriber was away: one reset, then live, never a silent gap', async () => {
   const redis = await startRedis();
   redisServers.push(redis);
@@ -49,7 +48,11 @@ test('history trimmed while the subscriber was away: one reset, then live, never
   const slow = new Redis(redis.url, { retryStrategy: () => 500 });
   open.push({ close: () => slow.quit() });
   const hub = createHub({ authorize: () => true, history: 3, broker: new RedisBroker({ redis: slow, prefix: 't1:' }) });
-  const publisher = createHub({ authorize: () => true, history: 3, broker: new RedisBroker({ url: redis.url, prefix: 't1:' }) });
+  const publisher = createHub({
+    authorize: () => true,
+    history: 3,
+    broker: new RedisBroker({ url: redis.url, prefix: 't1:' }),
+  });
   hubs.push(hub, publisher);
   const server = await app(hub);
   const both = await openStream({ server, path: '/events?channel=a&channel=b' });
@@ -82,7 +85,10 @@ test('history trimmed while the subscriber was away: one reset, then live, never
     ['message', b2],
   ]);
   // Resuming from the reset's id is complete.
-  const resumed = await openStream({ server, path: '/events?channel=a&channel=b' }, { headers: { 'Last-Event-ID': head } });
+  const resumed = await openStream(
+    { server, path: '/events?channel=a&channel=b' },
+    { headers: { 'Last-Event-ID': head } },
+  );
   streams.push(resumed);
   await resumed.waitFor(1);
   expect(resumed.events.map((e) => e.id)).toEqual([next]);

@@ -113,8 +113,12 @@ describe('connections', () => {
     const clients = await pubsubClients(admin);
     expect(clients).toHaveLength(1);
     expect(clients[0]).toContain('name=sse-relay:sub');
-    expect(((await admin.call('PUBSUB', 'SHARDCHANNELS', p + '*')) as string[]).sort()).toEqual(channels.map((c) => topic(p, c)).sort());
-    const numsub = (await admin.call('PUBSUB', 'SHARDNUMSUB', ...channels.map((c) => topic(p, c)))) as (string | number)[];
+    expect(((await admin.call('PUBSUB', 'SHARDCHANNELS', p + '*')) as string[]).sort()).toEqual(
+      channels.map((c) => topic(p, c)).sort(),
+    );
+    const numsub = (await admin.call('PUBSUB', 'SHARDNUMSUB', ...channels.map((c) => topic(p, c)))) as (
+      string | number
+    )[];
     for (let i = 1; i < numsub.length; i += 2) expect(Number(numsub[i])).toBe(1);
     expect(b.stats()).toMatchObject({ subscribed: 10, listeners: 50 });
 
@@ -175,7 +179,10 @@ describe('connections', () => {
         }
       }
       await Promise.all(ops);
-      const expected = channels.filter((_, c) => model[c]!.size > 0).map((ch) => topic(p, ch)).sort();
+      const expected = channels
+        .filter((_, c) => model[c]!.size > 0)
+        .map((ch) => topic(p, ch))
+        .sort();
       expect(((await admin.call('PUBSUB', 'SHARDCHANNELS', p + '*')) as string[]).sort()).toEqual(expected);
       expect(b.stats().listeners).toBe(model.reduce((n, m) => n + m.size, 0));
     }
@@ -217,7 +224,9 @@ describe('connections', () => {
     expect(() => new RedisBroker({ partitions: 9 })).toThrow(RangeError);
     expect(() => new RedisBroker({ partitions: '2' as unknown as number })).toThrow(TypeError);
     expect(() => new RedisBroker({ healthCheckInterval: -1 })).toThrow(RangeError);
-    expect(() => new RedisBroker({ url: 'redis://127.0.0.1:1', cluster: [{ host: '127.0.0.1', port: 1 }] })).toThrow(TypeError);
+    expect(() => new RedisBroker({ url: 'redis://127.0.0.1:1', cluster: [{ host: '127.0.0.1', port: 1 }] })).toThrow(
+      TypeError,
+    );
     expect(() => new RedisBroker({ cluster: [{ host: '127.0.0.1' }] as never })).toThrow(TypeError);
   });
 
@@ -232,13 +241,17 @@ describe('connections', () => {
 
   test('publish input: unknown fields, bad types and oversized data are refused before anything is sent', async () => {
     const b = broker({ url: process.env.REDIS_URL!, prefix: prefix(), maxDataBytes: 10 });
-    await expect(b.publish('a', { data: 'x', evnt: 'e' } as never, 10)).rejects.toThrow(/unknown option "evnt" \(did you mean "event"\?\)/);
+    await expect(b.publish('a', { data: 'x', evnt: 'e' } as never, 10)).rejects.toThrow(
+      /unknown option "evnt" \(did you mean "event"\?\)/,
+    );
     await expect(b.publish('a', { data: 5 } as never, 10)).rejects.toThrow(TypeError);
     await expect(b.publish('a', { data: 'x', event: 'a\nb' }, 10)).rejects.toThrow(TypeError);
     await expect(b.publish('a', { data: 'x', coalesce: 'a\rb' }, 10)).rejects.toThrow(TypeError);
     await expect(b.publish('a b', { data: 'x' }, 10)).rejects.toThrow(TypeError);
     await expect(b.publish('a', { data: 'x' }, -1)).rejects.toThrow(RangeError);
-    await expect(b.publish('a', { data: '12345678901' }, 10)).rejects.toThrow(/11 bytes, more than maxDataBytes \(10\)/);
+    await expect(b.publish('a', { data: '12345678901' }, 10)).rejects.toThrow(
+      /11 bytes, more than maxDataBytes \(10\)/,
+    );
     await expect(b.publish('a', { data: 'ééééééé' }, 10)).rejects.toThrow(RangeError); // 14 bytes in UTF-8
     expect((await b.publish('a', { data: '1234567890' }, 10)).data).toBe('1234567890');
   });
@@ -271,13 +284,22 @@ describe('catch-up', () => {
     }
     expect(kills).toBeGreaterThanOrEqual(5);
     await rec.until(allOf(rec, acked), 'every acknowledged event');
-    await only1.until(allOf(only1, acked.filter((e) => e.channel === 'k1')), 'every k1 event');
+    await only1.until(
+      allOf(
+        only1,
+        acked.filter((e) => e.channel === 'k1'),
+      ),
+      'every k1 event',
+    );
     // fence: a last event, so late duplicates (if any) would be in by now
     const last = await pub.publish('k0', { data: 'last' }, 1000);
     await rec.has(last.id);
     expectExactlyOnceInOrder(rec, [...acked, last]);
     expect(rec.events).toHaveLength(acked.length + 1);
-    expectExactlyOnceInOrder(only1, acked.filter((e) => e.channel === 'k1'));
+    expectExactlyOnceInOrder(
+      only1,
+      acked.filter((e) => e.channel === 'k1'),
+    );
     expect(only1.events.every((e) => e.channel === 'k1')).toBe(true);
     expect(rec.resets).toEqual([]);
     expect(sub.stats().recoveries).toBeGreaterThanOrEqual(1);
@@ -559,7 +581,9 @@ describe('load', () => {
     process.on('warning', onWarning);
     try {
       const b = broker({ url: process.env.REDIS_URL!, prefix: prefix() });
-      const events = await Promise.all(Array.from({ length: 1000 }, (_, i) => b.publish('load', { data: String(i) }, 2000)));
+      const events = await Promise.all(
+        Array.from({ length: 1000 }, (_, i) => b.publish('load', { data: String(i) }, 2000)),
+      );
       expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => events[0]!.seq + i));
       expect(new Set(events.map((e) => e.epoch)).size).toBe(1);
       await new Promise((r) => setImmediate(r)); // warnings are emitted on a later tick

@@ -90,7 +90,17 @@ describe('topology', () => {
     for (const port of roles.keys()) {
       expect(await cluster.client(port).call('PUBSUB', 'SHARDCHANNELS', '*')).toEqual([]);
     }
-    await until(async () => [...(await eachNode(async (port) => (await cluster.client(port).call('CLIENT', 'LIST', 'TYPE', 'pubsub')) as string)).values()].every((l) => !l.includes('sse-relay:sub')), 'no subscriber connection left');
+    await until(
+      async () =>
+        [
+          ...(
+            await eachNode(
+              async (port) => (await cluster.client(port).call('CLIENT', 'LIST', 'TYPE', 'pubsub')) as string,
+            )
+          ).values(),
+        ].every((l) => !l.includes('sse-relay:sub')),
+      'no subscriber connection left',
+    );
   });
 
   test("each master handles only its own channels' publishes (INFO commandstats); replicas none", async () => {
@@ -108,7 +118,7 @@ describe('topology', () => {
     const roles = await cluster.roles();
     for (const [port, role] of roles) {
       const calls = await commandCalls(port, 'fcall');
-      expect([port, role, calls]).toEqual([port, role, role === 'master' ? expected.get(port) ?? 0 : 0]);
+      expect([port, role, calls]).toEqual([port, role, role === 'master' ? (expected.get(port) ?? 0) : 0]);
     }
     expect([...expected.values()].filter((v) => v > 0)).toHaveLength(3); // channels spread over all masters
   });
@@ -125,12 +135,19 @@ describe('topology', () => {
       await b.subscribe(c, rb);
     }
     const start = (await a.replay(channels, undefined)).heads;
-    const acked = await Promise.all(Array.from({ length: 400 }, (_, i) => (i % 2 ? a : b).publish(channels[i % 8]!, { data: String(i) }, 1000)));
+    const acked = await Promise.all(
+      Array.from({ length: 400 }, (_, i) => (i % 2 ? a : b).publish(channels[i % 8]!, { data: String(i) }, 1000)),
+    );
     for (const r of [ra, rb]) {
       await r.count(400);
       for (let part = 0; part < 8; part++) {
         const got = r.events.filter((e) => e.partition === part);
-        expect(got.map((e) => e.seq)).toEqual(acked.filter((e) => e.partition === part).map((e) => e.seq).sort((x, y) => x - y));
+        expect(got.map((e) => e.seq)).toEqual(
+          acked
+            .filter((e) => e.partition === part)
+            .map((e) => e.seq)
+            .sort((x, y) => x - y),
+        );
       }
     }
     const after = new Map([...start].map(([part, pos]) => [part, pos.seq]));
@@ -144,7 +161,9 @@ describe('topology', () => {
  * Publishes from two brokers on one channel per partition while `fault` runs; returns what
  * was acknowledged and the listeners of a third broker (and of the publishers).
  */
-async function underFault(fault: (channels: string[]) => Promise<void>): Promise<{ acked: BrokerEvent[]; recs: Recorder[]; channels: string[] }> {
+async function underFault(
+  fault: (channels: string[]) => Promise<void>,
+): Promise<{ acked: BrokerEvent[]; recs: Recorder[]; channels: string[] }> {
   const p = prefix();
   const pubs = [broker({ prefix: p }), broker({ prefix: p })];
   const watcher = broker({ prefix: p });
@@ -184,11 +203,15 @@ async function underFault(fault: (channels: string[]) => Promise<void>): Promise
     }
   }
   for (const r of recs) {
-    await r.until(() => {
-      const got = new Set(r.ids());
-      const lasts = acked.filter((e) => e.data === 'last');
-      return lasts.length === channels.length && lasts.every((e) => got.has(e.id));
-    }, 'the last event of every channel', 30_000);
+    await r.until(
+      () => {
+        const got = new Set(r.ids());
+        const lasts = acked.filter((e) => e.data === 'last');
+        return lasts.length === channels.length && lasts.every((e) => got.has(e.id));
+      },
+      'the last event of every channel',
+      30_000,
+    );
   }
   return { acked, recs, channels };
 }
@@ -199,7 +222,8 @@ function expectOutcome(acked: BrokerEvent[], rec: Recorder, channels: string[], 
   for (const c of channels) {
     const got = rec.events.filter((e) => e.channel === c);
     expect(new Set(got.map((e) => e.id)).size).toBe(got.length);
-    for (let i = 1; i < got.length; i++) if (got[i]!.epoch === got[i - 1]!.epoch) expect(got[i]!.seq).toBeGreaterThan(got[i - 1]!.seq);
+    for (let i = 1; i < got.length; i++)
+      if (got[i]!.epoch === got[i - 1]!.epoch) expect(got[i]!.seq).toBeGreaterThan(got[i - 1]!.seq);
     const resets = rec.resets.filter((r) => r.channel === c);
     expect(resets.length).toBeLessThanOrEqual(resetsAllowed ? 1 : 0);
     const mine = acked.filter((e) => e.channel === c);
@@ -240,7 +264,11 @@ describe('faults', () => {
       const master = [...roles].find(([, r]) => r === 'master')![0];
       killed = master;
       await cluster.nodes.find((x) => x.port === master)!.server.kill();
-      await until(async () => [...(await cluster.roles()).values()].filter((r) => r === 'master').length === 3, 'a replica promoted', 30_000);
+      await until(
+        async () => [...(await cluster.roles()).values()].filter((r) => r === 'master').length === 3,
+        'a replica promoted',
+        30_000,
+      );
     });
     expect(killed).toBeGreaterThan(0);
     expect(acked.length).toBeGreaterThan(100);
@@ -265,7 +293,8 @@ describe('faults', () => {
         if (keys.length === 0) break;
         await src.call('MIGRATE', '127.0.0.1', String(to), '', '0', '5000', 'REPLACE', 'KEYS', ...keys);
       }
-      for (const [port, r] of roles) if (r === 'master') await cluster.client(port).call('CLUSTER', 'SETSLOT', String(slot), 'NODE', dstId);
+      for (const [port, r] of roles)
+        if (r === 'master') await cluster.client(port).call('CLUSTER', 'SETSLOT', String(slot), 'NODE', dstId);
       await until(async () => (await cluster.masterOf(slot)) === to, 'the slot owned by its new master', 10_000);
     });
     expect(acked.length).toBeGreaterThan(100);

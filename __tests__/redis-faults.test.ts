@@ -6,7 +6,8 @@
  * what a user relies on: every acknowledged event exactly once in order, or
  * exactly one reset; a rejected publish never delivered later; bounded time.
  */
-import Redis from 'ioredis';
+import Redis, { type RedisOptions } from 'ioredis';
+import Redis6 from 'ioredis6';
 import type { BrokerEvent } from '../lib/brokers/broker';
 import { RedisBroker } from '../lib/brokers/redis';
 import { SseRelayError } from '../lib/errors';
@@ -35,8 +36,15 @@ function broker(options: ConstructorParameters<typeof RedisBroker>[0]): RedisBro
   return b;
 }
 
-function client(url: string, options: ConstructorParameters<typeof Redis>[0] = {}): Redis {
-  const c = new Redis(url, options as never);
+function client(url: string, options: RedisOptions = {}): Redis {
+  const c = new Redis(url, options);
+  c.on('error', () => undefined);
+  open.clients.push(c);
+  return c;
+}
+
+function client6(url: string, options: Record<string, unknown> = {}): Redis {
+  const c = new Redis6(url, options) as unknown as Redis;
   c.on('error', () => undefined);
   open.clients.push(c);
   return c;
@@ -62,7 +70,11 @@ afterEach(async () => {
 });
 
 /** `acked` all arrived, each once, in seq order, fields intact (and nothing else but `extra`). */
-function expectExactlyOnceInOrder(rec: Recorder, acked: readonly BrokerEvent[], extra: readonly BrokerEvent[] = []): void {
+function expectExactlyOnceInOrder(
+  rec: Recorder,
+  acked: readonly BrokerEvent[],
+  extra: readonly BrokerEvent[] = [],
+): void {
   const ids = rec.ids();
   expect(new Set(ids).size).toBe(ids.length);
   for (let i = 1; i < rec.events.length; i++) {
@@ -117,13 +129,22 @@ describe('Redis rewinds to an older snapshot (SAVE, more publishes, SIGKILL, res
     expect(after.every((e) => e.epoch !== lastBefore.epoch)).toBe(true); // the rewind started a new epoch
     expect(after[0]!.seq).toBe(101); // Redis' own (rewound) counter, in the new epoch
     await rec3.until(hasAll(rec3, after), 'every event after the restart (3 channels)');
-    await rec.until(hasAll(rec, after.filter((e) => e.channel === 'a')), 'every event after the restart (a)');
+    await rec.until(
+      hasAll(
+        rec,
+        after.filter((e) => e.channel === 'a'),
+      ),
+      'every event after the restart (a)',
+    );
     expect(rec3.resets.map((r) => r.channel).sort()).toEqual(['a', 'b', 'c']);
     expect(rec.resets).toHaveLength(1);
     expect(rec.resets[0]!.head).toEqual({ partition: 0, epoch: after[0]!.epoch, seq: 100 });
     expectExactlyOnceInOrder(rec3, [...before, ...after]);
     expect(rec3.events).toHaveLength(350);
-    expectExactlyOnceInOrder(rec, [...before, ...after].filter((e) => e.channel === 'a'));
+    expectExactlyOnceInOrder(
+      rec,
+      [...before, ...after].filter((e) => e.channel === 'a'),
+    );
     // a client resuming from the last id before the crash: its epoch is no longer the head's (the hub resets it)
     const r = await sub.replay(['a', 'b', 'c'], at(lastBefore.seq));
     expect(r.heads.get(0)!.epoch).toBe(after[0]!.epoch);
@@ -219,7 +240,9 @@ describe('Redis frozen or paused while two brokers publish', () => {
       const admin = client(s.url);
       const p = prefix();
       const channels = ['x', 'y', 'z'];
-      const brokers = [0, 1].map(() => broker({ url: s.url, prefix: p, commandTimeout: 300, healthCheckInterval: 300 }));
+      const brokers = [0, 1].map(() =>
+        broker({ url: s.url, prefix: p, commandTimeout: 300, healthCheckInterval: 300 }),
+      );
       const recs = brokers.map(() => ({ one: new Recorder(), three: new Recorder() }));
       for (let i = 0; i < 2; i++) {
         await brokers[i]!.subscribe('x', recs[i]!.one);
@@ -252,7 +275,14 @@ describe('Redis frozen or paused while two brokers publish', () => {
       acked.push(last);
       for (const r of recs) {
         await r.three.until(hasAll(r.three, acked), 'every acknowledged event (3 channels)', 15_000);
-        await r.one.until(hasAll(r.one, acked.filter((e) => e.channel === 'x')), 'every acknowledged event (x)', 15_000);
+        await r.one.until(
+          hasAll(
+            r.one,
+            acked.filter((e) => e.channel === 'x'),
+          ),
+          'every acknowledged event (x)',
+          15_000,
+        );
       }
       // settle: one more round trip through both subscribers
       const fence = await brokers[1]!.publish('x', { data: 'fence' }, 1000);
@@ -265,7 +295,10 @@ describe('Redis frozen or paused while two brokers publish', () => {
         // a publish whose outcome was unknown: stored at most once; the Redis-side deadline makes it not stored here
         expect(delivered.filter((d) => unknown.includes(d))).toEqual([]);
         expectExactlyOnceInOrder(r.three, acked);
-        expectExactlyOnceInOrder(r.one, acked.filter((e) => e.channel === 'x'));
+        expectExactlyOnceInOrder(
+          r.one,
+          acked.filter((e) => e.channel === 'x'),
+        );
       }
       // history agrees: nothing rejected was stored
       const all = await brokers[0]!.replay(channels, at(0));
@@ -276,15 +309,22 @@ describe('Redis frozen or paused while two brokers publish', () => {
 });
 
 describe('a reply lost with its connection', () => {
-  for (const mode of ['url', 'redis'] as const) {
-    test(`${mode === 'url' ? 'the broker\'s own connection (url)' : "the caller's client (redis, default ioredis options)"}: the publish resolves, stored and delivered once`, async () => {
+  const label = {
+    url: "the broker's own connection (url)",
+    redis: "the caller's client (redis, default ioredis 5 options)",
+    redis6: "the caller's ioredis 6 client (RESP3, default options)",
+  };
+  for (const mode of ['url', 'redis', 'redis6'] as const) {
+    test(`${label[mode]}: the publish resolves, stored and delivered once`, async () => {
       const s = await server();
       const px = await proxy(s.port);
       const p = prefix();
       const b =
         mode === 'url'
           ? broker({ url: px.url, prefix: p })
-          : broker({ redis: client(px.url, { connectionName: 'caller' }), prefix: p });
+          : mode === 'redis'
+            ? broker({ redis: client(px.url, { connectionName: 'caller' }), prefix: p })
+            : broker({ redis: client6(px.url, { connectionName: 'caller' }), prefix: p });
       const watcher = broker({ url: s.url, prefix: p });
       const rec = new Recorder();
       await watcher.subscribe('a', rec);
@@ -350,10 +390,18 @@ describe('Redis refusing connections', () => {
       const port = await freePort();
       const b = broker({ url: `redis://127.0.0.1:${port}`, prefix: prefix(), commandTimeout: 20_000 });
       const started = Date.now();
-      const errs = await Promise.all(Array.from({ length: 50 }, (_, i) => b.publish('a', { data: String(i) }, 10).catch((e: unknown) => e as SseRelayError)));
+      const errs = await Promise.all(
+        Array.from({ length: 50 }, (_, i) =>
+          b.publish('a', { data: String(i) }, 10).then(
+            () => undefined,
+            (e: unknown) => e as SseRelayError,
+          ),
+        ),
+      );
       expect(Date.now() - started).toBeLessThan(10_000); // far below the 20 s commandTimeout
       for (const e of errs) {
         expect(e).toBeInstanceOf(SseRelayError);
+        if (e === undefined) continue;
         expect(e.code).toBe('ERR_BROKER_UNAVAILABLE');
         expect(e.outcome).toBe('not-published');
         expect(e.message).toMatch(/refused/);
@@ -364,7 +412,10 @@ describe('Redis refusing connections', () => {
       const b2 = broker({ redis: c, prefix: prefix(), commandTimeout: 20_000 });
       await until(() => c.status === 'reconnecting', 'the client to have failed once');
       const t2 = Date.now();
-      await expect(b2.publish('a', { data: 'x' }, 10)).rejects.toMatchObject({ code: 'ERR_BROKER_UNAVAILABLE', outcome: 'not-published' });
+      await expect(b2.publish('a', { data: 'x' }, 10)).rejects.toMatchObject({
+        code: 'ERR_BROKER_UNAVAILABLE',
+        outcome: 'not-published',
+      });
       expect(Date.now() - t2).toBeLessThan(10_000);
       await sleep(0);
       expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([]);

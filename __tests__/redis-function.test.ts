@@ -73,7 +73,10 @@ test('redis-cli FCALL publishes: the id comes back, listeners get it in order wi
     external.push({ epoch: epoch!, seq: Number(seq), data: 'cli' + i, ...(i % 2 ? { event: 'status' } : {}) });
   }
   expect(new Set([...acked.map((e) => e.epoch), ...external.map((e) => e.epoch)]).size).toBe(1);
-  const expected = [...acked.map((e) => ({ seq: e.seq, data: e.data, event: e.event })), ...external.map((e) => ({ seq: e.seq, data: e.data, event: e.event }))].sort((x, y) => x.seq - y.seq);
+  const expected = [
+    ...acked.map((e) => ({ seq: e.seq, data: e.data, event: e.event })),
+    ...external.map((e) => ({ seq: e.seq, data: e.data, event: e.event })),
+  ].sort((x, y) => x.seq - y.seq);
   expect(expected.map((e) => e.seq)).toEqual(expected.map((_, i) => start.seq + 1 + i));
   for (const r of [rec, rec2]) {
     await r.count(12);
@@ -158,7 +161,11 @@ test('the library comes back after FUNCTION FLUSH and after a restart without pe
   admin.disconnect();
   s = await startRedis({ port });
   admin = new Redis(s.url);
-  await until(async () => ((await admin.call('FUNCTION', 'LIST', 'LIBRARYNAME', 'sse_relay_v1')) as unknown[]).length === 1, 'the library loaded after the restart', 10_000);
+  await until(
+    async () => ((await admin.call('FUNCTION', 'LIST', 'LIBRARYNAME', 'sse_relay_v1')) as unknown[]).length === 1,
+    'the library loaded after the restart',
+    10_000,
+  );
   const [epoch2] = await fcall(b.keyOf('a'), 'after restart');
   expect(epoch2 === e1.epoch).toBe(false);
   await rec.until(() => rec.events.some((e) => e.data === 'after restart'), 'the event after the restart');
@@ -167,7 +174,11 @@ test('the library comes back after FUNCTION FLUSH and after a restart without pe
 });
 
 test('FUNCTION LOAD REPLACE: a broker replaces an older library of the same name, and FUNCTION LIST shows it', async () => {
-  await admin.call('FUNCTION', 'LOAD', "#!lua name=sse_relay_v1\nredis.register_function('sse_relay_publish_v1', function() return 'old' end)");
+  await admin.call(
+    'FUNCTION',
+    'LOAD',
+    "#!lua name=sse_relay_v1\nredis.register_function('sse_relay_publish_v1', function() return 'old' end)",
+  );
   const b = broker({ url: s.url, prefix: prefix() });
   await b.publish('a', { data: 'x' }, 10);
   const list = (await admin.call('FUNCTION', 'LIST', 'LIBRARYNAME', 'sse_relay_v1')) as unknown[][];

@@ -265,7 +265,7 @@ describe('ioredis is an optional peer dependency', () => {
   });
 });
 
-describe('on a Redis Cluster (the run\'s shared cluster)', () => {
+describe("on a Redis Cluster (the run's shared cluster)", () => {
   let ca: Proc;
   let cb: Proc;
 
@@ -294,7 +294,9 @@ describe('on a Redis Cluster (the run\'s shared cluster)', () => {
     for (const s of [onA, onB]) {
       const got = await s.waitFor(48, 10_000);
       for (const c of channels) {
-        expect(got.filter((e) => e.data.startsWith(c + ' ')).map((e) => e.data)).toEqual(sent.filter((d) => d.startsWith(c + ' ')));
+        expect(got.filter((e) => e.data.startsWith(c + ' ')).map((e) => e.data)).toEqual(
+          sent.filter((d) => d.startsWith(c + ' ')),
+        );
       }
       expect(new Set(got.map((e) => e.data)).size).toBe(48);
     }

@@ -56,7 +56,25 @@ async function startServer(extra = []) {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'sse-relay-bench-'));
   dirs.push(dir);
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--loglevel', 'warning', ...extra], { stdio: 'ignore' });
+  const child = spawn(
+    'redis-server',
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir,
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--loglevel',
+      'warning',
+      ...extra,
+    ],
+    { stdio: 'ignore' },
+  );
   children.push(child);
   const c = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => 20 });
   for (let i = 0; i < 200; i++) {
@@ -92,9 +110,12 @@ async function main() {
     broker = new RedisBroker({ url: `redis://127.0.0.1:${ports[0]}`, commandTimeout: 10000 });
   } else {
     ports = [];
-    for (let i = 0; i < 3; i++) ports.push(await startServer(['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf']));
+    for (let i = 0; i < 3; i++)
+      ports.push(await startServer(['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf']));
     await new Promise((resolve, reject) =>
-      execFile('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-yes'], (err) => (err ? reject(err) : resolve())),
+      execFile('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-yes'], (err) =>
+        err ? reject(err) : resolve(),
+      ),
     );
     for (let i = 0; i < 200; i++) {
       const c = new Redis({ port: ports[0], host: '127.0.0.1' });
@@ -104,7 +125,11 @@ async function main() {
       await sleep(50);
     }
     await sleep(500);
-    broker = new RedisBroker({ cluster: ports.map((port) => ({ host: '127.0.0.1', port })), commandTimeout: 10000 });
+    broker = new RedisBroker({
+      cluster: ports.map((port) => ({ host: '127.0.0.1', port })),
+      commandTimeout: 10000,
+      ...(arg('partitions') ? { partitions: Number(arg('partitions')) } : {}),
+    });
   }
   const channels = Array.from({ length: channelCount }, (_, i) => `bench:${i}`);
   const data = 'x'.repeat(bytes);
@@ -148,7 +173,7 @@ async function main() {
     seconds: Number(elapsed.toFixed(3)),
     publishesPerSecond: Math.round(count / elapsed),
     redisCpuUsPerPublish: Number((((cpu1 - cpu0) * 1e6) / count).toFixed(3)),
-    nodeCpuUsPerPublish: Number((((proc.user + proc.system)) / count).toFixed(3)),
+    nodeCpuUsPerPublish: Number(((proc.user + proc.system) / count).toFixed(3)),
   };
   process.stdout.write(JSON.stringify(result) + '\n');
 }

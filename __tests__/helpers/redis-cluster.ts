@@ -31,7 +31,8 @@ export interface RedisCluster {
 }
 
 function redisCli(): string {
-  for (const c of [process.env.REDIS_CLI_BIN, '/usr/bin/redis-cli', '/usr/local/bin/redis-cli']) if (c && existsSync(c)) return c;
+  for (const c of [process.env.REDIS_CLI_BIN, '/usr/bin/redis-cli', '/usr/local/bin/redis-cli'])
+    if (c && existsSync(c)) return c;
   throw new Error('redis-cli was not found: install the Debian package redis-server (or redis-tools)');
 }
 
@@ -62,11 +63,23 @@ export async function startCluster(): Promise<RedisCluster> {
     for (const port of ports) {
       const server = await startRedis({
         port,
-        args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '1000', '--enable-debug-command', 'yes'],
+        args: [
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          'nodes.conf',
+          '--cluster-node-timeout',
+          '1000',
+          '--enable-debug-command',
+          'yes',
+        ],
       });
       nodes.push({ port, server });
     }
-    await run(['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '1', '--cluster-yes'], 60_000);
+    await run(
+      ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '1', '--cluster-yes'],
+      60_000,
+    );
   } catch (err) {
     await stopAll();
     throw err;
@@ -83,7 +96,8 @@ export async function startCluster(): Promise<RedisCluster> {
     if (c === undefined) admins.set(port, (c = client(port)));
     return c;
   };
-  const alive = (): ClusterNodeInfo[] => nodes.filter((n) => n.server.process.exitCode === null && n.server.process.signalCode === null);
+  const alive = (): ClusterNodeInfo[] =>
+    nodes.filter((n) => n.server.process.exitCode === null && n.server.process.signalCode === null);
   const slotsOf = async (port: number): Promise<string> => {
     const slots = (await admin(port).call('CLUSTER', 'SLOTS')) as [number, number, [string, number]][];
     return JSON.stringify(slots.map((r) => [r[0], r[1], r[2][1]]).sort((a, b) => a[0]! - b[0]!));

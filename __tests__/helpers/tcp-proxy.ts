@@ -24,7 +24,8 @@ export class ProxyConnection {
     client.on('data', (chunk: Buffer) => {
       if (this.sent.length < 65536) this.sent += chunk.toString('latin1');
       if (this.stalled) return; // lost on the way
-      if (this.dropReplyAfter !== undefined && chunk.toString('latin1').includes(this.dropReplyAfter)) this.armed = true;
+      if (this.dropReplyAfter !== undefined && chunk.toString('latin1').includes(this.dropReplyAfter))
+        this.armed = true;
       upstream.write(chunk);
     });
     upstream.on('data', (chunk: Buffer) => {

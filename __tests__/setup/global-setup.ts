@@ -2,9 +2,8 @@ import { startCluster, type RedisCluster } from '../helpers/redis-cluster';
 import { startRedis, waitForRedis, type RedisServer } from '../helpers/redis-server';
 
 declare global {
-   
   var __SSE_RELAY_REDIS__: RedisServer | undefined;
-   
+
   var __SSE_RELAY_CLUSTER__: RedisCluster | undefined;
 }
 

@@ -13,6 +13,7 @@ import {
   type BrokerListener,
   type PartitionPosition,
   type Position,
+  type ReplayResult,
 } from '../brokers/broker';
 import { SseRelayError } from '../errors';
 
@@ -66,7 +67,9 @@ export class Recorder implements BrokerListener {
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w !== waiter);
-        reject(new Error(`timed out waiting for ${what} (have ${this.events.length} events, ${this.resets.length} resets)`));
+        reject(
+          new Error(`timed out waiting for ${what} (have ${this.events.length} events, ${this.resets.length} resets)`),
+        );
       }, ms);
       const waiter = {
         check,
@@ -128,7 +131,11 @@ export function samePartition(b: Broker, ...names: string[]): string[] {
 }
 
 /** The `after` map of a replay: every partition of `channels` at the given seq. */
-export function afterMap(b: Broker, channels: readonly string[], seq: number | ReadonlyMap<number, Position>): Map<number, number> {
+export function afterMap(
+  b: Broker,
+  channels: readonly string[],
+  seq: number | ReadonlyMap<number, Position>,
+): Map<number, number> {
   const m = new Map<number, number>();
   for (const c of channels) {
     const p = partitionOf(b, c);
@@ -148,6 +155,11 @@ async function expectCode(promise: Promise<unknown>, code: string): Promise<void
   );
   expect(err).toBeInstanceOf(SseRelayError);
   expect((err as SseRelayError).code).toBe(code);
+}
+
+/** The fields every broker returns (`more` only comes with `limit`). */
+function result(r: ReplayResult): Pick<ReplayResult, 'complete' | 'events' | 'heads'> {
+  return { complete: r.complete, events: r.events, heads: r.heads };
 }
 
 /** `{ epoch, seq }` of a head for one partition. */
@@ -241,7 +253,8 @@ export function runBrokerContract(
       const payloads = ['x', '', 'multi\nline\r\ndata', '{"json":true}', 'ünïcødé ✓ 𝄞', ' spaced '];
       for (let i = 0; i < 30; i++) {
         const data = payloads[i % payloads.length]! + i;
-        const input = i % 3 === 0 ? { data } : i % 3 === 1 ? { data, event: i % 2 ? 'e' : '' } : { data, coalesce: 'c' + i };
+        const input =
+          i % 3 === 0 ? { data } : i % 3 === 1 ? { data, event: i % 2 ? 'e' : '' } : { data, coalesce: 'c' + i };
         published.push(await b.publish(a!, input, 100));
       }
       await rec.count(30);
@@ -383,7 +396,8 @@ export function runBrokerContract(
       const p = partitionOf(b, a!);
       const start = headOf((await b.replay([a!, bb!, c!], undefined)).heads, p);
       const all: BrokerEvent[] = [];
-      for (let i = 0; i < 18; i++) all.push(await b.publish([a, bb, c][(i * 7) % 3]!, { data: 'd' + i, event: 'ev' }, 100));
+      for (let i = 0; i < 18; i++)
+        all.push(await b.publish([a, bb, c][(i * 7) % 3]!, { data: 'd' + i, event: 'ev' }, 100));
       const at = new Map([[p, start.seq]]);
       const r = await b.replay([a!, bb!, c!], at);
       expect(r.complete).toBe(true);
@@ -472,9 +486,9 @@ export function runBrokerContract(
       expect((await b.replay([a!], at(start.seq))).complete).toBe(false);
       expect((await b.replay([a!], at(evs[1]!.seq))).complete).toBe(false);
       const miss = await b.replay([a!], at(evs[2]!.seq - 1));
-      expect(miss).toEqual({ complete: false, events: [], heads });
+      expect(result(miss)).toEqual({ complete: false, events: [], heads });
       const ok = await b.replay([a!], at(evs[2]!.seq));
-      expect(ok).toEqual({ complete: true, events: evs.slice(3), heads });
+      expect(result(ok)).toEqual({ complete: true, events: evs.slice(3), heads });
       expect((await b.replay([a!], at(evs[3]!.seq))).events).toEqual(evs.slice(4));
       const both = await b.replay([other!, a!], at(evs[0]!.seq));
       expect(both.complete).toBe(false);
@@ -509,7 +523,7 @@ export function runBrokerContract(
       expect((await b.replay([c!], new Map([[q, zero.seq]]))).complete).toBe(true);
     });
 
-    test('a position from the future is not complete (epochs are the hub\'s to compare)', async () => {
+    test("a position from the future is not complete (epochs are the hub's to compare)", async () => {
       const b = await broker();
       const [a] = channelNames('a');
       const p = partitionOf(b, a!);
@@ -522,7 +536,7 @@ export function runBrokerContract(
         expect(headOf(r.heads, p)).toEqual(head);
       }
       const now = await b.replay([a!], new Map([[p, ev.seq]]));
-      expect(now).toEqual({ complete: true, events: [], heads: new Map([[p, head]]) });
+      expect(result(now)).toEqual({ complete: true, events: [], heads: new Map([[p, head]]) });
     });
 
     test('a listener subscribed after some events gets only later ones, live', async () => {
@@ -592,6 +606,50 @@ export function runBrokerContract(
       const r = await b.replay([a!], new Map([[p, rec.resets[0]!.head.seq]]));
       expect(r.complete).toBe(true);
       expect(r.events.map((e) => e.data)).toEqual(['after']);
+    });
+
+    test('replay with a limit: pages of at most that many, oldest first, no gap per partition, `more` until the end', async () => {
+      const b = await broker();
+      const chans: string[] = [];
+      const parts = new Set<number>();
+      for (let i = 0; chans.length < Math.min(2, partitionsOf(b)) && i < 10_000; i++) {
+        const [c] = channelNames('L' + i);
+        if (!parts.has(partitionOf(b, c!))) {
+          parts.add(partitionOf(b, c!));
+          chans.push(c!);
+        }
+      }
+      const [same] = samePartition(b, 'L-same');
+      if (!parts.has(partitionOf(b, same!))) chans.push(same!);
+      else chans.push(samePartition(b, 'L-x', 'L-y')[1]!);
+      const start = (await b.replay(chans, undefined)).heads;
+      const all: BrokerEvent[] = [];
+      for (let i = 0; i < 23; i++) all.push(await b.publish(chans[i % chans.length]!, { data: String(i) }, 100));
+      const whole = await b.replay(chans, afterMap(b, chans, start));
+      expect(whole.complete).toBe(true);
+      expect(whole.more === undefined || whole.more === false).toBe(true);
+      // page through with limit 5: every event exactly once, each page at most 5, in seq order per partition
+      const at = afterMap(b, chans, start);
+      const got: BrokerEvent[] = [];
+      for (let page = 0; page < 50; page++) {
+        const r = await b.replay(chans, at, 5);
+        expect(r.complete).toBe(true);
+        if (r.more === undefined) {
+          // a broker that ignores limit: everything at once
+          got.push(...r.events);
+          break;
+        }
+        expect(r.events.length).toBeGreaterThan(r.more ? 0 : -1);
+        expect(r.events.length <= 5).toBe(true);
+        for (const e of r.events) at.set(e.partition, Math.max(at.get(e.partition)!, e.seq));
+        got.push(...r.events);
+        if (!r.more) break;
+      }
+      expect(got.map((e) => e.id).sort()).toEqual(all.map((e) => e.id).sort());
+      for (const p of parts) {
+        const mine = got.filter((e) => e.partition === p);
+        expect(mine).toEqual(all.filter((e) => e.partition === p));
+      }
     });
 
     test('close: idempotent; publish and subscribe reject afterwards', async () => {

@@ -25,7 +25,11 @@ export function loadIORedis(): { Redis: Ctor; Cluster: Ctor } {
     return { Redis, Cluster: mod.Cluster ?? mod.default!.Cluster! };
   } catch (err) {
     if ((err as NodeJS.ErrnoException | undefined)?.code === 'MODULE_NOT_FOUND') {
-      throw new SseRelayError('ERR_REDIS_MISSING', "sse-relay: RedisBroker needs the 'ioredis' package (version 5 or later): npm install ioredis", { cause: err });
+      throw new SseRelayError(
+        'ERR_REDIS_MISSING',
+        "sse-relay: RedisBroker needs the 'ioredis' package (version 5 or later): npm install ioredis",
+        { cause: err },
+      );
     }
     throw err;
   }
@@ -38,7 +42,10 @@ export function closedError(): SseRelayError {
 export function unavailable(reason: unknown, outcome: 'not-published' | 'unknown' = 'not-published'): SseRelayError {
   if (reason instanceof SseRelayError) return reason;
   const text = reason instanceof Error ? reason.message : String(reason);
-  const err = new SseRelayError('ERR_BROKER_UNAVAILABLE', `sse-relay: Redis is unavailable (${text})`, { cause: reason, outcome });
+  const err = new SseRelayError('ERR_BROKER_UNAVAILABLE', `sse-relay: Redis is unavailable (${text})`, {
+    cause: reason,
+    outcome,
+  });
   return err;
 }
 
@@ -69,6 +76,8 @@ export class CommandConnection {
   private refused = false;
   private lastError: unknown = undefined;
   private loading: Promise<void> | undefined = undefined;
+  /** The library is loaded on the current connection (the fast path skips waiting for it). */
+  loaded = false;
   /** Redis ms - local ms, and how uncertain it is. */
   private offset = 0;
   private offsetError = Infinity;
@@ -78,6 +87,7 @@ export class CommandConnection {
     this.refused = false;
     this.lastError = undefined;
     this.loading = undefined; // a new server may not have our functions (restart, failover)
+    this.loaded = false;
     for (const w of [...this.waiters]) w.resolve();
   };
   private readonly onError = (err: unknown): void => {
@@ -90,7 +100,8 @@ export class CommandConnection {
   /** Commands sent and not answered: a lost connection takes their replies with it. */
   private readonly inflight = new Set<Waiter>();
   private readonly onClose = (): void => {
-    for (const w of [...this.inflight]) w.reject(unavailable(this.reason('the connection was lost before the reply'), 'unknown'));
+    for (const w of [...this.inflight])
+      w.reject(unavailable(this.reason('the connection was lost before the reply'), 'unknown'));
   };
   private readonly onEnd = (): void => {
     for (const w of [...this.waiters]) w.reject(unavailable(this.reason('the connection was closed')));
@@ -151,16 +162,22 @@ export class CommandConnection {
 
   /** Loads the library once per connection (FUNCTION LOAD REPLACE on every master) and measures the clock offset. */
   ensureLibrary(): Promise<void> {
-    this.loading ??= this.load().catch((err: unknown) => {
-      this.loading = undefined;
-      throw err;
-    });
+    this.loading ??= this.load().then(
+      () => {
+        this.loaded = true;
+      },
+      (err: unknown) => {
+        this.loading = undefined;
+        throw err;
+      },
+    );
     return this.loading;
   }
 
   /** Redis lost the library (FUNCTION FLUSH, a restart, a failover to a node without it): load again. */
   libraryLost(): void {
     this.loading = undefined;
+    this.loaded = false;
   }
 
   private async load(): Promise<void> {
@@ -209,11 +226,14 @@ export class CommandConnection {
           if (finish()) reject(err);
         },
       };
-      const timer = setTimeout(() => {
-        if (!finish()) return;
-        reject(unavailable(`no reply within ${this.timeout} ms`, 'unknown'));
-        if (this.owned) this.reset();
-      }, Math.max(0, deadline - Date.now()));
+      const timer = setTimeout(
+        () => {
+          if (!finish()) return;
+          reject(unavailable(`no reply within ${this.timeout} ms`, 'unknown'));
+          if (this.owned) this.reset();
+        },
+        Math.max(0, deadline - Date.now()),
+      );
       timer.unref();
       this.inflight.add(w);
       command.then(

@@ -9,7 +9,7 @@ import { unknownOption } from './options';
 
 const SEQ = /^(?:0|[1-9][0-9]{0,15})$/;
 const ENTRY_ID = /^([1-9][0-9]{0,15})-0$/;
-const CHANNEL = /^[A-Za-z0-9_.:\-]{1,200}$/;
+const CHANNEL = /^[A-Za-z0-9_.:-]{1,200}$/;
 const FIELD_BREAK = /[\r\n\0]/;
 const INPUT_NAMES = ['data', 'event', 'coalesce', 'idempotencyKey'];
 
@@ -23,38 +23,59 @@ function isField(value: unknown): value is string {
 
 export function checkChannel(where: string, channel: unknown): asserts channel is string {
   if (typeof channel !== 'string' || !CHANNEL.test(channel)) {
-    throw new TypeError(`sse-relay: RedisBroker.${where} channel must match ${String(CHANNEL)}, got ${JSON.stringify(channel)}`);
+    throw new TypeError(
+      `sse-relay: RedisBroker.${where} channel must match ${String(CHANNEL)}, got ${JSON.stringify(channel)}`,
+    );
   }
 }
 
 /** Validates one publish; returns the data size in bytes. */
 export function checkPublish(input: PublishInput, history: number, maxDataBytes: number): void {
-  if (input === null || typeof input !== 'object') throw new TypeError('sse-relay: RedisBroker.publish input must be an object { data, event?, coalesce?, idempotencyKey? }');
+  if (input === null || typeof input !== 'object')
+    throw new TypeError(
+      'sse-relay: RedisBroker.publish input must be an object { data, event?, coalesce?, idempotencyKey? }',
+    );
   for (const key of Object.keys(input)) {
     if (!INPUT_NAMES.includes(key)) throw unknownOption('RedisBroker.publish', key, INPUT_NAMES);
   }
-  if (typeof input.data !== 'string') throw new TypeError(`sse-relay: RedisBroker.publish input.data must be a string, got ${typeof input.data}`);
+  if (typeof input.data !== 'string')
+    throw new TypeError(`sse-relay: RedisBroker.publish input.data must be a string, got ${typeof input.data}`);
   if (input.event !== undefined && !isField(input.event)) {
-    throw new TypeError(`sse-relay: RedisBroker.publish input.event must be a string without CR, LF or NUL, got ${JSON.stringify(input.event)}`);
+    throw new TypeError(
+      `sse-relay: RedisBroker.publish input.event must be a string without CR, LF or NUL, got ${JSON.stringify(input.event)}`,
+    );
   }
   if (input.coalesce !== undefined && (!isField(input.coalesce) || input.coalesce === '')) {
-    throw new TypeError(`sse-relay: RedisBroker.publish input.coalesce must be a non-empty string without CR, LF or NUL, got ${JSON.stringify(input.coalesce)}`);
+    throw new TypeError(
+      `sse-relay: RedisBroker.publish input.coalesce must be a non-empty string without CR, LF or NUL, got ${JSON.stringify(input.coalesce)}`,
+    );
   }
   const key = input.idempotencyKey;
   if (key !== undefined && (typeof key !== 'string' || key === '' || key.length > 200 || FIELD_BREAK.test(key))) {
-    throw new TypeError(`sse-relay: RedisBroker.publish input.idempotencyKey must be a string of 1..200 characters without CR, LF or NUL, got ${JSON.stringify(key)}`);
+    throw new TypeError(
+      `sse-relay: RedisBroker.publish input.idempotencyKey must be a string of 1..200 characters without CR, LF or NUL, got ${JSON.stringify(key)}`,
+    );
   }
   if (typeof history !== 'number' || !Number.isSafeInteger(history) || history < 0 || history > 1_000_000) {
-    throw new RangeError(`sse-relay: RedisBroker.publish history must be an integer 0..1000000, got ${String(history)}`);
+    throw new RangeError(
+      `sse-relay: RedisBroker.publish history must be an integer 0..1000000, got ${String(history)}`,
+    );
   }
   const size = input.data.length > maxDataBytes / 3 ? Buffer.byteLength(input.data, 'utf8') : input.data.length;
   if (size > maxDataBytes) {
-    throw new RangeError(`sse-relay: RedisBroker.publish data is ${size} bytes, more than maxDataBytes (${maxDataBytes})`);
+    throw new RangeError(
+      `sse-relay: RedisBroker.publish data is ${size} bytes, more than maxDataBytes (${maxDataBytes})`,
+    );
   }
 }
 
 /** One live message: `<epoch>\n<seq>\n<-|=event>\n<-|=coalesce>\n<data>`. Undefined when anything is off. */
-export function decodeMessage(channel: string, partition: number, partitions: number, raw: string): BrokerEvent | undefined {
+export function decodeMessage(
+  channel: string,
+  partition: number,
+  partitions: number,
+  raw: string,
+): BrokerEvent | undefined {
   const a = raw.indexOf('\n');
   const b = a < 0 ? -1 : raw.indexOf('\n', a + 1);
   const c = b < 0 ? -1 : raw.indexOf('\n', b + 1);
@@ -80,7 +101,13 @@ export function decodeMessage(channel: string, partition: number, partitions: nu
 }
 
 /** One stream entry `[id, [field, value, ...]]`. */
-export function decodeEntry(channel: string, partition: number, partitions: number, epoch: string, entry: unknown): BrokerEvent | undefined {
+export function decodeEntry(
+  channel: string,
+  partition: number,
+  partitions: number,
+  epoch: string,
+  entry: unknown,
+): BrokerEvent | undefined {
   if (!Array.isArray(entry) || entry.length !== 2) return undefined;
   const [id, fields] = entry as unknown[];
   const m = typeof id === 'string' ? ENTRY_ID.exec(id) : null;
@@ -124,7 +151,8 @@ export function parseRead(reply: unknown, streams: number): ReadReply | string {
   const [epoch, head, base] = reply as unknown[];
   const h = typeof head === 'number' ? String(head) : head;
   const b = typeof base === 'number' ? String(base) : base;
-  if (typeof epoch !== 'string' || !EPOCH.test(epoch) || !isSeq(h) || !isSeq(b)) return 'invalid epoch or seq stored in Redis';
+  if (typeof epoch !== 'string' || !EPOCH.test(epoch) || !isSeq(h) || !isSeq(b))
+    return 'invalid epoch or seq stored in Redis';
   const out: { complete: boolean; entries: unknown }[] = [];
   for (let i = 3; i < reply.length; i += 2) out.push({ complete: reply[i] === 1, entries: reply[i + 1] });
   return { epoch, head: Number(h), base: Number(b), streams: out };
@@ -138,7 +166,8 @@ export function parseBatch(reply: unknown, count: number): { epoch: string; seqs
   const parts: unknown[] = typeof reply === 'string' ? reply.split(' ') : Array.isArray(reply) ? reply : [];
   if (parts.length === 2 && count > 1) {
     const first = typeof parts[1] === 'number' ? String(parts[1]) : parts[1];
-    if (typeof parts[0] !== 'string' || !EPOCH.test(parts[0]) || !isSeq(first) || first === '0') return 'invalid epoch or seq stored in Redis';
+    if (typeof parts[0] !== 'string' || !EPOCH.test(parts[0]) || !isSeq(first) || first === '0')
+      return 'invalid epoch or seq stored in Redis';
     const s0 = Number(first);
     if (!Number.isSafeInteger(s0 + count)) return 'invalid seq stored in Redis';
     return { epoch: parts[0], seqs: Array.from({ length: count }, (_, i) => s0 + i) };

@@ -76,7 +76,13 @@ export class RedisBroker implements Broker {
       }) as Cluster;
     } else {
       const { Redis } = loadIORedis();
-      const opts = { ...o.redisOptions, enableOfflineQueue: false, maxRetriesPerRequest: 1, autoResendUnfulfilledCommands: false, connectionName: 'sse-relay' };
+      const opts = {
+        ...o.redisOptions,
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 1,
+        autoResendUnfulfilledCommands: false,
+        connectionName: 'sse-relay',
+      };
       client = (o.url === undefined ? new Redis(opts) : new Redis(o.url, opts)) as Redis;
     }
     this.conn = new CommandConnection(client, o.redis === undefined, this.timeout);
@@ -92,7 +98,14 @@ export class RedisBroker implements Broker {
       requestRecovery: () => this.live.requestRecovery(),
     };
     for (const k of keys) this.parts.push(new Partition(k, this.partitions, io, this.counters));
-    this.live = new Subscriptions(this.conn, this.store, this.parts, this.counters, this.timeout, o.healthCheckInterval);
+    this.live = new Subscriptions(
+      this.conn,
+      this.store,
+      this.parts,
+      this.counters,
+      this.timeout,
+      o.healthCheckInterval,
+    );
     client.on('ready', this.onCmdReady);
     if (client.status === 'ready') this.conn.ensureLibrary().catch(noop);
   }
@@ -119,18 +132,32 @@ export class RedisBroker implements Broker {
     return this.store.publish(this.partitionOf(channel), channel, input, history);
   }
 
-  async replay(channels: readonly string[], after: ReadonlyMap<number, number> | undefined): Promise<ReplayResult> {
+  async replay(
+    channels: readonly string[],
+    after: ReadonlyMap<number, number> | undefined,
+    limit?: number,
+  ): Promise<ReplayResult> {
     if (this.closed) throw closedError();
     if (!Array.isArray(channels)) throw new TypeError('sse-relay: RedisBroker.replay channels must be an array');
     for (const c of channels) checkChannel('replay', c);
-    if (after !== undefined && !(after instanceof Map)) throw new TypeError('sse-relay: RedisBroker.replay after must be a Map or undefined');
-    return replay(this.store, this.parts, (c) => this.partitionOf(c), channels, after);
+    if (after !== undefined && !(after instanceof Map))
+      throw new TypeError('sse-relay: RedisBroker.replay after must be a Map or undefined');
+    if (limit !== undefined && (typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 1)) {
+      throw new RangeError(`sse-relay: RedisBroker.replay limit must be a positive integer, got ${String(limit)}`);
+    }
+    return replay(this.store, this.parts, (c) => this.partitionOf(c), channels, after, limit);
   }
 
   async fence(seen: PartitionPosition): Promise<void> {
     if (this.closed) throw closedError();
     const p = seen?.partition;
-    if (!Number.isSafeInteger(p) || p < 0 || p >= this.partitions || typeof seen.epoch !== 'string' || !Number.isSafeInteger(seen.seq)) {
+    if (
+      !Number.isSafeInteger(p) ||
+      p < 0 ||
+      p >= this.partitions ||
+      typeof seen.epoch !== 'string' ||
+      !Number.isSafeInteger(seen.seq)
+    ) {
       throw new TypeError('sse-relay: RedisBroker.fence expects { partition, epoch, seq }');
     }
     await this.store.read(p, [], '', { epoch: seen.epoch, seq: seen.seq });
@@ -141,7 +168,12 @@ export class RedisBroker implements Broker {
   async subscribe(channel: string, listener: BrokerListener): Promise<void> {
     if (this.closed) throw closedError();
     checkChannel('subscribe', channel);
-    if (listener === null || typeof listener !== 'object' || typeof listener.onEvent !== 'function' || typeof listener.onReset !== 'function') {
+    if (
+      listener === null ||
+      typeof listener !== 'object' ||
+      typeof listener.onEvent !== 'function' ||
+      typeof listener.onReset !== 'function'
+    ) {
       throw new TypeError('sse-relay: RedisBroker.subscribe listener must have onEvent() and onReset()');
     }
     await this.live.add(this.parts[this.partitionOf(channel)]!, channel, listener);

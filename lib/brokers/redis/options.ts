@@ -91,15 +91,21 @@ export function unknownOption(where: string, name: string, known: readonly strin
       best = k;
     }
   }
-  const hint = best !== undefined && bestD <= Math.max(2, Math.floor(best.length / 3)) ? ` (did you mean "${best}"?)` : '';
-  return new TypeError(`sse-relay: ${where} got an unknown option ${JSON.stringify(name)}${hint}; known: ${known.join(', ')}`);
+  const hint =
+    best !== undefined && bestD <= Math.max(2, Math.floor(best.length / 3)) ? ` (did you mean "${best}"?)` : '';
+  return new TypeError(
+    `sse-relay: ${where} got an unknown option ${JSON.stringify(name)}${hint}; known: ${known.join(', ')}`,
+  );
 }
 
 function integer(name: string, value: unknown, min: number, max: number, fallback: number): number {
   if (value === undefined) return fallback;
-  if (typeof value !== 'number') throw new TypeError(`sse-relay: RedisBroker option ${name} must be a number, got ${typeof value}`);
+  if (typeof value !== 'number')
+    throw new TypeError(`sse-relay: RedisBroker option ${name} must be a number, got ${typeof value}`);
   if (!Number.isSafeInteger(value) || value < min || value > max) {
-    throw new RangeError(`sse-relay: RedisBroker option ${name} must be an integer ${min}..${max}, got ${String(value)}`);
+    throw new RangeError(
+      `sse-relay: RedisBroker option ${name} must be an integer ${min}..${max}, got ${String(value)}`,
+    );
   }
   return value;
 }
@@ -118,14 +124,19 @@ export function resolveOptions(options: RedisBrokerOptions | undefined): Resolve
     throw new TypeError(`sse-relay: RedisBroker option url must be a string, got ${typeof url}`);
   }
   if (typeof prefix !== 'string' || /[{}\s]/.test(prefix)) {
-    throw new TypeError(`sse-relay: RedisBroker option prefix must be a string without braces or spaces, got ${JSON.stringify(prefix)}`);
+    throw new TypeError(
+      `sse-relay: RedisBroker option prefix must be a string without braces or spaces, got ${JSON.stringify(prefix)}`,
+    );
   }
   const given = [url, redis, cluster].filter((v) => v !== undefined).length;
-  if (given > 1) throw new TypeError('sse-relay: RedisBroker takes one of the options url, redis and cluster, not several');
+  if (given > 1)
+    throw new TypeError('sse-relay: RedisBroker takes one of the options url, redis and cluster, not several');
   if (redis !== undefined) {
     const c = redis as { duplicate?: unknown; call?: unknown } | null;
     if (c === null || typeof c !== 'object' || typeof c.duplicate !== 'function' || typeof c.call !== 'function') {
-      throw new TypeError('sse-relay: RedisBroker option redis must be an ioredis client (new Redis(...) or new Cluster(...))');
+      throw new TypeError(
+        'sse-relay: RedisBroker option redis must be an ioredis client (new Redis(...) or new Cluster(...))',
+      );
     }
   }
   if (cluster !== undefined) {
@@ -135,7 +146,9 @@ export function resolveOptions(options: RedisBrokerOptions | undefined): Resolve
     for (const node of cluster as unknown[]) {
       const n = node as Partial<ClusterNode> | null;
       if (n === null || typeof n !== 'object' || typeof n.host !== 'string' || !Number.isSafeInteger(n.port)) {
-        throw new TypeError(`sse-relay: RedisBroker option cluster: each node must be { host: string, port: number }, got ${JSON.stringify(node)}`);
+        throw new TypeError(
+          `sse-relay: RedisBroker option cluster: each node must be { host: string, port: number }, got ${JSON.stringify(node)}`,
+        );
       }
     }
   }

@@ -104,7 +104,13 @@ export class Partition {
       return;
     }
     const k = this.known;
-    if (this.pending.length === 0 && k !== undefined && event.epoch === k.epoch && event.epoch === this.liveEpoch && event.seq <= k.seq) {
+    if (
+      this.pending.length === 0 &&
+      k !== undefined &&
+      event.epoch === k.epoch &&
+      event.epoch === this.liveEpoch &&
+      event.seq <= k.seq
+    ) {
       this.deliverNew(chan, event);
       return;
     }

@@ -218,7 +218,8 @@ end
 
 -- KEYS[1] B, KEYS[2] B!d, KEYS[3..] streams
 -- ARGV[1] floor epoch, [2] floor seq, [3] new epoch, [4] expected epoch ('' = none;
--- when set and different, every stream is read from the epoch's start), [5..] seq to read after, per stream
+-- when set and different, every stream is read from the epoch's start), [5] most entries per
+-- stream (0 = all), [6..] seq to read after, per stream
 -- reply: {epoch, head, base, per stream: complete (1/0), entries}
 local function read(keys, args)
   local B = keys[1]
@@ -228,7 +229,7 @@ local function read(keys, args)
   local n = #B + 2
   for i = 3, #keys do
     local key = keys[i]
-    local after = tonumber(args[i + 2])
+    local after = tonumber(args[i + 3])
     if rebase then after = b end
     local ok = 0
     local entries = {}
@@ -248,7 +249,11 @@ local function read(keys, args)
       end
       if dropped <= after then
         ok = 1
-        entries = redis.call('XRANGE', key, '(' .. fmt(after) .. '-0', '+')
+        if args[5] == '0' then
+          entries = redis.call('XRANGE', key, '(' .. fmt(after) .. '-0', '+')
+        else
+          entries = redis.call('XRANGE', key, '(' .. fmt(after) .. '-0', '+', 'COUNT', args[5])
+        end
       end
     end
     out[#out + 1] = ok

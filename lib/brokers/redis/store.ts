@@ -27,6 +27,9 @@ const MIN_EVENTS_PER_CALL = 16;
 const PIPELINE = 2;
 const MAX_BYTES_PER_CALL = 4 * 1024 * 1024;
 const RETRY_DELAY_MS = 50;
+/** Call ids: a random prefix per process and a counter (unique without a random draw per call). */
+const CALL_PREFIX = randomBytes(12).toString('base64url');
+let callCounter = 0;
 
 interface Pending {
   readonly channel: string;
@@ -61,6 +64,8 @@ export class Store {
   private readonly queues = new Map<number, Pending[]>();
   private scheduled: NodeJS.Immediate | undefined = undefined;
   private closed = false;
+  /** The epoch a call starts when a partition needs a new one (none yet, or a rewind); renewed once used. */
+  private spare = newEpoch();
   /** Calls in flight: close() rejects them. */
   private readonly inflight = new Set<Pending[]>();
 
@@ -90,7 +95,11 @@ export class Store {
       while (start < q.length) {
         let end = start;
         let bytes = 0;
-        while (end < q.length && end - start < size && (end === start || bytes + q[end]!.input.data.length <= MAX_BYTES_PER_CALL)) {
+        while (
+          end < q.length &&
+          end - start < size &&
+          (end === start || bytes + q[end]!.input.data.length <= MAX_BYTES_PER_CALL)
+        ) {
           bytes += q[end]!.input.data.length;
           end++;
         }
@@ -104,7 +113,7 @@ export class Store {
   private async run(p: number, items: Pending[]): Promise<void> {
     this.inflight.add(items);
     const k = this.keys[p]!;
-    const callId = randomBytes(12).toString('base64url');
+    const callId = CALL_PREFIX + (callCounter++).toString(36);
     const deadline = Math.min(...items.map((i) => i.deadline));
     const keys: string[] = [k.base, k.dropped, k.call(callId)];
     const index = new Map<string, number>();
@@ -133,12 +142,19 @@ export class Store {
     try {
       for (;;) {
         try {
-          await bounded(this.conn.waitReady(deadline - Date.now()).then(() => this.conn.ensureLibrary()), deadline, 'not-published');
+          await this.ready(deadline);
           const floor = this.hooks.floor(p);
           const args = [
-            'FCALL', FN_BATCH, keys.length, ...keys,
-            floor?.epoch ?? '', floor?.seq ?? 0, newEpoch(),
-            this.conn.redisDeadline(deadline), this.timeout + 10_000, history,
+            'FCALL',
+            FN_BATCH,
+            keys.length,
+            ...keys,
+            floor?.epoch ?? '',
+            floor?.seq ?? 0,
+            this.spare,
+            this.conn.redisDeadline(deadline),
+            this.timeout + 10_000,
+            history,
             ...perEvent,
           ];
           sent = true;
@@ -148,6 +164,8 @@ export class Store {
           this.settle(p, items, parsed.epoch, parsed.seqs);
           return;
         } catch (err) {
+          // the call may have started an epoch with the spare without our seeing it: never offer it again
+          this.spare = newEpoch();
           if (this.closed) throw closedError();
           if (err instanceof BadReply) throw unavailable(err.message, 'unknown');
           if (isReplyError(err)) {
@@ -156,9 +174,12 @@ export class Store {
               continue;
             }
             // Redis refused the call before it ran (EXPIRED, BUSY, READONLY, OOM, ...): nothing stored.
-            throw unavailable(err.message.startsWith(EXPIRED) ? 'the deadline passed before Redis ran the call' : err, 'not-published');
+            throw unavailable(
+              err.message.startsWith(EXPIRED) ? 'the deadline passed before Redis ran the call' : err,
+              'not-published',
+            );
           }
-          const outcome = sent ? 'unknown' : (err as SseRelayError).outcome ?? 'not-published';
+          const outcome = sent ? 'unknown' : ((err as SseRelayError).outcome ?? 'not-published');
           if (outcome === 'unknown' && Date.now() + RETRY_DELAY_MS < deadline) {
             // The reply was lost with the connection: ask again under the same call id.
             await sleep(RETRY_DELAY_MS);
@@ -175,7 +196,23 @@ export class Store {
     for (const it of items) it.reject(failure);
   }
 
+  /** Connected and the library loaded (at once when both hold), within the deadline. */
+  private ready(deadline: number): Promise<void> {
+    if (this.conn.ready && this.conn.loaded) return Promise.resolve();
+    return bounded(
+      this.conn.waitReady(deadline - Date.now()).then(() => this.conn.ensureLibrary()),
+      deadline,
+      'not-published',
+    );
+  }
+
+  /** The spare epoch became a partition's epoch: keep a fresh one for the next time one is needed. */
+  private used(epoch: string): void {
+    if (epoch === this.spare) this.spare = newEpoch();
+  }
+
   private settle(p: number, items: Pending[], epoch: string, seqs: number[]): void {
+    this.used(epoch);
     const partitions = this.keys.length;
     let max = 0;
     for (const s of seqs) if (s > max) max = s;
@@ -198,23 +235,31 @@ export class Store {
   /**
    * One atomic read of partition `p`: its head and, per channel, whether history is
    * complete after the given seq and the entries after it. `expected` set and different
-   * from Redis' epoch: every channel is read from the epoch's start.
+   * from Redis' epoch: every channel is read from the epoch's start. `count` > 0: at most
+   * that many entries per channel.
    */
-  async read(p: number, channels: readonly { name: string; after: number }[], expected: string, floor?: Position): Promise<ReadReply> {
+  async read(
+    p: number,
+    channels: readonly { name: string; after: number }[],
+    expected: string,
+    floor?: Position,
+    count = 0,
+  ): Promise<ReadReply> {
     if (this.closed) throw closedError();
     const k = this.keys[p]!;
     const deadline = Date.now() + this.timeout;
     const f = floor ?? this.hooks.floor(p);
     const args: (string | number)[] = ['FCALL', FN_READ, 2 + channels.length, k.base, k.dropped];
     for (const c of channels) args.push(k.channel(c.name));
-    args.push(f?.epoch ?? '', f?.seq ?? 0, newEpoch(), expected);
+    args.push(f?.epoch ?? '', f?.seq ?? 0, this.spare, expected, count);
     for (const c of channels) args.push(c.after);
     for (let attempt = 0; ; attempt++) {
-      await bounded(this.conn.waitReady(deadline - Date.now()).then(() => this.conn.ensureLibrary()), deadline, 'not-published');
+      await this.ready(deadline);
       let reply: unknown;
       try {
         reply = await this.conn.call(deadline, args);
       } catch (err) {
+        this.spare = newEpoch();
         if (isReplyError(err) && /function not found/i.test(err.message) && attempt < 3) {
           this.conn.libraryLost();
           continue;
@@ -223,6 +268,7 @@ export class Store {
       }
       const parsed = parseRead(reply, channels.length);
       if (typeof parsed === 'string') throw unavailable(parsed);
+      this.used(parsed.epoch);
       this.hooks.seen(p, parsed.epoch, parsed.head);
       return parsed;
     }

@@ -83,12 +83,9 @@ export class Subscriber {
     }
     this.pingOutstanding = true;
     const generation = this.generation;
-    this.client.ping().then(
-      () => {
-        if (generation === this.generation) this.pingOutstanding = false;
-      },
-      noop,
-    );
+    this.client.ping().then(() => {
+      if (generation === this.generation) this.pingOutstanding = false;
+    }, noop);
   }
 
   /** Destroys the socket (no FIN handshake to wait for); ioredis reconnects. */
@@ -110,7 +107,10 @@ export class Subscriber {
         else reject(err);
       };
       const onReady = (): void => done();
-      const timer = setTimeout(() => done(unavailable(`the subscriber connection to ${this.node} is not ready (${this.client.status})`)), Math.max(0, ms));
+      const timer = setTimeout(
+        () => done(unavailable(`the subscriber connection to ${this.node} is not ready (${this.client.status})`)),
+        Math.max(0, ms),
+      );
       timer.unref();
       this.client.once('ready', onReady);
       this.refusedWaiters.add(done);
@@ -125,15 +125,19 @@ export class Subscriber {
       const done = (err?: unknown): void => {
         clearTimeout(timer);
         this.client.off('close', onClose);
-        if (err === undefined && generation !== this.generation) err = unavailable('the subscriber connection was lost');
+        if (err === undefined && generation !== this.generation)
+          err = unavailable('the subscriber connection was lost');
         if (err === undefined) resolve();
         else reject(unavailable(err));
       };
       const onClose = (): void => done(unavailable('the subscriber connection was lost'));
-      const timer = setTimeout(() => {
-        done(unavailable('no reply on the subscriber connection'));
-        this.reset();
-      }, Math.max(0, deadline - Date.now()));
+      const timer = setTimeout(
+        () => {
+          done(unavailable('no reply on the subscriber connection'));
+          this.reset();
+        },
+        Math.max(0, deadline - Date.now()),
+      );
       timer.unref();
       this.client.once('close', onClose);
       run().then(() => done(), done);

@@ -107,7 +107,9 @@ export class Subscriptions {
       todo.map((part) => {
         const sub = part.sub!;
         const generation = sub.generation;
-        return part.recover(() => !this.closed && part.sub === sub && sub.generation === generation).catch(() => this.scheduleRecovery());
+        return part
+          .recover(() => !this.closed && part.sub === sub && sub.generation === generation)
+          .catch(() => this.scheduleRecovery());
       }),
     );
     if (this.parts.some((p) => p.needRecovery)) this.scheduleRecovery();
@@ -140,7 +142,10 @@ export class Subscriptions {
     await sub.waitReady(this.timeout);
     const generation = sub.generation;
     if (drop.length > 0) {
-      await sub.unsubscribe(drop.map((c) => c.topic), deadline);
+      await sub.unsubscribe(
+        drop.map((c) => c.topic),
+        deadline,
+      );
       for (const chan of drop) {
         chan.subscribed = false;
         chan.armed = false;
@@ -151,7 +156,10 @@ export class Subscriptions {
       const head = await this.store.read(part.index, [], '');
       if (part.liveEpoch === undefined) part.liveEpoch = head.epoch;
       else if (head.epoch !== part.liveEpoch) part.startRecovery();
-      await sub.subscribe(want.map((c) => c.topic), deadline);
+      await sub.subscribe(
+        want.map((c) => c.topic),
+        deadline,
+      );
       if (generation !== sub.generation) throw unavailable('the subscriber connection was lost');
       for (const chan of want) {
         chan.subscribed = true;
@@ -184,25 +192,41 @@ export class Subscriptions {
       const any = (this.conn.client as Cluster).nodes()[0];
       if (any === undefined) throw unavailable('no cluster node is known yet');
       // (ioredis opens cluster node connections without a retryStrategy: the Cluster reconnects them; ours must reconnect by itself)
-      client = any.duplicate({ ...SUB_OPTIONS, host, port, retryStrategy: (times: number) => Math.min(times * 100, 2000) });
+      client = any.duplicate({
+        ...SUB_OPTIONS,
+        host,
+        port,
+        retryStrategy: (times: number) => Math.min(times * 100, 2000),
+      });
     }
     client.on('error', noop);
-    sub = new Subscriber(client, node, {
-      message: (topic, raw) => this.message(topic, raw),
-      lost: (s) => {
-        this.topology?.stale();
-        for (const part of this.parts) if (part.sub === s) part.connectionLost();
+    sub = new Subscriber(
+      client,
+      node,
+      {
+        message: (topic, raw) => this.message(topic, raw),
+        lost: (s) => {
+          this.topology?.stale();
+          for (const part of this.parts) if (part.sub === s) part.connectionLost();
+        },
+        ready: (s) => {
+          if (
+            this.parts.some(
+              (p) =>
+                p.sub === s &&
+                (p.needRecovery || [...p.chans.values()].some((c) => c.listeners.size > 0 && !c.subscribed)),
+            )
+          ) {
+            this.sync().catch(() => this.scheduleRecovery());
+          }
+        },
+        moved: (s) => {
+          this.topology?.stale();
+          s.reset();
+        },
       },
-      ready: (s) => {
-        if (this.parts.some((p) => p.sub === s && (p.needRecovery || [...p.chans.values()].some((c) => c.listeners.size > 0 && !c.subscribed)))) {
-          this.sync().catch(() => this.scheduleRecovery());
-        }
-      },
-      moved: (s) => {
-        this.topology?.stale();
-        s.reset();
-      },
-    }, this.health);
+      this.health,
+    );
     this.subs.set(node, sub);
     return sub;
   }
@@ -245,12 +269,10 @@ export class Subscriptions {
 
   private checkTopology(): void {
     if (this.closed || this.topology === undefined || !this.parts.some((p) => p.hasListeners())) return;
-    this.topology.refresh().then(
-      () => {
-        if (this.parts.some((p) => p.sub !== undefined && p.sub.node !== this.topology!.nodeOf(p.keys.slot))) this.requestRecovery();
-      },
-      noop,
-    );
+    this.topology.refresh().then(() => {
+      if (this.parts.some((p) => p.sub !== undefined && p.sub.node !== this.topology!.nodeOf(p.keys.slot)))
+        this.requestRecovery();
+    }, noop);
   }
 
   async close(): Promise<void> {
