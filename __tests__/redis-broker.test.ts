@@ -446,6 +446,20 @@ describe('catch-up', () => {
   });
 });
 
+describe('fence', () => {
+  test('a client-presented position ahead of the head starts a new epoch once per partition per connection, not on every made-up id', async () => {
+    const b = broker({ url: process.env.REDIS_URL!, prefix: prefix() });
+    await b.publish('f', { data: 'x' }, 10);
+    const epochOf = async (): Promise<string> => (await b.replay(['f'], undefined)).heads.get(0)!.epoch;
+    const first = await epochOf();
+    await b.fence({ partition: 0, epoch: first, seq: 100 });
+    const second = await epochOf();
+    expect(second).not.toBe(first); // history rewound behind a position we issued: nothing before it is vouched for
+    await b.fence({ partition: 0, epoch: second, seq: 100 }); // a second claim on the same connection
+    expect(await epochOf()).toBe(second);
+  });
+});
+
 describe('validation', () => {
   test('garbage published to our channel is dropped and counted', async () => {
     const admin = client(process.env.REDIS_URL!);

@@ -38,6 +38,9 @@ export interface RedisBrokerStats {
 
 function noop(): void {}
 
+/** How long after (re)connecting a position presented by a client may start a new epoch (see fence()). */
+const FENCE_WINDOW_MS = 10 * 60 * 1000;
+
 export class RedisBroker implements Broker {
   readonly partitions: number;
   private readonly conn: CommandConnection;
@@ -50,8 +53,14 @@ export class RedisBroker implements Broker {
   private readonly maxData: number;
   private closed = false;
   private closing: Promise<void> | undefined = undefined;
+  /** When the command connection last became ready (performance.now()). */
+  private readyAt = performance.now();
+  /** Partitions a client-presented position has fenced since the connection became ready. */
+  private readonly fenced = new Set<number>();
 
   private readonly onCmdReady = (): void => {
+    this.readyAt = performance.now();
+    this.fenced.clear();
     // (Re)connected: maybe to a Redis without our functions (a restart, a failover), so load them now.
     this.conn.ensureLibrary().catch(noop);
     // A reconnect may be to a Redis that went back: check every partition we serve (fence) first.
@@ -160,6 +169,13 @@ export class RedisBroker implements Broker {
     ) {
       throw new TypeError('sse-relay: RedisBroker.fence expects { partition, epoch, seq }');
     }
+    // A position a client presents is a claim, not proof: anyone can make one up. A rewind shows
+    // right after a restart or failover (which every connection sees as a reconnect), so a claim
+    // is honoured only within FENCE_WINDOW_MS of the connection becoming ready, and once per
+    // partition per connection: a made-up id cannot reset a partition's streams over and over.
+    // The client that presented it gets its `reset` either way.
+    if (performance.now() - this.readyAt > FENCE_WINDOW_MS || this.fenced.has(p)) return;
+    this.fenced.add(p);
     await this.store.read(p, [], '', { epoch: seen.epoch, seq: seen.seq });
   }
 
