@@ -134,7 +134,10 @@ export interface Broker {
    * A client presented `seen` (a position this broker issued) while the
    * partition's head is behind it in the same epoch: history rewound. The
    * broker starts a new epoch for that partition, so nothing before it is
-   * vouched for. Optional (a broker whose history cannot rewind omits it).
+   * vouched for. Anyone can make such a position up, so a broker may limit how
+   * often it honours one (RedisBroker: within 10 minutes of (re)connecting, once
+   * per partition per connection). Optional (a broker whose history cannot
+   * rewind omits it).
    */
   fence?(seen: PartitionPosition): Promise<void>;
   /** Releases connections and timers. Further publishes reject. */

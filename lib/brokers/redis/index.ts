@@ -175,8 +175,8 @@ export class RedisBroker implements Broker {
     // partition per connection: a made-up id cannot reset a partition's streams over and over.
     // The client that presented it gets its `reset` either way.
     if (performance.now() - this.readyAt > FENCE_WINDOW_MS || this.fenced.has(p)) return;
-    this.fenced.add(p);
-    await this.store.read(p, [], '', { epoch: seen.epoch, seq: seen.seq });
+    const reply = await this.store.read(p, [], '', { epoch: seen.epoch, seq: seen.seq });
+    if (reply.epoch !== seen.epoch) this.fenced.add(p); // it did start a new epoch
   }
 
   // ---- subscriptions ------------------------------------------------------
