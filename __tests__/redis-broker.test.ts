@@ -232,17 +232,17 @@ describe('connections', () => {
 
   test('unknown option names are refused with a "did you mean", before anything connects', () => {
     expect(() => new RedisBroker({ uri: 'redis://127.0.0.1:1' } as never)).toThrow(
-      'sse-relay: RedisBroker got an unknown option "uri" (did you mean "url"?)',
+      'sse-relay: unknown RedisBroker option "uri" (did you mean "url"?)',
     );
     expect(() => new RedisBroker({ prefx: 'a:' } as never)).toThrow(/did you mean "prefix"/);
     expect(() => new RedisBroker({ commandTimeOut: 5 } as never)).toThrow(/did you mean "commandTimeout"/);
-    expect(() => new RedisBroker({ zzz: 1 } as never)).toThrow(/unknown option "zzz"; known: url, redis/);
+    expect(() => new RedisBroker({ zzz: 1 } as never)).toThrow(/unknown RedisBroker option "zzz"; known: url, redis/);
   });
 
   test('publish input: unknown fields, bad types and oversized data are refused before anything is sent', async () => {
     const b = broker({ url: process.env.REDIS_URL!, prefix: prefix(), maxDataBytes: 10 });
     await expect(b.publish('a', { data: 'x', evnt: 'e' } as never, 10)).rejects.toThrow(
-      /unknown option "evnt" \(did you mean "event"\?\)/,
+      /unknown RedisBroker.publish input option "evnt" \(did you mean "event"\?\)/,
     );
     await expect(b.publish('a', { data: 5 } as never, 10)).rejects.toThrow(TypeError);
     await expect(b.publish('a', { data: 'x', event: 'a\nb' }, 10)).rejects.toThrow(TypeError);

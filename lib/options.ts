@@ -74,6 +74,17 @@ export function positiveInt(name: string, value: unknown, infinite = false): num
   return value;
 }
 
+/** An integer from `min` to `max`. */
+export function intInRange(name: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number') {
+    throw new TypeError(`sse-relay: option ${name} must be a number, got ${show(value)}`);
+  }
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new RangeError(`sse-relay: option ${name} must be an integer from ${min} to ${max}, got ${show(value)}`);
+  }
+  return value;
+}
+
 /** A non-negative integer. */
 export function nonNegativeInt(name: string, value: unknown): number {
   if (typeof value !== 'number') {

@@ -5,7 +5,7 @@
  */
 import { EPOCH, formatEventId } from '../../positions';
 import type { BrokerEvent, PublishInput } from '../broker';
-import { unknownOption } from './options';
+import { checkOptions } from '../../options';
 
 const SEQ = /^(?:0|[1-9][0-9]{0,15})$/;
 const ENTRY_ID = /^([1-9][0-9]{0,15})-0$/;
@@ -35,9 +35,7 @@ export function checkPublish(input: PublishInput, history: number, maxDataBytes:
     throw new TypeError(
       'sse-relay: RedisBroker.publish input must be an object { data, event?, coalesce?, idempotencyKey? }',
     );
-  for (const key of Object.keys(input)) {
-    if (!INPUT_NAMES.includes(key)) throw unknownOption('RedisBroker.publish', key, INPUT_NAMES);
-  }
+  checkOptions('RedisBroker.publish input', input, INPUT_NAMES);
   if (typeof input.data !== 'string')
     throw new TypeError(`sse-relay: RedisBroker.publish input.data must be a string, got ${typeof input.data}`);
   if (input.event !== undefined && !isField(input.event)) {

@@ -2,6 +2,7 @@
  * RedisBroker options: their types, defaults and validation, once, at
  * construction. Unknown names are refused with a "did you mean".
  */
+import { checkOptions, intInRange } from '../../options';
 import { MAX_PARTITIONS } from './partitions';
 
 /** The part of an ioredis client (`Redis` or `Cluster`) that the option `redis` must have. */
@@ -67,58 +68,8 @@ const NAMES = [
   'maxDataBytes',
 ] as const;
 
-function distance(a: string, b: string): number {
-  const d: number[][] = [];
-  for (let i = 0; i <= a.length; i++) d.push([i]);
-  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1]!.toLowerCase() === b[j - 1]!.toLowerCase() ? 0 : 1;
-      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
-    }
-  }
-  return d[a.length]![b.length]!;
-}
-
-/** `unknown option "x"`, with the closest known name when one is close. */
-export function unknownOption(where: string, name: string, known: readonly string[]): TypeError {
-  let best: string | undefined;
-  let bestD = Infinity;
-  for (const k of known) {
-    const dd = distance(name, k);
-    if (dd < bestD) {
-      bestD = dd;
-      best = k;
-    }
-  }
-  const hint =
-    best !== undefined && bestD <= Math.max(2, Math.floor(best.length / 3)) ? ` (did you mean "${best}"?)` : '';
-  return new TypeError(
-    `sse-relay: ${where} got an unknown option ${JSON.stringify(name)}${hint}; known: ${known.join(', ')}`,
-  );
-}
-
-function integer(name: string, value: unknown, min: number, max: number, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number')
-    throw new TypeError(`sse-relay: RedisBroker option ${name} must be a number, got ${typeof value}`);
-  if (!Number.isSafeInteger(value) || value < min || value > max) {
-    throw new RangeError(
-      `sse-relay: RedisBroker option ${name} must be an integer ${min}..${max}, got ${String(value)}`,
-    );
-  }
-  return value;
-}
-
 export function resolveOptions(options: RedisBrokerOptions | undefined): ResolvedOptions {
-  if (options === undefined) options = {};
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw new TypeError('sse-relay: RedisBroker expects an options object { url?, redis?, cluster?, prefix?, ... }');
-  }
-  for (const key of Object.keys(options)) {
-    if (!(NAMES as readonly string[]).includes(key)) throw unknownOption('RedisBroker', key, NAMES);
-  }
-  const o = options as Record<string, unknown>;
+  const o = checkOptions('RedisBroker', options, NAMES) as Record<string, unknown>;
   const { url, redis, cluster, redisOptions, prefix = 'sse-relay:' } = o;
   if (url !== undefined && typeof url !== 'string') {
     throw new TypeError(`sse-relay: RedisBroker option url must be a string, got ${typeof url}`);
@@ -155,16 +106,21 @@ export function resolveOptions(options: RedisBrokerOptions | undefined): Resolve
   if (redisOptions !== undefined && (redisOptions === null || typeof redisOptions !== 'object')) {
     throw new TypeError('sse-relay: RedisBroker option redisOptions must be an object');
   }
-  const partitions = o.partitions === undefined ? undefined : integer('partitions', o.partitions, 1, MAX_PARTITIONS, 1);
+  const partitions = o.partitions === undefined ? undefined : intInRange('partitions', o.partitions, 1, MAX_PARTITIONS);
   return {
     url: url as string | undefined,
     redis: redis as RedisClientLike | undefined,
     cluster: cluster as ClusterNode[] | undefined,
     redisOptions: (redisOptions as Record<string, unknown> | undefined) ?? {},
     prefix,
-    commandTimeout: integer('commandTimeout', o.commandTimeout, 1, 3_600_000, 5000),
+    commandTimeout:
+      o.commandTimeout === undefined ? 5000 : intInRange('commandTimeout', o.commandTimeout, 1, 3_600_000),
     partitions,
-    healthCheckInterval: integer('healthCheckInterval', o.healthCheckInterval, 10, 3_600_000, 3000),
-    maxDataBytes: integer('maxDataBytes', o.maxDataBytes, 0, 512 * 1024 * 1024, 1024 * 1024),
+    healthCheckInterval:
+      o.healthCheckInterval === undefined
+        ? 3000
+        : intInRange('healthCheckInterval', o.healthCheckInterval, 10, 3_600_000),
+    maxDataBytes:
+      o.maxDataBytes === undefined ? 1024 * 1024 : intInRange('maxDataBytes', o.maxDataBytes, 0, 512 * 1024 * 1024),
   };
 }
