@@ -44,6 +44,7 @@ const SCENARIOS = [
   'light-load',
   'multi-channel',
   'flood',
+  'tracing',
 ].map((name) => require(`./scenarios/${name}`));
 const SERVERS = ['raw', 'better-sse', 'sse-relay', 'sse-relay-redis'];
 const RESULTS = path.join(__dirname, 'results');
