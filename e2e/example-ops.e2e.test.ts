@@ -8,18 +8,14 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { type Browser, type Page } from 'playwright-core';
+import { launchChromium, requireChromium } from './helpers/browser';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ROOT = path.join(__dirname, '..');
 const SHOTS = path.join(ROOT, '.test-artifacts', 'screenshots');
 const WAIT = 10_000;
 
-if (!existsSync(CHROMIUM)) {
-  throw new Error(
-    `The e2e tests need Chromium at ${CHROMIUM}: install it with \`apt-get install -y chromium\` (not \`npx playwright install\`).`,
-  );
-}
+requireChromium();
 if (!existsSync(path.join(ROOT, 'dist', 'index.js'))) {
   throw new Error('The e2e tests need the built library: run `npm run build` first.');
 }
@@ -52,20 +48,7 @@ beforeAll(async () => {
   server = createServer(example.app);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    timeout: 30_000,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  browser = await launchChromium([]);
 });
 
 afterAll(async () => {

@@ -7,23 +7,18 @@
  * HTTP/2 all ten are streams of one connection. The page sees all ten open and
  * each gets its live events; the server sees ten HTTP/2 streams on one session.
  */
-import { existsSync } from 'node:fs';
 import http2, { type Http2SecureServer, type ServerHttp2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { launchChromium, requireChromium } from './helpers/browser';
 import { createHub, type Hub } from '../lib';
 import { selfSignedCertificate } from '../__tests__/helpers/certificate';
 import { chain, mount } from '../__tests__/helpers/connect-chain';
 
-const CHROMIUM = '/usr/bin/chromium';
 const STREAMS = 10;
 const WAIT = 15_000;
 
-if (!existsSync(CHROMIUM)) {
-  throw new Error(
-    `The e2e tests need Chromium at ${CHROMIUM}: install it with \`apt-get install -y chromium\` (not \`npx playwright install\`).`,
-  );
-}
+requireChromium();
 
 /** The page: ten EventSources, one per channel, recording opens and messages. */
 const PAGE = `<!doctype html>
@@ -81,21 +76,7 @@ beforeAll(async () => {
   origin = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
   // playwright gives the browser a fresh temp profile (--user-data-dir) and removes it on close.
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    timeout: 30_000,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--ignore-certificate-errors',
-    ],
-  });
+  browser = await launchChromium(['--ignore-certificate-errors']);
   context = await browser.newContext({ ignoreHTTPSErrors: true });
   context.setDefaultTimeout(WAIT);
   page = await context.newPage();
