@@ -5,61 +5,26 @@
  * persistence, validation of what anyone can write to our channels and keys,
  * behaviour while Redis is down, and the caller's client left alone.
  */
-import Redis, { type RedisOptions } from 'ioredis';
-import { rmSync } from 'node:fs';
+import type Redis from 'ioredis';
 import type { BrokerEvent } from '../lib/brokers/broker';
 import { RedisBroker } from '../lib/brokers/redis';
 import { SseRelayError } from '../lib/errors';
 import { Recorder } from '../lib/testing';
-import { freePort, startRedis, type RedisServer } from './helpers/redis-server';
+import { redisFixtures } from './helpers/redis-fixtures';
+import { freePort } from './helpers/redis-server';
 
 jest.setTimeout(60_000);
 
-let seqNo = 0;
-function prefix(): string {
-  return `rb${process.pid}-${++seqNo}:`;
-}
-
-/** The sharded pub/sub channel (and history stream) of `channel` on one Redis (one partition, tag `0`). */
-function topic(p: string, channel: string): string {
-  return `${p}{0}:${channel}`;
-}
-
-const at = (seq: number): Map<number, number> => new Map([[0, seq]]);
-
-/** Everything a test opens, closed in afterEach whatever happened. */
-const open: { brokers: RedisBroker[]; clients: Redis[]; servers: RedisServer[]; dirs: string[] } = {
-  brokers: [],
-  clients: [],
-  servers: [],
-  dirs: [],
-};
-
-function broker(options: ConstructorParameters<typeof RedisBroker>[0]): RedisBroker {
-  const b = new RedisBroker(options);
-  open.brokers.push(b);
-  return b;
-}
-
-function client(url: string, options: RedisOptions = {}): Redis {
-  const c = new Redis(url, { maxRetriesPerRequest: 1, ...options });
-  c.on('error', () => undefined);
-  open.clients.push(c);
-  return c;
-}
-
-async function server(options: Parameters<typeof startRedis>[0] = {}): Promise<RedisServer> {
-  const s = await startRedis(options);
-  open.servers.push(s);
-  return s;
-}
-
-afterEach(async () => {
-  for (const b of open.brokers.splice(0)) await b.close();
-  for (const c of open.clients.splice(0)) c.disconnect();
-  for (const s of open.servers.splice(0)) await s.stop();
-  for (const d of open.dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const {
+  prefix,
+  at,
+  topic,
+  broker,
+  client,
+  server,
+  untrack,
+  dir: removeAfter,
+} = redisFixtures('rb', { maxRetriesPerRequest: 1 });
 
 async function pubsubClients(admin: Redis): Promise<string[]> {
   const list = (await admin.call('CLIENT', 'LIST', 'TYPE', 'pubsub')) as string;
@@ -309,7 +274,7 @@ describe('catch-up', () => {
   test('restart with appendonly yes while publishing: nothing acknowledged is lost, same epoch', async () => {
     let s = await server({ appendonly: true });
     const { port, dir } = s;
-    open.dirs.push(dir);
+    removeAfter(dir);
     const p = prefix();
     const pub = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
     const sub = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
@@ -323,7 +288,7 @@ describe('catch-up', () => {
       if (i === 60) {
         restart = (async () => {
           await s.stop({ keepDir: true });
-          open.servers.splice(open.servers.indexOf(s), 1);
+          untrack(s);
           s = await server({ port, dir, appendonly: true });
         })();
       }
@@ -367,7 +332,7 @@ describe('catch-up', () => {
     const oldEpoch = before[0]!.epoch;
 
     await s.stop();
-    open.servers.splice(open.servers.indexOf(s), 1);
+    untrack(s);
     s = await server({ port });
 
     await rec.until(() => rec.resets.length > 0, 'onReset on a');
@@ -555,7 +520,7 @@ describe('Redis unreachable', () => {
     await rec.has(e1.id);
 
     await s.stop();
-    open.servers.splice(open.servers.indexOf(s), 1);
+    untrack(s);
     await expectCode(b.publish('a', { data: 'lost' }, 10), 'ERR_BROKER_UNAVAILABLE');
     await expectCode(b.subscribe('other', new Recorder()), 'ERR_BROKER_UNAVAILABLE');
     await expectCode(b.replay(['a'], at(0)), 'ERR_BROKER_UNAVAILABLE');
@@ -579,7 +544,7 @@ describe('Redis unreachable', () => {
     const b = broker({ url: s.url, prefix: prefix(), commandTimeout: 300 });
     await b.subscribe('a', new Recorder());
     await s.stop();
-    open.servers.splice(open.servers.indexOf(s), 1);
+    untrack(s);
     const pending = b.subscribe('b', new Recorder()).catch((e: unknown) => e);
     await b.close();
     expect(((await pending) as SseRelayError).code).toMatch(/^ERR_BROKER_(CLOSED|UNAVAILABLE)$/);

@@ -6,68 +6,17 @@
  * what a user relies on: every acknowledged event exactly once in order, or
  * exactly one reset; a rejected publish never delivered later; bounded time.
  */
-import Redis, { type RedisOptions } from 'ioredis';
-import Redis6 from 'ioredis6';
+import type Redis from 'ioredis';
 import type { BrokerEvent } from '../lib/brokers/broker';
-import { RedisBroker } from '../lib/brokers/redis';
 import { SseRelayError } from '../lib/errors';
 import { Recorder } from '../lib/testing';
-import { freePort, startRedis, type RedisServer } from './helpers/redis-server';
-import { startProxy, type TcpProxy } from './helpers/tcp-proxy';
+import { redisFixtures } from './helpers/redis-fixtures';
+import { freePort, type RedisServer } from './helpers/redis-server';
 import { sleep, until } from './helpers/wait';
 
 jest.setTimeout(60_000);
 
-let seqNo = 0;
-const prefix = (): string => `rf${process.pid}-${++seqNo}:`;
-const at = (seq: number): Map<number, number> => new Map([[0, seq]]);
-const topic = (p: string, channel: string): string => `${p}{0}:${channel}`;
-
-const open: { brokers: RedisBroker[]; clients: Redis[]; servers: RedisServer[]; proxies: TcpProxy[] } = {
-  brokers: [],
-  clients: [],
-  servers: [],
-  proxies: [],
-};
-
-function broker(options: ConstructorParameters<typeof RedisBroker>[0]): RedisBroker {
-  const b = new RedisBroker(options);
-  open.brokers.push(b);
-  return b;
-}
-
-function client(url: string, options: RedisOptions = {}): Redis {
-  const c = new Redis(url, options);
-  c.on('error', () => undefined);
-  open.clients.push(c);
-  return c;
-}
-
-function client6(url: string, options: Record<string, unknown> = {}): Redis {
-  const c = new Redis6(url, options) as unknown as Redis;
-  c.on('error', () => undefined);
-  open.clients.push(c);
-  return c;
-}
-
-async function server(options: Parameters<typeof startRedis>[0] = {}): Promise<RedisServer> {
-  const s = await startRedis(options);
-  open.servers.push(s);
-  return s;
-}
-
-async function proxy(port: number): Promise<TcpProxy> {
-  const p = await startProxy(port);
-  open.proxies.push(p);
-  return p;
-}
-
-afterEach(async () => {
-  for (const b of open.brokers.splice(0)) await b.close();
-  for (const c of open.clients.splice(0)) c.disconnect();
-  for (const p of open.proxies.splice(0)) await p.close();
-  for (const s of open.servers.splice(0)) await s.stop();
-});
+const { prefix, at, topic, broker, client, client6, server, proxy, untrack } = redisFixtures('rf');
 
 /** `acked` all arrived, each once, in seq order, fields intact (and nothing else but `extra`). */
 function expectExactlyOnceInOrder(
@@ -112,7 +61,7 @@ describe('Redis rewinds to an older snapshot (SAVE, more publishes, SIGKILL, res
     await rec3.until(hasAll(rec3, before), 'everything before the crash');
     const lastBefore = before[before.length - 1]!;
     await s.kill();
-    open.servers.splice(open.servers.indexOf(s), 1);
+    untrack(s);
     s = await server({ port, dir });
 
     const after: BrokerEvent[] = [];
@@ -162,7 +111,7 @@ describe('Redis rewinds to an older snapshot (SAVE, more publishes, SIGKILL, res
     for (let i = 10; i < 20; i++) evs.push(await first.publish('a', { data: String(i) }, 100));
     await first.close();
     await s.kill();
-    open.servers.splice(open.servers.indexOf(s), 1);
+    untrack(s);
     s = await server({ port, dir });
     // a new process: it never saw seq 20
     const fresh = broker({ url: s.url, prefix: p });
