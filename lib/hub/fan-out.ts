@@ -28,6 +28,8 @@ export class Delivery implements BrokerListener {
   readonly fanOut = new FanOut();
   /** performance.now() of the publish() whose broker call runs right now (MemoryBroker delivers inside it). */
   publishing: number | undefined = undefined;
+  /** Set when an event was delivered while `publishing` was set (its latency is observed already). */
+  deliveredInPublish = false;
   /** event id -> performance.now() at publish(), for events published here that a broker delivers later. */
   private readonly stamps = new Map<string, number>();
   /** partition -> the last epoch that passed the check (skips the regex for the common case). */
@@ -111,7 +113,8 @@ export class Delivery implements BrokerListener {
     const label = labelCounts(this.counters, ev.channel);
     if (label !== undefined) label.delivered += delivered;
     let t0 = this.publishing;
-    if (t0 === undefined && this.stamps.size > 0) {
+    if (t0 !== undefined) this.deliveredInPublish = true;
+    else if (this.stamps.size > 0) {
       const id = this.eventId(ev);
       t0 = this.stamps.get(id);
       this.stamps.delete(id);

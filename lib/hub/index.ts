@@ -163,7 +163,12 @@ class HubImpl implements Hub, OpenContext {
       o.idempotencyKey === undefined ? undefined : nonEmptyString('idempotencyKey', o.idempotencyKey);
     const text = dataToText(data, this.admission.opts.serialize);
     // The largest frame any stream could get: the longest id, the event line, the data lines.
-    checkFrameSize(encodeFrame(LONGEST_ID, event, encodeData(text)), this.admission.opts.maxEventBytes);
+    // The largest frame any stream could get (the longest id, the event line, every line's `data: `):
+    // built only when a cheap bound says it might be over the limit.
+    const max = this.admission.opts.maxEventBytes;
+    if ((text.length + (event?.length ?? 0)) * 3 + 200 > max) {
+      checkFrameSize(encodeFrame(LONGEST_ID, event, encodeData(text)), max);
+    }
     if (this.closed) throw new SseRelayError('ERR_HUB_CLOSED', 'sse-relay: the hub is closed');
     const input = { data: text, event, coalesce, idempotencyKey };
     if (!publishTraced()) return this.store(channel, input);
@@ -174,6 +179,7 @@ class HubImpl implements Hub, OpenContext {
   private async store(channel: string, input: PublishInput): Promise<string> {
     const t0 = performance.now();
     this.delivery.publishing = t0;
+    this.delivery.deliveredInPublish = false;
     let pending: Promise<BrokerEvent>;
     try {
       pending = this.broker.publish(channel, input, this.history);
@@ -183,7 +189,8 @@ class HubImpl implements Hub, OpenContext {
     const ev = await pending;
     if (!this.delivery.valid(ev))
       throw new Error('sse-relay: the broker resolved publish() with an event that breaks the Broker contract');
-    if (this.channels.of(channel) !== undefined) this.delivery.stamp(ev, t0);
+    // A broker that delivered inside publish() (MemoryBroker) had its latency observed then.
+    if (!this.delivery.deliveredInPublish && this.channels.of(channel) !== undefined) this.delivery.stamp(ev, t0);
     this.counters.published++;
     const label = labelCounts(this.counters, channel);
     if (label !== undefined) label.published++;
