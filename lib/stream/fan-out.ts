@@ -14,8 +14,11 @@ export class FanOut {
   private frame = '';
   private coalesce: string | undefined = undefined;
   /** The shared frames this event goes to, and how many streams read each. */
-  private touched: SharedFrames[] = [];
-  private readers: number[] = [];
+  private readonly touched: SharedFrames[] = [];
+  private readonly readers: number[] = [];
+  /** The last group looked up during this event, and its frames (most streams of an event share one group). */
+  private lastGroup: string | undefined = undefined;
+  private lastFrames: SharedFrames | undefined = undefined;
 
   /** Starts delivering one event frame (with its latest-wins key, if any). */
   begin(frame: string, coalesce: string | undefined): void {
@@ -48,29 +51,33 @@ export class FanOut {
   end(): void {
     const touched = this.touched;
     for (let i = 0; i < touched.length; i++) touched[i]!.append(this.frame, this.readers[i]!);
-    if (touched.length > 0) {
-      this.touched = [];
-      this.readers = [];
-    }
+    touched.length = 0;
+    this.readers.length = 0;
     this.frame = '';
+    this.lastGroup = undefined;
+    this.lastFrames = undefined;
   }
 
   /** The group has no stream any more. */
   forget(group: string): void {
     this.frames.delete(group);
+    if (this.lastGroup === group) this.lastGroup = this.lastFrames = undefined;
   }
 
   private framesOf(group: string): SharedFrames {
+    if (group === this.lastGroup && this.lastFrames!.open) return this.lastFrames!;
     let frames = this.frames.get(group);
     if (frames === undefined || !frames.open) {
       frames = turn.share();
       this.frames.set(group, frames);
     }
+    this.lastGroup = group;
+    this.lastFrames = frames;
     return frames;
   }
 
   private count(frames: SharedFrames): void {
-    const i = this.touched.indexOf(frames);
+    const i = this.touched[0] === frames ? 0 : this.touched.indexOf(frames);
     if (i === -1) {
       this.touched.push(frames);
       this.readers.push(1);
