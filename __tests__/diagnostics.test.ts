@@ -4,43 +4,23 @@
  * nothing at all happens while nobody subscribes.
  */
 import diagnosticsChannel from 'node:diagnostics_channel';
-import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
-import { createHub, DIAGNOSTICS_CHANNELS, MemoryBroker, type Hub } from '../lib';
+import { createHub, DIAGNOSTICS_CHANNELS, MemoryBroker } from '../lib';
 import { publishTraced, tracePublish, type PublishContext } from '../lib/diagnostics';
-import { closeServer, listen, openStream, type TestStream } from '../lib/testing';
+import { closeServer, listen } from '../lib/testing';
+import { cleanup, defer } from './helpers/cleanup';
+import { expressHub, openDeferred } from './helpers/hub-server';
 import { until } from './helpers/wait';
 
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) await fn();
-});
+afterEach(cleanup);
 
 function record(name: string): unknown[] {
   const seen: unknown[] = [];
   const fn = (message: unknown): void => void seen.push(message);
   diagnosticsChannel.subscribe(name, fn);
-  cleanups.push(() => diagnosticsChannel.unsubscribe(name, fn));
+  defer(() => diagnosticsChannel.unsubscribe(name, fn));
   return seen;
-}
-
-async function setup(broker?: MemoryBroker): Promise<{ hub: Hub; base: string; server: Server }> {
-  const hub = createHub({ authorize: () => true, broker });
-  const app = express();
-  app.use('/events', hub.router());
-  const server = await listen(app);
-  cleanups.push(async () => {
-    await hub.close();
-    await closeServer(server);
-  });
-  return { hub, server, base: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
-}
-
-async function open(url: string, headers: Record<string, string> = {}): Promise<TestStream> {
-  const s = await openStream(url, { headers });
-  cleanups.push(() => s.close());
-  return s;
 }
 
 test('the channel names', () => {
@@ -56,7 +36,7 @@ test('the channel names', () => {
 
 test('publish is a TracingChannel: start, end, asyncStart, asyncEnd with the id as result; error on a rejection', async () => {
   const broker = new MemoryBroker();
-  const { hub } = await setup(broker);
+  const { hub } = await expressHub({ broker });
   const calls: Array<[string, PublishContext]> = [];
   const handlers = Object.fromEntries(
     (['start', 'end', 'asyncStart', 'asyncEnd', 'error'] as const).map((k) => [
@@ -66,7 +46,7 @@ test('publish is a TracingChannel: start, end, asyncStart, asyncEnd with the id 
   );
   const tc = diagnosticsChannel.tracingChannel<PublishContext>('sse-relay:publish');
   tc.subscribe(handlers as never);
-  cleanups.push(() => tc.unsubscribe(handlers as never));
+  defer(() => tc.unsubscribe(handlers as never));
   expect(publishTraced()).toBe(true);
 
   const id = await hub.publish('order:1', { a: 1 }, { event: 'status', coalesce: 'k' });
@@ -98,8 +78,8 @@ test('zero cost when nobody listens: the body runs directly, no context is built
 test('stream open and close, with channels, Last-Event-ID and duration', async () => {
   const opened = record('sse-relay:stream:open');
   const closed = record('sse-relay:stream:close');
-  const { hub, base } = await setup();
-  const s = await open(`${base}/events?channel=a&channel=b`, { 'Last-Event-ID': 'nope' });
+  const { hub, base } = await expressHub();
+  const s = await openDeferred(`${base}/events?channel=a&channel=b`, { 'Last-Event-ID': 'nope' });
   await s.waitFor(1); // the reset
   expect(opened).toHaveLength(1);
   const o = opened[0] as { kind: string; channels: string[]; lastEventId: string; req: { url: string } };
@@ -122,12 +102,12 @@ test('stream open and close, with channels, Last-Event-ID and duration', async (
 test('replay (complete or not) and reset, with cause and the id the reset carries', async () => {
   const replays = record('sse-relay:replay');
   const resets = record('sse-relay:reset');
-  const { hub, base } = await setup();
+  const { hub, base } = await expressHub();
   const first = await hub.publish('room', '1');
   await hub.publish('room', '2');
-  const ok = await open(`${base}/events/room`, { 'Last-Event-ID': first });
+  const ok = await openDeferred(`${base}/events/room`, { 'Last-Event-ID': first });
   await ok.waitFor(1);
-  const lost = await open(`${base}/events/room`, { 'Last-Event-ID': 'garbage' });
+  const lost = await openDeferred(`${base}/events/room`, { 'Last-Event-ID': 'garbage' });
   const [reset] = await lost.waitFor(1);
   expect(replays).toMatchObject([
     { channels: ['room'], lastEventId: first, events: 1, complete: true },
@@ -142,7 +122,7 @@ test('drop: a stalled client is cut with reason and its backlog size', async () 
   const app = express();
   app.use('/events', hub.router());
   const server = await listen(app);
-  cleanups.push(async () => {
+  defer(async () => {
     await hub.close();
     await closeServer(server);
   });
@@ -151,7 +131,7 @@ test('drop: a stalled client is cut with reason and its backlog size', async () 
   socket.pause();
   socket.on('error', () => undefined);
   const gone = new Promise<void>((r) => socket.once('close', () => r()));
-  cleanups.push(() => {
+  defer(() => {
     socket.destroy();
     return gone;
   });

@@ -9,16 +9,18 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import client from 'prom-client';
-import { createHub, metricsHandler, registerPromMetrics, sse, METRIC_NAMES, type Hub } from '../lib';
+import { metricsHandler, registerPromMetrics, sse, METRIC_NAMES } from '../lib';
 import { setChannelLabel } from '../lib/metrics';
-import { closeServer, listen, openStream, type TestStream } from '../lib/testing';
+import { closeServer, listen } from '../lib/testing';
 import { metric, parseMetrics, type Family } from './helpers/prometheus';
+import { cleanup, defer } from './helpers/cleanup';
+import { expressHub, openDeferred } from './helpers/hub-server';
 import { until } from './helpers/wait';
 
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) await fn();
-});
+/** The metrics tests' authorisation: everything but `secret*` channels. */
+const secretsRefused = (_req: unknown, channel: string): boolean => !channel.startsWith('secret');
+
+afterEach(cleanup);
 
 let metricsServer: Server;
 beforeAll(async () => {
@@ -35,26 +37,6 @@ async function scrape(): Promise<Map<string, Family>> {
   expect(res.status).toBe(200);
   expect(res.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
   return parseMetrics(await res.text());
-}
-
-async function hubServer(
-  options: Partial<Parameters<typeof createHub>[0]> = {},
-): Promise<{ hub: Hub; server: Server; base: string }> {
-  const hub = createHub({ authorize: (_req, channel) => !channel.startsWith('secret'), ...options });
-  const app = express();
-  app.use('/events', hub.router());
-  const server = await listen(app);
-  cleanups.push(async () => {
-    await hub.close();
-    await closeServer(server);
-  });
-  return { hub, server, base: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
-}
-
-async function open(url: string, headers: Record<string, string> = {}): Promise<TestStream> {
-  const s = await openStream(url, { headers });
-  cleanups.push(() => s.close());
-  return s;
 }
 
 /** The counters that only grow, as a flat record, to compare before/after. */
@@ -106,10 +88,10 @@ test('every family has HELP and TYPE, counters end in _total, and nothing else i
 });
 
 test('connections, channels, published, delivered and latency follow what the streams received', async () => {
-  const { hub, base } = await hubServer();
+  const { hub, base } = await expressHub({ authorize: secretsRefused });
   const before = await scrape();
-  const a = await open(`${base}/events/order:1`);
-  const b = await open(`${base}/events?channel=order:1&channel=order:2`);
+  const a = await openDeferred(`${base}/events/order:1`);
+  const b = await openDeferred(`${base}/events?channel=order:1&channel=order:2`);
   await until(() => hub.stats().connections === 2, 'two streams');
   const during = await scrape();
   expect(metric(during, 'sse_relay_connections') - metric(before, 'sse_relay_connections')).toBe(2);
@@ -148,17 +130,18 @@ test('connections, channels, published, delivered and latency follow what the st
 });
 
 test('refusals are counted by status: 400, 403, 429 and the 200 + retry: of maxConnections as 503', async () => {
-  const { hub, base } = await hubServer({
+  const { hub, base } = await expressHub({
+    authorize: secretsRefused,
     sse: { maxConnections: 2, maxConnectionsPerKey: 1, connectionKey: (req) => String(req.headers['x-user']) },
   });
   const before = counts(await scrape());
   expect((await fetch(`${base}/events/bad%20name`)).status).toBe(400);
   expect((await fetch(`${base}/events/secret:1`)).status).toBe(403);
-  await open(`${base}/events/a`, { 'x-user': 'u1' });
-  const second = await open(`${base}/events/a`, { 'x-user': 'u1' });
+  await openDeferred(`${base}/events/a`, { 'x-user': 'u1' });
+  const second = await openDeferred(`${base}/events/a`, { 'x-user': 'u1' });
   expect(second.status).toBe(429);
-  await open(`${base}/events/a`, { 'x-user': 'u2' });
-  const full = await open(`${base}/events/a`, { 'x-user': 'u3' });
+  await openDeferred(`${base}/events/a`, { 'x-user': 'u2' });
+  const full = await openDeferred(`${base}/events/a`, { 'x-user': 'u3' });
   expect(full.status).toBe(200);
   await full.waitForEnd();
   expect(full.retries.length).toBe(1);
@@ -173,13 +156,13 @@ test('refusals are counted by status: 400, 403, 429 and the 200 + retry: of maxC
 });
 
 test('resumes are counted as complete or reset', async () => {
-  const { hub, base } = await hubServer();
+  const { hub, base } = await expressHub({ authorize: secretsRefused });
   const first = await hub.publish('room:1', 'x');
   await hub.publish('room:1', 'y');
   const before = counts(await scrape());
-  const resumed = await open(`${base}/events/room:1`, { 'Last-Event-ID': first });
+  const resumed = await openDeferred(`${base}/events/room:1`, { 'Last-Event-ID': first });
   expect((await resumed.waitFor(1))[0]!.data).toBe('y');
-  const lost = await open(`${base}/events/room:1`, { 'Last-Event-ID': 'unknown.7' });
+  const lost = await openDeferred(`${base}/events/room:1`, { 'Last-Event-ID': 'unknown.7' });
   expect((await lost.waitFor(1))[0]!.event).toBe('reset');
   const d = delta(before, counts(await scrape()));
   expect(d['sse_relay_replays_total{result=complete}']).toBe(1);
@@ -187,13 +170,13 @@ test('resumes are counted as complete or reset', async () => {
 });
 
 test('a client that stops reading is dropped and counted with reason="backlog"', async () => {
-  const { hub, server } = await hubServer({ sse: { maxBufferedBytes: 64 * 1024 } });
+  const { hub, server } = await expressHub({ authorize: secretsRefused, sse: { maxBufferedBytes: 64 * 1024 } });
   const before = counts(await scrape());
   const socket = net.connect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port });
   socket.pause();
   socket.on('error', () => undefined);
   const closed = new Promise<void>((r) => socket.once('close', () => r()));
-  cleanups.push(() => {
+  defer(() => {
     socket.destroy();
     return closed;
   });
@@ -217,9 +200,9 @@ test('sse() middlewares count too: connections and event frames sent', async () 
     res.sse.send('b', { event: 'tick' });
   });
   const server = await listen(app);
-  cleanups.push(() => closeServer(server));
+  defer(() => closeServer(server));
   const before = await scrape();
-  const s = await open(`http://127.0.0.1:${(server.address() as AddressInfo).port}/clock`);
+  const s = await openDeferred(`http://127.0.0.1:${(server.address() as AddressInfo).port}/clock`);
   await s.waitFor(2);
   const after = await scrape();
   expect(metric(after, 'sse_relay_connections') - metric(before, 'sse_relay_connections')).toBe(1);
@@ -240,7 +223,7 @@ test('HEAD has the headers and no body; other methods get 405 or go to next()', 
   const app = express();
   app.all('/metrics', metricsHandler(), (_req, res) => void res.status(418).end());
   const server = await listen(app);
-  cleanups.push(() => closeServer(server));
+  defer(() => closeServer(server));
   const port2 = (server.address() as AddressInfo).port;
   expect((await fetch(`http://127.0.0.1:${port2}/metrics`, { method: 'POST' })).status).toBe(418);
   expect((await fetch(`http://127.0.0.1:${port2}/metrics`)).status).toBe(200);
@@ -261,8 +244,8 @@ test("prom-client: the same families on the caller's Registry, next to its own m
   const own = new client.Counter({ name: 'app_requests_total', help: 'Requests.', registers: [registry] });
   own.inc(2);
   const unregister = registerPromMetrics(registry);
-  const { hub, base } = await hubServer();
-  const s = await open(`${base}/events/p:1`);
+  const { hub, base } = await expressHub({ authorize: secretsRefused });
+  const s = await openDeferred(`${base}/events/p:1`);
   await until(() => hub.stats().connections === 1, 'the stream');
   await hub.publish('p:1', 'hello');
   await s.waitFor(1);
@@ -287,8 +270,8 @@ test('channelLabel: published and delivered per namespace, never a channel name 
   const before = await scrape();
   metricsHandler({ channelLabel: 'namespace' });
   expect(() => metricsHandler({ channelLabel: (c) => c })).toThrow(/already set/);
-  const { hub, base } = await hubServer();
-  const a = await open(`${base}/events?channel=order:1&channel=user:9:inbox`);
+  const { hub, base } = await expressHub({ authorize: secretsRefused });
+  const a = await openDeferred(`${base}/events?channel=order:1&channel=user:9:inbox`);
   await until(() => hub.stats().connections === 1, 'the stream');
   await hub.publish('order:1', 'o');
   await hub.publish('order:2', 'o2');

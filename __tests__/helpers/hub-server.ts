@@ -3,6 +3,8 @@ import express from 'express';
 import http, { type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createHub, type Hub, type HubOptions } from '../../lib';
+import { closeServer, listen, openStream, type TestStream } from '../../lib/testing';
+import { defer } from './cleanup';
 
 export interface HubServer {
   hub: Hub;
@@ -155,4 +157,29 @@ export function countingClient(
 /** The seq of a one-partition id `<epoch>.<seq>`. */
 export function seqOf(id: string): number {
   return Number(id.slice(id.lastIndexOf('.') + 1));
+}
+
+/**
+ * A hub behind `app.use('/events', hub.router())`, closed (with its server) by
+ * the file's `afterEach(cleanup)` (helpers/cleanup.ts); `base` is its URL.
+ */
+export async function expressHub(
+  options: Partial<HubOptions> = {},
+): Promise<{ hub: Hub; server: Server; base: string }> {
+  const hub = createHub({ authorize: () => true, ...options });
+  const app = express();
+  app.use('/events', hub.router());
+  const server = await listen(app);
+  defer(async () => {
+    await hub.close();
+    await closeServer(server);
+  });
+  return { hub, server, base: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+}
+
+/** openStream, closed by the file's `afterEach(cleanup)`. */
+export async function openDeferred(url: string, headers: Record<string, string> = {}): Promise<TestStream> {
+  const s = await openStream(url, { headers });
+  defer(() => s.close());
+  return s;
 }
