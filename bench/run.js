@@ -15,7 +15,7 @@
 //   --quick                a ~1-minute smoke run (smaller counts)         BENCH_QUICK=1
 //   --only a,b             only these scenarios (--list names them)        BENCH_ONLY=a,b
 //   --servers a,b          only these servers (raw, better-sse, sse-relay, sse-relay-redis)  BENCH_SERVERS=a,b
-//   --cluster nodes|auto   publish-rate also on a Redis Cluster: its startup nodes
+//   --cluster nodes|auto|none  publish-rate on a Redis Cluster too (default auto: one of its own)
 //                          (127.0.0.1:port,...) or "auto" (3 masters started here)  BENCH_REDIS_CLUSTER
 //   --flood-events N       events in the flood (default 1,000,000)        BENCH_FLOOD_EVENTS
 //   --flood-runs N         flood repeats (default 1)                       BENCH_FLOOD_RUNS
@@ -55,7 +55,7 @@ const OPTIONS = {
   quick: { flag: true, env: 'BENCH_QUICK', help: 'a ~1-minute smoke run (smaller counts)' },
   only: { env: 'BENCH_ONLY', help: 'comma-separated scenarios to run' },
   servers: { env: 'BENCH_SERVERS', help: `comma-separated servers (${SERVERS.join(', ')})` },
-  cluster: { env: 'BENCH_REDIS_CLUSTER', help: 'publish-rate on a Redis Cluster too: 127.0.0.1:port,... or auto' },
+  cluster: { env: 'BENCH_REDIS_CLUSTER', help: 'publish-rate on a Redis Cluster: 127.0.0.1:port,..., auto (default: one of its own) or none' },
   'flood-events': { env: 'BENCH_FLOOD_EVENTS', int: [1, 100_000_000], help: 'events in the flood (default 1,000,000)' },
   'flood-runs': { env: 'BENCH_FLOOD_RUNS', int: [1, 100], help: 'flood repeats (default 1)' },
   list: { flag: true, help: 'print the scenarios and exit' },
@@ -124,7 +124,7 @@ function parseArgs(argv) {
     }
     out[key] = n;
   }
-  if (out.cluster !== undefined && out.cluster !== 'auto') parseNodes(out.cluster); // throws for a bad node
+  if (out.cluster !== undefined && out.cluster !== 'auto' && out.cluster !== 'none') parseNodes(out.cluster); // throws for a bad node
   const list = (s) =>
     (s || '')
       .split(',')

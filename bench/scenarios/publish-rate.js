@@ -59,7 +59,8 @@ module.exports = {
     size: 100,
     channels: 16,
     history: 1000,
-    cluster: h.opts.cluster || '',
+    // On a 3-master cluster of its own unless told otherwise (`--cluster none` skips it).
+    cluster: h.opts.cluster === 'none' ? '' : h.opts.cluster || 'auto',
   }),
   needsRedis: () => true,
 
