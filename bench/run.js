@@ -55,7 +55,10 @@ const OPTIONS = {
   quick: { flag: true, env: 'BENCH_QUICK', help: 'a ~1-minute smoke run (smaller counts)' },
   only: { env: 'BENCH_ONLY', help: 'comma-separated scenarios to run' },
   servers: { env: 'BENCH_SERVERS', help: `comma-separated servers (${SERVERS.join(', ')})` },
-  cluster: { env: 'BENCH_REDIS_CLUSTER', help: 'publish-rate on a Redis Cluster: 127.0.0.1:port,..., auto (default: one of its own) or none' },
+  cluster: {
+    env: 'BENCH_REDIS_CLUSTER',
+    help: 'publish-rate on a Redis Cluster: 127.0.0.1:port,..., auto (default: one of its own) or none',
+  },
   'flood-events': { env: 'BENCH_FLOOD_EVENTS', int: [1, 100_000_000], help: 'events in the flood (default 1,000,000)' },
   'flood-runs': { env: 'BENCH_FLOOD_RUNS', int: [1, 100], help: 'flood repeats (default 1)' },
   list: { flag: true, help: 'print the scenarios and exit' },
