@@ -280,7 +280,7 @@ describe('a reply lost with its connection', () => {
       const warm = await b.publish('a', { data: 'warm' }, 100);
       const conns = px.find(mode === 'url' ? 'sse-relay' : 'caller');
       expect(conns).toHaveLength(1);
-      const dropped = conns[0]!.dropReplyTo('sse_relay_batch_v1');
+      const dropped = conns[0]!.dropReplyTo('sse_relay_batch_v2');
       const result = await b.publish('a', { data: 'once' }, 100).then(
         (e) => e,
         (e: unknown) => e as SseRelayError,

@@ -184,6 +184,7 @@ test('FUNCTION LOAD REPLACE: a broker replaces an older library of the same name
   const list = (await admin.call('FUNCTION', 'LIST', 'LIBRARYNAME', 'sse_relay_v1')) as unknown[][];
   const names = JSON.stringify(list);
   expect(names).toContain('sse_relay_batch_v1');
+  expect(names).toContain('sse_relay_batch_v2');
   expect(names).toContain('sse_relay_read_v1');
   const [epoch, seq] = await fcall(b.keyOf('a'), 'new');
   expect(epoch).toMatch(/^[A-Za-z0-9_-]{1,32}$/);

@@ -26,13 +26,22 @@ export function newEpoch(): string {
   return randomBytes(9).toString('base64url');
 }
 
+/** Checks already computed (epochs change rarely: a hash per event would cost more than the rest of its id). */
+const checks = new Map<string, string>();
+const MAX_CHECKS = 1024;
+
 /** The 8-character check of `partitions` and the epochs of the listed partitions. */
 function check(partitions: number, entries: ReadonlyArray<readonly [number, Position]>): string {
-  const h = createHash('sha256');
-  h.update(String(partitions));
-  for (const [p, pos] of entries) h.update('|' + p + ':' + pos.epoch);
-  const hex = h.digest('hex').slice(0, 11); // 44 bits
-  return parseInt(hex, 16).toString(36).padStart(8, '0').slice(-8);
+  let key = String(partitions);
+  for (const [p, pos] of entries) key += '|' + p + ':' + pos.epoch;
+  let c = checks.get(key);
+  if (c === undefined) {
+    const hex = createHash('sha256').update(key).digest('hex').slice(0, 11); // 44 bits
+    c = parseInt(hex, 16).toString(36).padStart(8, '0').slice(-8);
+    if (checks.size >= MAX_CHECKS) checks.clear();
+    checks.set(key, c);
+  }
+  return c;
 }
 
 /** One stream's id: its position on each partition of its channels, ascending by partition. */

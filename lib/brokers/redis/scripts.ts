@@ -3,7 +3,7 @@
  * Redis. Loaded by every RedisBroker (`FUNCTION LOAD REPLACE`, on connect and
  * again whenever Redis says the function is missing), and callable by any
  * Redis client: `sse_relay_publish_v1` is the public entry point (see README,
- * "Publishing from any Redis client"); the broker uses `sse_relay_batch_v1`,
+ * "Publishing from any Redis client"); the broker uses `sse_relay_batch_v2`,
  * which runs the same per-event code for many events at once.
  *
  * Rewind fence: calls from a broker carry the newest position it has seen in
@@ -16,7 +16,9 @@ import { MAX_PARTITIONS, TAGS } from './partitions';
 /** Bump when the stored layout or a function's contract changes; the name is part of the API. */
 export const LIBRARY = 'sse_relay_v1';
 export const FN_PUBLISH = 'sse_relay_publish_v1';
-export const FN_BATCH = 'sse_relay_batch_v1';
+export const FN_BATCH = 'sse_relay_batch_v2';
+/** The previous release's batch call (three arguments per event), still served during a rolling upgrade. */
+export const FN_BATCH_V1 = 'sse_relay_batch_v1';
 export const FN_READ = 'sse_relay_read_v1';
 
 /** What the public function accepts by default (bytes of data); callers may lower it, never raise it. */
@@ -83,35 +85,57 @@ local function begin(B, floor_e, floor_s, new_e)
   return e, s, b
 end
 
--- Stores one event and sends it live. History: a channel's stream keeps up to hist + hist/8
--- entries; past that one XTRIM keeps hist + 1, and B!d records the seq of the oldest left (the
--- newest no longer in the window). Each entry carries its hist ('h'), so reads apply the window
--- exactly. History 0 keeps no stream at all, only the mark.
-local function put(B, e, s, key, ch, data, ev, co, hist)
+-- History: a channel's stream keeps up to hist + hist/8 entries; past that one XTRIM keeps
+-- hist + 1, and B!d records the seq of the oldest left (the newest no longer in the window).
+-- Each entry carries its hist ('h'), so reads apply the window exactly whatever was trimmed.
+-- n is where the channel name starts in the key.
+local function trim(B, key, n, h)
+  if redis.call('XLEN', key) > h + math.max(8, math.floor(h / 8)) then
+    redis.call('XTRIM', key, 'MAXLEN', h + 1)
+    local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
+    redis.call('HSET', B .. '!d', string.sub(key, n), string.match(first[1][1], '^%d+'))
+  end
+end
+
+-- Stores one event and sends it live; returns its seq as a string. History 0 keeps no stream at all, only the mark. The trim
+-- check is left to the caller (once per stream per call: see trim), through touched.
+local function put(B, e, s, key, n, data, ev, co, hist, touched)
   local ss = fmt(s)
   local h = tonumber(hist)
   if h == 0 then
     redis.call('DEL', key)
-    redis.call('HSET', B .. '!d', ch, ss)
+    redis.call('HSET', B .. '!d', string.sub(key, n), ss)
+    touched[key] = nil
   else
     local id = ss .. '-0'
-    local f = {'d', data, 'h', hist}
-    if ev then f[5] = 'e'; f[6] = ev end
-    if co then f[#f + 1] = 'c'; f[#f + 1] = co end
-    local added = redis.pcall('XADD', key, id, unpack(f))
-    if type(added) == 'table' and added.err then
-      -- not a stream of ours (or ids ahead of ours): start it again, nothing before is replayable
-      redis.call('DEL', key)
-      redis.call('XADD', key, id, unpack(f))
-      redis.call('HSET', B .. '!d', ch, fmt(s - 1))
+    local added
+    if ev or co then
+      local f = {'d', data, 'h', hist}
+      if ev then f[5] = 'e'; f[6] = ev end
+      if co then f[#f + 1] = 'c'; f[#f + 1] = co end
+      added = redis.pcall('XADD', key, id, unpack(f))
+      if type(added) == 'table' and added.err then
+        -- not a stream of ours (or ids ahead of ours): start it again, nothing before is replayable
+        redis.call('DEL', key)
+        redis.call('XADD', key, id, unpack(f))
+        redis.call('HSET', B .. '!d', string.sub(key, n), fmt(s - 1))
+      end
+    else
+      added = redis.pcall('XADD', key, id, 'd', data, 'h', hist)
+      if type(added) == 'table' and added.err then
+        redis.call('DEL', key)
+        redis.call('XADD', key, id, 'd', data, 'h', hist)
+        redis.call('HSET', B .. '!d', string.sub(key, n), fmt(s - 1))
+      end
     end
-    if redis.call('XLEN', key) > h + math.max(8, math.floor(h / 8)) then
-      redis.call('XTRIM', key, 'MAXLEN', h + 1)
-      local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
-      redis.call('HSET', B .. '!d', ch, string.match(first[1][1], '^%d+'))
-    end
+    touched[key] = h
   end
   redis.call('SPUBLISH', key, e .. '\\n' .. ss .. '\\n' .. (ev and ('=' .. ev) or '-') .. '\\n' .. (co and ('=' .. co) or '-') .. '\\n' .. data)
+  return ss
+end
+
+local function trim_touched(B, n, touched)
+  for key, h in pairs(touched) do trim(B, key, n, h) end
 end
 
 local function valid_channel(ch)
@@ -159,19 +183,26 @@ local function publish(keys, args)
   s = s + 1
   if ev == '' then ev = nil end
   if co == '' then co = nil end
-  put(B, e, s, keys[1], ch, data, ev, co, fmt(hist))
+  local touched = {}
+  put(B, e, s, keys[1], #B + 2, data, ev, co, fmt(hist), touched)
+  trim_touched(B, #B + 2, touched)
   redis.call('HSET', B, 's', fmt(s))
   if ukeyname then redis.call('SET', ukeyname, e .. ' ' .. fmt(s), 'EX', USER_TTL) end
   return {e, fmt(s)}
 end
 
+-- The broker's batch call, in two argument layouts (v2: one packed argument; v1: three
+-- arguments per event, kept for brokers of the previous release during a rolling upgrade).
 -- KEYS[1] B, KEYS[2] B!d, KEYS[3] B!b:<call id>, KEYS[4..] streams and caller key marks
 -- ARGV[1] floor epoch, [2] floor seq, [3] new epoch, [4] deadline (Redis ms, 0 = none),
--- [5] call mark lifetime (ms), [6] history, then per event: key index, data, options
+-- [5] call mark lifetime (ms), [6] history, then the events:
+--   v1: per event key index, data, options
+--   v2: ARGV[7], per event: u16 key index, u32 data bytes, u32 options bytes (little endian),
+--       the data, the options
 -- (options: '' or lines '<tag><value>\\n': e event, c coalesce, h history, m caller key mark index)
 -- reply: {epoch, first seq} when the seqs are consecutive, else {epoch, seq...}; for a call
 -- already done, the same as one string
-local function batch(keys, args)
+local function batch(keys, args, kis, datas, opts)
   local done = redis.call('GET', keys[3])
   if done then return done end
   local deadline = tonumber(args[4])
@@ -184,9 +215,10 @@ local function batch(keys, args)
   local consecutive = true
   local n = #B + 2
   local hist0 = args[6]
-  for i = 7, #args, 3 do
-    local key = keys[tonumber(args[i])]
-    local opt = args[i + 2]
+  local touched = {}
+  for i = 1, #kis do
+    local key = keys[kis[i]]
+    local opt = opts[i]
     local ev, co, mark, seq
     local hist = hist0
     if opt ~= '' then
@@ -204,16 +236,47 @@ local function batch(keys, args)
     end
     if not seq then
       s = s + 1
-      put(B, e, s, key, string.sub(key, n), args[i + 1], ev, co, hist)
-      seq = fmt(s)
+      seq = put(B, e, s, key, n, datas[i], ev, co, hist, touched)
       if mark then redis.call('SET', mark, e .. ' ' .. seq, 'EX', USER_TTL) end
     end
-    out[#out + 1] = seq
+    out[i + 1] = seq
   end
+  trim_touched(B, n, touched)
   redis.call('HSET', B, 's', fmt(s))
   if consecutive and #out > 2 then out = {e, out[2]} end
   redis.call('SET', keys[3], table.concat(out, ' '), 'PX', args[5])
   return out
+end
+
+local function batch_v1(keys, args)
+  local kis, datas, opts = {}, {}, {}
+  local j = 0
+  for i = 7, #args, 3 do
+    j = j + 1
+    kis[j] = tonumber(args[i]); datas[j] = args[i + 1]; opts[j] = args[i + 2]
+  end
+  return batch(keys, args, kis, datas, opts)
+end
+
+-- Everything is decoded and checked before anything is written: a malformed call stores nothing.
+local function batch_v2(keys, args)
+  local packed = args[7]
+  if #args ~= 7 or not packed then return bad('batch: expects 7 arguments') end
+  local kis, datas, opts = {}, {}, {}
+  local pos, plen, j, nk = 1, #packed, 0, #keys
+  while pos <= plen do
+    if pos + 9 > plen then return bad('batch: truncated event header') end
+    local ki, dl, ol = struct.unpack('<HI4I4', packed, pos)
+    local p2 = pos + 10
+    pos = p2 + dl + ol
+    if pos - 1 > plen then return bad('batch: truncated event') end
+    if ki < 4 or ki > nk then return bad('batch: key index out of range') end
+    j = j + 1
+    kis[j] = ki
+    datas[j] = string.sub(packed, p2, p2 + dl - 1)
+    if ol > 0 then opts[j] = string.sub(packed, p2 + dl, pos - 1) else opts[j] = '' end
+  end
+  return batch(keys, args, kis, datas, opts)
 end
 
 -- KEYS[1] B, KEYS[2] B!d, KEYS[3..] streams
@@ -263,10 +326,12 @@ local function read(keys, args)
 end
 
 redis.register_function(FN_PUBLISH_NAME, publish)
-redis.register_function(FN_BATCH_NAME, batch)
+redis.register_function(FN_BATCH_NAME, batch_v2)
+redis.register_function(FN_BATCH_V1_NAME, batch_v1)
 redis.register_function(FN_READ_NAME, read)
 `
   .replace('FN_PUBLISH_NAME', `'${FN_PUBLISH}'`)
   .replace('FN_BATCH_NAME', `'${FN_BATCH}'`)
+  .replace('FN_BATCH_V1_NAME', `'${FN_BATCH_V1}'`)
   .replace('FN_READ_NAME', `'${FN_READ}'`)
   .replace('local USER_TTL', `local TAGS_BY = ${tagsBy()}\nlocal USER_TTL`);

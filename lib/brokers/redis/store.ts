@@ -19,14 +19,21 @@ import { EXPIRED, FN_BATCH, FN_READ } from './scripts';
 
 const MAX_EVENTS_PER_CALL = 512;
 /**
- * A turn's publishes of one partition go in calls of at least this many, and in up to
- * PIPELINE calls when there are more: Redis runs one call while the replies of the
- * previous one are being handled here (one call at a time would leave Redis idle meanwhile).
+ * Group commit, per Redis node: while Redis is reachable, a node has at most ROUNDS rounds of
+ * calls in flight (a round: the calls one turn sends it, one per partition it serves, in one
+ * write), and what is published meanwhile waits for the next round, so calls grow with the
+ * load (one publish alone still leaves at once). A single node gets two rounds, so Redis runs
+ * one while this process handles the replies of the other: with none in flight it is sent half
+ * of what waits (when that is at least MIN_EVENTS_PER_CALL) and the rest a turn later. Several
+ * nodes get one round each: they overlap with one another, and calls stay larger.
  */
+const ROUNDS_ONE_NODE = 2;
+const ROUNDS_PER_NODE = 1;
 const MIN_EVENTS_PER_CALL = 16;
-const PIPELINE = 2;
 const MAX_BYTES_PER_CALL = 4 * 1024 * 1024;
 const RETRY_DELAY_MS = 50;
+/** Bytes before each packed event: key index (u16), data and options lengths (u32 each). */
+const HEADER = 10;
 /** Call ids: a random prefix per process and a counter (unique without a random draw per call). */
 const CALL_PREFIX = randomBytes(12).toString('base64url');
 let callCounter = 0;
@@ -60,8 +67,35 @@ function bounded<T>(promise: Promise<T>, deadline: number, outcome: 'not-publish
   return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
+/** How many of the first publishes waiting fit in one call (events and bytes). */
+function callSize(q: readonly Pending[]): number {
+  const size = Math.min(MAX_EVENTS_PER_CALL, q.length);
+  let end = 0;
+  let bytes = 0;
+  while (end < size && (end === 0 || bytes + q[end]!.input.data.length <= MAX_BYTES_PER_CALL)) {
+    bytes += q[end]!.input.data.length;
+    end++;
+  }
+  return end;
+}
+
+/** A node's rounds in flight. */
+interface Node {
+  running: number;
+}
+
+/** The calls one turn sent to one node. */
+interface Round {
+  readonly node: Node;
+  calls: number;
+}
+
 export class Store {
-  private readonly queues = new Map<number, Pending[]>();
+  /** Per partition: its publishes waiting for a call. */
+  private readonly queues: Pending[][];
+  /** Per partition: the second half of a split batch, sent as its own call on the next turn. */
+  private readonly halves: (Pending[] | undefined)[];
+  private readonly nodes = new Map<string, Node>();
   private scheduled: NodeJS.Immediate | undefined = undefined;
   private closed = false;
   /** The epoch a call starts when a partition needs a new one (none yet, or a rewind); renewed once used. */
@@ -74,75 +108,71 @@ export class Store {
     private readonly keys: readonly PartitionKeys[],
     private readonly timeout: number,
     private readonly hooks: StoreHooks,
-  ) {}
+  ) {
+    this.queues = keys.map(() => []);
+    this.halves = keys.map(() => undefined);
+  }
 
   publish(p: number, channel: string, input: PublishInput, history: number): Promise<BrokerEvent> {
     if (this.closed) return Promise.reject(closedError());
     return new Promise<BrokerEvent>((resolve, reject) => {
-      let q = this.queues.get(p);
-      if (q === undefined) this.queues.set(p, (q = []));
-      q.push({ channel, input, history, deadline: Date.now() + this.timeout, resolve, reject });
-      this.scheduled ??= setImmediate(() => this.flush());
+      this.queues[p]!.push({ channel, input, history, deadline: Date.now() + this.timeout, resolve, reject });
+      this.scheduled ??= setImmediate(this.flush);
     });
   }
 
-  private flush(): void {
+  private readonly flush = (): void => {
     this.scheduled = undefined;
-    for (const [p, q] of this.queues) {
-      this.queues.delete(p);
-      let start = 0;
-      const size = Math.min(MAX_EVENTS_PER_CALL, Math.max(MIN_EVENTS_PER_CALL, Math.ceil(q.length / PIPELINE)));
-      while (start < q.length) {
-        let end = start;
-        let bytes = 0;
-        while (
-          end < q.length &&
-          end - start < size &&
-          (end === start || bytes + q[end]!.input.data.length <= MAX_BYTES_PER_CALL)
-        ) {
-          bytes += q[end]!.input.data.length;
-          end++;
-        }
-        void this.run(p, q.slice(start, end));
-        start = end;
+    this.conn.corked(this.flushLanes);
+  };
+
+  private readonly flushLanes = (): void => {
+    // Not reachable: no limit (each call waits for the connection within its own deadline, in order).
+    const capped = this.conn.ready && this.conn.loaded;
+    const names = this.queues.map((_, p) => this.conn.nodeOf(this.keys[p]!.slot));
+    const rounds = names.length > 1 && new Set(names).size > 1 ? ROUNDS_PER_NODE : ROUNDS_ONE_NODE;
+    const sent = new Map<Node, Round>();
+    let again = false;
+    for (let p = 0; p < this.queues.length; p++) {
+      const q = this.queues[p]!;
+      if (q.length === 0 && this.halves[p] === undefined) continue;
+      let node = this.nodes.get(names[p]!);
+      if (node === undefined) this.nodes.set(names[p]!, (node = { running: 0 }));
+      let round = sent.get(node);
+      if (round === undefined) {
+        if (capped && node.running >= rounds) continue;
+        node.running++;
+        sent.set(node, (round = { node, calls: 0 }));
       }
+      let items = this.halves[p];
+      if (items !== undefined) this.halves[p] = undefined;
+      else if (capped && rounds > 1 && node.running === 1 && q.length >= 2 * MIN_EVENTS_PER_CALL) {
+        items = q.splice(0, Math.min(callSize(q), Math.ceil(q.length / 2)));
+        this.halves[p] = q.splice(0, callSize(q));
+      } else items = q.splice(0, callSize(q));
+      round.calls++;
+      void this.run(p, round, items);
+      if (q.length > 0 || this.halves[p] !== undefined) again = true;
     }
-  }
+    if (again) this.scheduled ??= setImmediate(this.flush);
+  };
 
   /** One batch call, retried with the same call id while its deadline allows. */
-  private async run(p: number, items: Pending[]): Promise<void> {
+  private async run(p: number, round: Round, items: Pending[]): Promise<void> {
     this.inflight.add(items);
     const k = this.keys[p]!;
     const callId = CALL_PREFIX + (callCounter++).toString(36);
-    const deadline = Math.min(...items.map((i) => i.deadline));
+    const deadline = items[0]!.deadline; // the oldest: items are in publish order
     const keys: string[] = [k.base, k.dropped, k.call(callId)];
-    const index = new Map<string, number>();
     const history = items[0]!.history;
-    const perEvent: (string | number)[] = [];
-    for (const it of items) {
-      const stream = k.channel(it.channel);
-      let ki = index.get(stream);
-      if (ki === undefined) {
-        keys.push(stream);
-        index.set(stream, (ki = keys.length));
-      }
-      const { event, coalesce, idempotencyKey } = it.input;
-      let opt = '';
-      if (event !== undefined) opt += 'e' + event + '\n';
-      if (coalesce !== undefined) opt += 'c' + coalesce + '\n';
-      if (it.history !== history) opt += 'h' + it.history + '\n';
-      if (idempotencyKey !== undefined) {
-        keys.push(k.userKey(it.channel, idempotencyKey));
-        opt += 'm' + keys.length + '\n';
-      }
-      perEvent.push(ki, it.input.data, opt);
-    }
+    const events = this.pack(k, items, keys, history);
     let sent = false;
     let failure: unknown;
     try {
       for (;;) {
         try {
-          await this.ready(deadline);
+          // Connected and loaded: the call is sent within this turn (see CommandConnection.corked).
+          if (!this.conn.ready || !this.conn.loaded) await this.ready(deadline);
           const floor = this.hooks.floor(p);
           const args = [
             'FCALL',
@@ -155,7 +185,7 @@ export class Store {
             this.conn.redisDeadline(deadline),
             this.timeout + 10_000,
             history,
-            ...perEvent,
+            events,
           ];
           sent = true;
           const reply = await this.conn.call(deadline, args);
@@ -192,8 +222,57 @@ export class Store {
       failure = err;
     } finally {
       this.inflight.delete(items);
+      if (--round.calls === 0) {
+        round.node.running--;
+        if (!this.closed) this.scheduled ??= setImmediate(this.flush);
+      }
     }
     for (const it of items) it.reject(failure);
+  }
+
+  /**
+   * The events of one call as the batch function's packed argument (see scripts.ts): one
+   * Buffer written in place, rather than three arguments per event for the client to
+   * concatenate. Adds each stream (and caller key mark) to `keys` once.
+   */
+  private pack(k: PartitionKeys, items: readonly Pending[], keys: string[], history: number): Buffer {
+    const index = new Map<string, number>();
+    const kis = new Array<number>(items.length);
+    const opts = new Array<string>(items.length);
+    let bytes = 0;
+    for (let i = 0; i < items.length; i++) {
+      const it = items[i]!;
+      const stream = k.channel(it.channel);
+      let ki = index.get(stream);
+      if (ki === undefined) {
+        keys.push(stream);
+        index.set(stream, (ki = keys.length));
+      }
+      const { event, coalesce, idempotencyKey, data } = it.input;
+      let opt = '';
+      if (event !== undefined) opt += 'e' + event + '\n';
+      if (coalesce !== undefined) opt += 'c' + coalesce + '\n';
+      if (it.history !== history) opt += 'h' + it.history + '\n';
+      if (idempotencyKey !== undefined) {
+        keys.push(k.userKey(it.channel, idempotencyKey));
+        opt += 'm' + keys.length + '\n';
+      }
+      kis[i] = ki;
+      opts[i] = opt;
+      bytes += HEADER + Buffer.byteLength(data) + (opt === '' ? 0 : Buffer.byteLength(opt));
+    }
+    const out = Buffer.allocUnsafe(bytes);
+    let at = 0;
+    for (let i = 0; i < items.length; i++) {
+      const opt = opts[i]!;
+      const dl = out.write(items[i]!.input.data, at + HEADER);
+      const ol = opt === '' ? 0 : out.write(opt, at + HEADER + dl);
+      out.writeUInt16LE(kis[i]!, at);
+      out.writeUInt32LE(dl, at + 2);
+      out.writeUInt32LE(ol, at + 6);
+      at += HEADER + dl + ol;
+    }
+    return out;
   }
 
   /** Connected and the library loaded (at once when both hold), within the deadline. */
@@ -278,8 +357,11 @@ export class Store {
     this.closed = true;
     if (this.scheduled !== undefined) clearImmediate(this.scheduled);
     this.scheduled = undefined;
-    for (const q of this.queues.values()) for (const it of q) it.reject(closedError());
-    this.queues.clear();
+    for (const q of this.queues) for (const it of q.splice(0)) it.reject(closedError());
+    for (const [p, half] of this.halves.entries()) {
+      this.halves[p] = undefined;
+      for (const it of half ?? []) it.reject(closedError());
+    }
     for (const items of this.inflight) for (const it of items) it.reject(closedError());
   }
 }
