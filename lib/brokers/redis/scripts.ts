@@ -107,7 +107,7 @@ local function put(B, e, s, key, n, data, ev, co, hist, touched)
     redis.call('HSET', B .. '!d', string.sub(key, n), ss)
     touched[key] = nil
   else
-    local id = ss .. '-0'
+    local id = ss -- XADD takes <seq> as <seq>-0
     local added
     if ev or co then
       local f = {'d', data, 'h', hist}
@@ -211,39 +211,60 @@ local function batch(keys, args, kis, datas, opts)
   end
   local B = keys[1]
   local e, s, b = begin(B, args[1], tonumber(args[2]), args[3])
-  local out = {e}
-  local consecutive = true
+  local s0 = s
+  local out -- the seqs, once they are not consecutive (a caller's key seen before)
   local n = #B + 2
   local hist0 = args[6]
+  local h0 = tonumber(hist0)
   local touched = {}
+  local live = e .. '\\n'
   for i = 1, #kis do
     local key = keys[kis[i]]
     local opt = opts[i]
-    local ev, co, mark, seq
-    local hist = hist0
-    if opt ~= '' then
-      for tag, val in string.gmatch(opt, '(%a)([^\\n]*)\\n') do
-        if tag == 'e' then ev = val elseif tag == 'c' then co = val elseif tag == 'h' then hist = val
-        elseif tag == 'm' then mark = keys[tonumber(val)] end
+    local seq
+    if opt == '' and h0 > 0 then
+      -- the common case, put() inlined: no event name, no coalesce key, the call's history
+      s = s + 1
+      seq = fmt(s)
+      local data = datas[i]
+      local added = redis.pcall('XADD', key, seq, 'd', data, 'h', hist0)
+      if type(added) == 'table' and added.err then
+        redis.call('DEL', key)
+        redis.call('XADD', key, seq, 'd', data, 'h', hist0)
+        redis.call('HSET', B .. '!d', string.sub(key, n), fmt(s - 1))
       end
-      if mark then
-        local prior = redis.call('GET', mark)
-        if prior then
-          seq = string.match(prior, ' (%d+)$')
-          consecutive = false
+      touched[key] = h0
+      redis.call('SPUBLISH', key, live .. seq .. '\\n-\\n-\\n' .. data)
+    else
+      local ev, co, mark
+      local hist = hist0
+      if opt ~= '' then
+        for tag, val in string.gmatch(opt, '(%a)([^\\n]*)\\n') do
+          if tag == 'e' then ev = val elseif tag == 'c' then co = val elseif tag == 'h' then hist = val
+          elseif tag == 'm' then mark = keys[tonumber(val)] end
+        end
+        if mark then
+          local prior = redis.call('GET', mark)
+          if prior then
+            seq = string.match(prior, ' (%d+)$')
+            if not out then
+              out = {e}
+              for j = 1, i - 1 do out[j + 1] = fmt(s0 + j) end
+            end
+          end
         end
       end
+      if not seq then
+        s = s + 1
+        seq = put(B, e, s, key, n, datas[i], ev, co, hist, touched)
+        if mark then redis.call('SET', mark, e .. ' ' .. seq, 'EX', USER_TTL) end
+      end
     end
-    if not seq then
-      s = s + 1
-      seq = put(B, e, s, key, n, datas[i], ev, co, hist, touched)
-      if mark then redis.call('SET', mark, e .. ' ' .. seq, 'EX', USER_TTL) end
-    end
-    out[i + 1] = seq
+    if out then out[i + 1] = seq end
   end
   trim_touched(B, n, touched)
   redis.call('HSET', B, 's', fmt(s))
-  if consecutive and #out > 2 then out = {e, out[2]} end
+  if not out then out = {e, fmt(s0 + 1)} end
   redis.call('SET', keys[3], table.concat(out, ' '), 'PX', args[5])
   return out
 end
@@ -251,6 +272,7 @@ end
 local function batch_v1(keys, args)
   local kis, datas, opts = {}, {}, {}
   local j = 0
+  if #args < 9 then return bad('batch: no events') end
   for i = 7, #args, 3 do
     j = j + 1
     kis[j] = tonumber(args[i]); datas[j] = args[i + 1]; opts[j] = args[i + 2]
@@ -264,6 +286,7 @@ local function batch_v2(keys, args)
   if #args ~= 7 or not packed then return bad('batch: expects 7 arguments') end
   local kis, datas, opts = {}, {}, {}
   local pos, plen, j, nk = 1, #packed, 0, #keys
+  if plen == 0 then return bad('batch: no events') end
   while pos <= plen do
     if pos + 9 > plen then return bad('batch: truncated event header') end
     local ki, dl, ol = struct.unpack('<HI4I4', packed, pos)
