@@ -86,6 +86,26 @@ describe('MemoryBroker channel bound', () => {
     expect(onB.events.map((e) => e.id)).toEqual([b2]);
   });
 
+  test('a publish makes its channel the most recent; a channel with a listener is never the one forgotten', async () => {
+    const broker = new MemoryBroker({ maxChannels: 3 });
+    const listener = { onEvent: () => undefined, onReset: () => undefined };
+    await broker.subscribe('held', listener); // oldest, but it has a listener
+    await broker.publish('a', { data: 'a1' }, 10);
+    await broker.publish('b', { data: 'b1' }, 10);
+    await broker.publish('a', { data: 'a2' }, 10); // a is now newer than b
+    await broker.publish('c', { data: 'c1' }, 10); // over the bound: forgets b, not held, not a
+    const from0 = new Map([[0, 0]]);
+    expect((await broker.replay(['b'], from0)).complete).toBe(false);
+    const a = await broker.replay(['a'], from0);
+    expect(a.complete).toBe(true);
+    expect(a.events.map((e) => e.data)).toEqual(['a1', 'a2']);
+    expect((await broker.replay(['c'], new Map([[0, 3]]))).events.map((e) => e.data)).toEqual(['c1']);
+    await broker.publish('d', { data: 'd1' }, 10); // forgets a (held still has its listener)
+    expect((await broker.replay(['a'], from0)).complete).toBe(false);
+    await broker.unsubscribe('held', listener);
+    await broker.close();
+  });
+
   test('maxChannels is validated', () => {
     expect(() => new MemoryBroker({ maxChannels: 0 })).toThrow(RangeError);
   });

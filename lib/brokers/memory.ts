@@ -48,10 +48,18 @@ function sizeOf(ev: BrokerEvent): number {
   return ev.data.length + (ev.event?.length ?? 0) + (ev.coalesce?.length ?? 0) + 64;
 }
 
-/** One channel's history: a window of the newest events, and what fell out of it. */
+/**
+ * One channel's history: a window of the newest events, and what fell out of
+ * it. Logs are also the links of the broker's recency list (least recently
+ * published first), so a publish reorders it with a few pointer writes.
+ */
 class Log {
+  readonly channel: string;
   /** The channel's partition. */
   readonly partition: number;
+  /** Neighbours in the recency list (older, newer). */
+  older: Log | undefined = undefined;
+  newer: Log | undefined = undefined;
   buf: (BrokerEvent | undefined)[] = [];
   start = 0;
   bytes = 0;
@@ -59,7 +67,8 @@ class Log {
   dropped: number;
   readonly listeners = new Set<BrokerListener>();
 
-  constructor(partition: number, floor: number) {
+  constructor(channel: string, partition: number, floor: number) {
+    this.channel = channel;
     this.partition = partition;
     this.dropped = floor;
   }
@@ -113,8 +122,11 @@ export class MemoryBroker implements Broker {
   private readonly seqs: number[];
   private readonly maxChannels: number;
   private readonly maxHistoryBytes: number;
-  /** In least-recently-published order (a publish moves its channel to the end). */
+  /** channel -> its log. */
   private readonly logs = new Map<string, Log>();
+  /** The recency list's ends: the least and the most recently published (or subscribed) log. */
+  private oldest: Log | undefined = undefined;
+  private newest: Log | undefined = undefined;
   /** Newest `dropped` mark of the channels forgotten: a resume from before it cannot be complete. */
   private readonly floors: number[];
   /** idempotency key -> the event it published, oldest first. */
@@ -144,21 +156,47 @@ export class MemoryBroker implements Broker {
     return this.partitions === 1 ? 0 : hash(channel) % this.partitions;
   }
 
-  private newLog(channel: string): Log {
+  /** A new log, the newest; `evict`: first forget an idle channel when at maxChannels (not this one). */
+  private newLog(channel: string, evict = false): Log {
     const p = this.partitionOf(channel);
-    return new Log(p, this.floors[p]!);
-  }
-
-  private log(channel: string): Log {
-    let log = this.logs.get(channel);
-    if (log === undefined) {
-      log = this.newLog(channel);
-      this.logs.set(channel, log);
-    }
+    const log = new Log(channel, p, this.floors[p]!);
+    if (evict && this.logs.size >= this.maxChannels) this.evictIdle();
+    this.logs.set(channel, log);
+    this.link(log);
     return log;
   }
 
-  async publish(channel: string, input: PublishInput, history: number): Promise<BrokerEvent> {
+  private log(channel: string): Log {
+    return this.logs.get(channel) ?? this.newLog(channel);
+  }
+
+  /** Appends `log` to the recency list as the newest. */
+  private link(log: Log): void {
+    log.older = this.newest;
+    log.newer = undefined;
+    if (this.newest === undefined) this.oldest = log;
+    else this.newest.newer = log;
+    this.newest = log;
+  }
+
+  private unlink(log: Log): void {
+    if (log.older === undefined) this.oldest = log.newer;
+    else log.older.newer = log.newer;
+    if (log.newer === undefined) this.newest = log.older;
+    else log.newer.older = log.older;
+    log.older = log.newer = undefined;
+  }
+
+  /** Not an async function (one fewer object per event); everything it throws becomes the promise's rejection. */
+  publish(channel: string, input: PublishInput, history: number): Promise<BrokerEvent> {
+    try {
+      return Promise.resolve(this.store(channel, input, history));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  private store(channel: string, input: PublishInput, history: number): BrokerEvent {
     if (this.closed) throw new SseRelayError('ERR_BROKER_CLOSED', 'sse-relay: the broker is closed');
     const key = input.idempotencyKey;
     if (key !== undefined) {
@@ -180,17 +218,15 @@ export class MemoryBroker implements Broker {
     };
     if (key !== undefined) this.remember(key, event);
     let log = this.logs.get(channel);
-    if (log === undefined) {
-      log = this.newLog(channel);
-      if (this.logs.size >= this.maxChannels) this.evictIdle();
-    } else {
-      this.logs.delete(channel);
+    if (log === undefined) log = this.newLog(channel, true);
+    else if (log !== this.newest) {
+      this.unlink(log);
+      this.link(log);
     }
-    this.logs.set(channel, log);
     if (history > 0) log.append(event, history, this.maxHistoryBytes);
     else log.dropped = seq;
     for (const listener of log.listeners) listener.onEvent(event);
-    if (log.listeners.size === 0 && log.size === 0) this.forget(channel, log);
+    if (log.listeners.size === 0 && log.size === 0) this.forget(log);
     return event;
   }
 
@@ -212,21 +248,18 @@ export class MemoryBroker implements Broker {
   }
 
   /** Forgets a channel; everything it held folds into `floor`, so no resume across it looks complete. */
-  private forget(channel: string, log: Log): void {
-    this.logs.delete(channel);
+  private forget(log: Log): void {
+    this.logs.delete(log.channel);
+    this.unlink(log);
     const newest = log.size > 0 ? log.buf[log.buf.length - 1]!.seq : log.dropped;
     if (newest > this.floors[log.partition]!) this.floors[log.partition] = newest;
   }
 
   /** Forgets the least recently published channel that has no listener (looks at 64 at most). */
   private evictIdle(): void {
-    let looked = 0;
-    for (const [channel, log] of this.logs) {
-      if (log.listeners.size === 0) {
-        this.forget(channel, log);
-        return;
-      }
-      if (++looked >= 64) return;
+    let log = this.oldest;
+    for (let looked = 0; log !== undefined && looked < 64; looked++, log = log.newer) {
+      if (log.listeners.size === 0) return this.forget(log);
     }
   }
 
@@ -239,7 +272,7 @@ export class MemoryBroker implements Broker {
     const log = this.logs.get(channel);
     if (log === undefined) return;
     log.listeners.delete(listener);
-    if (log.listeners.size === 0 && log.size === 0) this.forget(channel, log);
+    if (log.listeners.size === 0 && log.size === 0) this.forget(log);
   }
 
   async replay(
