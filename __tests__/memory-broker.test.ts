@@ -38,6 +38,36 @@ test('the default byte bound is 8 MiB per channel', async () => {
   await broker.close();
 });
 
+test('history keeps exactly the newest events as the window wraps, grows and shrinks: complete from inside it, reset from before', async () => {
+  const broker = new MemoryBroker({ maxHistoryBytes: 64 * KiB });
+  const from = (seq: number) => broker.replay(['h'], new Map([[0, seq]]));
+  const published: { seq: number; data: string; event?: string; coalesce?: string }[] = [];
+  const publish = async (data: string, extra: { event?: string; coalesce?: string } = {}) => {
+    const ev = await broker.publish('h', { data, ...extra }, 50);
+    published.push({ seq: ev.seq, data, ...extra });
+  };
+  for (let i = 0; i < 130; i++) await publish(`small-${i}`, i % 3 === 0 ? { event: 'e', coalesce: `k${i % 5}` } : {});
+  const last50 = published.slice(-50);
+  expect((await from(published.at(-51)!.seq - 1)).complete).toBe(false);
+  const kept = await from(published.at(-51)!.seq);
+  expect(kept.complete).toBe(true);
+  expect(kept.events.map((e) => ({ seq: e.seq, data: e.data, event: e.event, coalesce: e.coalesce }))).toEqual(
+    last50.map((e) => ({ event: undefined, coalesce: undefined, ...e })),
+  );
+  expect(kept.events.every((e) => e.channel === 'h' && e.id === `${e.epoch}.${e.seq}`)).toBe(true);
+  // Events of 20 KiB: the byte bound keeps 3 of them (the window shrinks), still the newest, in order.
+  for (let i = 0; i < 5; i++) await publish(`big-${i}-`.padEnd(20 * KiB, '.'));
+  const big = await from(published.at(-4)!.seq);
+  expect(big.complete).toBe(true);
+  expect(big.events.map((e) => e.data)).toEqual(published.slice(-3).map((e) => e.data));
+  expect((await from(published.at(-5)!.seq)).complete).toBe(false);
+  // And it grows again.
+  for (let i = 0; i < 60; i++) await publish(`again-${i}`);
+  const again = await from(published.at(-51)!.seq);
+  expect(again.events.map((e) => e.data)).toEqual(published.slice(-50).map((e) => e.data));
+  await broker.close();
+});
+
 test('a publish with an idempotency key already used returns the first event and stores nothing', async () => {
   const broker = new MemoryBroker();
   const a = await broker.publish('c', { data: 'x', idempotencyKey: 'k1' }, 10);

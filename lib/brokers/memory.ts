@@ -7,6 +7,7 @@
 import { SseRelayError } from '../errors';
 import { checkOptions, positiveInt } from '../options';
 import { formatEventId, newEpoch } from '../positions';
+import { Log } from './memory-log';
 import {
   MAX_PARTITIONS,
   type Broker,
@@ -43,69 +44,6 @@ export interface MemoryBrokerOptions {
 const IDEMPOTENCY_MS = 10 * 60 * 1000;
 /** Idempotency keys remembered at most (the oldest go first). */
 const IDEMPOTENCY_KEYS = 100_000;
-
-function sizeOf(ev: BrokerEvent): number {
-  return ev.data.length + (ev.event?.length ?? 0) + (ev.coalesce?.length ?? 0) + 64;
-}
-
-/**
- * One channel's history: a window of the newest events, and what fell out of
- * it. Logs are also the links of the broker's recency list (least recently
- * published first), so a publish reorders it with a few pointer writes.
- */
-class Log {
-  readonly channel: string;
-  /** The channel's partition. */
-  readonly partition: number;
-  /** Neighbours in the recency list (older, newer). */
-  older: Log | undefined = undefined;
-  newer: Log | undefined = undefined;
-  buf: (BrokerEvent | undefined)[] = [];
-  start = 0;
-  bytes = 0;
-  /** seq of the newest event that fell out of history, or that may have been forgotten before this log was created. */
-  dropped: number;
-  readonly listeners = new Set<BrokerListener>();
-
-  constructor(channel: string, partition: number, floor: number) {
-    this.channel = channel;
-    this.partition = partition;
-    this.dropped = floor;
-  }
-
-  get size(): number {
-    return this.buf.length - this.start;
-  }
-
-  append(event: BrokerEvent, history: number, maxBytes: number): void {
-    this.buf.push(event);
-    this.bytes += sizeOf(event);
-    while (this.size > history || (this.bytes > maxBytes && this.size > 0)) {
-      const old = this.buf[this.start]!;
-      this.dropped = old.seq;
-      this.bytes -= sizeOf(old);
-      this.buf[this.start++] = undefined;
-    }
-    if (this.start > 64 && this.start * 2 > this.buf.length) {
-      this.buf = this.buf.slice(this.start);
-      this.start = 0;
-    }
-  }
-
-  /** Events with seq > after, oldest first, at most `limit`. */
-  after(after: number, limit: number, out: BrokerEvent[]): void {
-    const buf = this.buf;
-    let lo = this.start;
-    let hi = buf.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (buf[mid]!.seq <= after) lo = mid + 1;
-      else hi = mid;
-    }
-    const end = Math.min(buf.length, lo + limit);
-    for (let i = lo; i < end; i++) out.push(buf[i]!);
-  }
-}
 
 /** FNV-1a, 32 bits: spreads channel names over partitions. */
 function hash(text: string): number {
@@ -159,7 +97,7 @@ export class MemoryBroker implements Broker {
   /** A new log, the newest; `evict`: first forget an idle channel when at maxChannels (not this one). */
   private newLog(channel: string, evict = false): Log {
     const p = this.partitionOf(channel);
-    const log = new Log(channel, p, this.floors[p]!);
+    const log = new Log(channel, p, this.epochs[p]!, this.floors[p]!);
     if (evict && this.logs.size >= this.maxChannels) this.evictIdle();
     this.logs.set(channel, log);
     this.link(log);
@@ -251,7 +189,7 @@ export class MemoryBroker implements Broker {
   private forget(log: Log): void {
     this.logs.delete(log.channel);
     this.unlink(log);
-    const newest = log.size > 0 ? log.buf[log.buf.length - 1]!.seq : log.dropped;
+    const newest = log.newest;
     if (newest > this.floors[log.partition]!) this.floors[log.partition] = newest;
   }
 
@@ -294,7 +232,7 @@ export class MemoryBroker implements Broker {
       const log = this.logs.get(channel);
       const dropped = log === undefined ? this.floors[p]! : log.dropped;
       if (dropped > from) return { complete: false, events: [], heads };
-      log?.after(from, limit, events);
+      log?.after(from, limit, this.partitions, events);
     }
     // Partition by partition, each in seq order: cutting at `limit` leaves every partition without a gap.
     if (channels.length > 1) events.sort((a, b) => a.partition - b.partition || a.seq - b.seq);
