@@ -8,14 +8,14 @@ import { openStream } from '../lib/testing';
 import { startHub } from './helpers/hub-server';
 import { until } from './helpers/wait';
 
-/** A MemoryBroker whose listeners see what `tamper` makes of each event. */
-function tampering(tamper: (ev: BrokerEvent) => BrokerEvent): Broker {
+/** A MemoryBroker whose listeners (and, with `results`, publish() callers) see what `tamper` makes of each event. */
+function tampering(tamper: (ev: BrokerEvent) => BrokerEvent, results = false): Broker {
   const inner = new MemoryBroker();
   const wrapped = new Map<BrokerListener, BrokerListener>();
   return {
     partitions: 1,
     partitionOf: () => 0,
-    publish: (ch, input, history) => inner.publish(ch, input, history),
+    publish: (ch, input, history) => inner.publish(ch, input, history).then((ev) => (results ? tamper(ev) : ev)),
     replay: (chs, after, limit) => inner.replay(chs, after, limit),
     close: () => inner.close(),
     subscribe(channel, listener) {
@@ -73,6 +73,28 @@ test('the id a broker puts on an event is never sent: the hub builds it from par
     expect(s.raw()).not.toMatch(/injected/);
     expect(s.events.map((e) => [e.id, e.event, e.data])).toEqual([[id, 'message', 'x']]);
     expect(id).toMatch(/^[A-Za-z0-9_-]{12}\.1$/);
+    await s.close();
+  } finally {
+    await fx.close();
+  }
+});
+
+test.each([
+  ['a leading zero', (id: string) => id.replace(/\.1$/, '.01')],
+  ['another seq', (id: string) => id.replace(/\.1$/, '.2')],
+  ['a trailing character', (id: string) => id + ' '],
+  ['another separator', (id: string) => id.replace(/\.1$/, '-1')],
+  ['no seq', (id: string) => id.replace(/1$/, '')],
+  ['a seq in another base', (id: string) => id.replace(/\.1$/, '.0x1')],
+])('a broker id that is almost the right one (%s) is neither sent nor returned', async (_name, bend) => {
+  const fx = await startHub({ broker: tampering((ev) => ({ ...ev, id: bend(ev.id) }), true) });
+  try {
+    const s = await openStream({ server: fx.server, path: '/events/feed' });
+    await until(() => fx.hub.stats().connections === 1, 'the stream');
+    const id = await fx.hub.publish('feed', 'x');
+    expect(id).toMatch(/^[A-Za-z0-9_-]{12}\.1$/);
+    await s.waitFor(1);
+    expect(s.events.map((e) => e.id)).toEqual([id]);
     await s.close();
   } finally {
     await fx.close();

@@ -5,6 +5,7 @@
  */
 import { encodeComment, encodeEvent, encodeRetry, type EventFields, type Serializer } from '../lib';
 import { parseStream, type ParsedEvent } from '../lib/testing';
+import { encodeData, encodeFrame } from '../lib/protocol/encode';
 
 interface Case {
   name: string;
@@ -284,4 +285,12 @@ describe('encodeComment', () => {
   test('non-string text throws TypeError', () => {
     expect(() => encodeComment(5 as unknown as string)).toThrow(TypeError);
   });
+});
+
+test('encodeFrame (the fan-out path) writes each event name of a sequence, alternating or repeated, exactly', () => {
+  const names = ['tick', 'tick', 'tock', undefined, 'tick', 'tock', 'tock', 'über'];
+  const frames = names.map((event, i) => encodeFrame(String(i), event, encodeData(`d${i}`)));
+  expect(frames).toEqual(names.map((event, i) => encodeEvent({ id: String(i), event, data: `d${i}` })));
+  expect(frames[2]).toBe('id: 2\nevent: tock\ndata: d2\n\n');
+  expect(frames[3]).toBe('id: 3\ndata: d3\n\n');
 });

@@ -38,6 +38,36 @@ test('the default byte bound is 8 MiB per channel', async () => {
   await broker.close();
 });
 
+test('history keeps exactly the newest events as the window wraps, grows and shrinks: complete from inside it, reset from before', async () => {
+  const broker = new MemoryBroker({ maxHistoryBytes: 64 * KiB });
+  const from = (seq: number) => broker.replay(['h'], new Map([[0, seq]]));
+  const published: { seq: number; data: string; event?: string; coalesce?: string }[] = [];
+  const publish = async (data: string, extra: { event?: string; coalesce?: string } = {}) => {
+    const ev = await broker.publish('h', { data, ...extra }, 50);
+    published.push({ seq: ev.seq, data, ...extra });
+  };
+  for (let i = 0; i < 130; i++) await publish(`small-${i}`, i % 3 === 0 ? { event: 'e', coalesce: `k${i % 5}` } : {});
+  const last50 = published.slice(-50);
+  expect((await from(published.at(-51)!.seq - 1)).complete).toBe(false);
+  const kept = await from(published.at(-51)!.seq);
+  expect(kept.complete).toBe(true);
+  expect(kept.events.map((e) => ({ seq: e.seq, data: e.data, event: e.event, coalesce: e.coalesce }))).toEqual(
+    last50.map((e) => ({ event: undefined, coalesce: undefined, ...e })),
+  );
+  expect(kept.events.every((e) => e.channel === 'h' && e.id === `${e.epoch}.${e.seq}`)).toBe(true);
+  // Events of 20 KiB: the byte bound keeps 3 of them (the window shrinks), still the newest, in order.
+  for (let i = 0; i < 5; i++) await publish(`big-${i}-`.padEnd(20 * KiB, '.'));
+  const big = await from(published.at(-4)!.seq);
+  expect(big.complete).toBe(true);
+  expect(big.events.map((e) => e.data)).toEqual(published.slice(-3).map((e) => e.data));
+  expect((await from(published.at(-5)!.seq)).complete).toBe(false);
+  // And it grows again.
+  for (let i = 0; i < 60; i++) await publish(`again-${i}`);
+  const again = await from(published.at(-51)!.seq);
+  expect(again.events.map((e) => e.data)).toEqual(published.slice(-50).map((e) => e.data));
+  await broker.close();
+});
+
 test('a publish with an idempotency key already used returns the first event and stores nothing', async () => {
   const broker = new MemoryBroker();
   const a = await broker.publish('c', { data: 'x', idempotencyKey: 'k1' }, 10);
@@ -84,6 +114,26 @@ describe('MemoryBroker channel bound', () => {
     const b2 = await fx.hub.publish('b', 'b2');
     await onB.waitFor(1);
     expect(onB.events.map((e) => e.id)).toEqual([b2]);
+  });
+
+  test('a publish makes its channel the most recent; a channel with a listener is never the one forgotten', async () => {
+    const broker = new MemoryBroker({ maxChannels: 3 });
+    const listener = { onEvent: () => undefined, onReset: () => undefined };
+    await broker.subscribe('held', listener); // oldest, but it has a listener
+    await broker.publish('a', { data: 'a1' }, 10);
+    await broker.publish('b', { data: 'b1' }, 10);
+    await broker.publish('a', { data: 'a2' }, 10); // a is now newer than b
+    await broker.publish('c', { data: 'c1' }, 10); // over the bound: forgets b, not held, not a
+    const from0 = new Map([[0, 0]]);
+    expect((await broker.replay(['b'], from0)).complete).toBe(false);
+    const a = await broker.replay(['a'], from0);
+    expect(a.complete).toBe(true);
+    expect(a.events.map((e) => e.data)).toEqual(['a1', 'a2']);
+    expect((await broker.replay(['c'], new Map([[0, 3]]))).events.map((e) => e.data)).toEqual(['c1']);
+    await broker.publish('d', { data: 'd1' }, 10); // forgets a (held still has its listener)
+    expect((await broker.replay(['a'], from0)).complete).toBe(false);
+    await broker.unsubscribe('held', listener);
+    await broker.close();
   });
 
   test('maxChannels is validated', () => {

@@ -50,8 +50,9 @@ export function checkOptions<T extends object>(what: string, options: T | undefi
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw new TypeError(`sse-relay: ${what} options must be an object, got ${show(options)}`);
   }
-  for (const key of Object.keys(options)) {
-    if (known.includes(key)) continue;
+  // for-in over own keys: the same names as Object.keys, without an array per call (publish() checks its options).
+  for (const key in options) {
+    if (!Object.hasOwn(options, key) || known.includes(key)) continue;
     const hint = closest(key, known);
     throw new TypeError(
       `sse-relay: unknown ${what} option ${JSON.stringify(key)}` +

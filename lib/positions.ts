@@ -61,6 +61,24 @@ export function formatEventId(partition: number, epoch: string, seq: number, par
   return formatCursor(partitions, [[partition, { epoch, seq }]]);
 }
 
+/**
+ * Whether `id` is exactly `formatEventId(partition, epoch, seq, 1)` (`<epoch>.<seq>`), checked
+ * without building it: a broker's own id can then be used as it is.
+ */
+export function isSinglePartitionId(id: unknown, epoch: string, seq: number): boolean {
+  if (typeof id !== 'string' || !Number.isSafeInteger(seq) || seq < 0) return false;
+  const at = epoch.length + 1;
+  if (id.length <= at || id.length > at + 16 || id.charCodeAt(at - 1) !== 0x2e || !id.startsWith(epoch)) return false;
+  if (id.length > at + 1 && id.charCodeAt(at) === 0x30) return false; // a leading zero
+  let n = 0;
+  for (let i = at; i < id.length; i++) {
+    const d = id.charCodeAt(i) - 0x30;
+    if (d < 0 || d > 9) return false;
+    n = n * 10 + d;
+  }
+  return n === seq;
+}
+
 export interface ParsedId {
   /** partition -> the seq the client has seen. */
   readonly seqs: ReadonlyMap<number, number>;

@@ -7,6 +7,7 @@
 import { SseRelayError } from '../errors';
 import { checkOptions, positiveInt } from '../options';
 import { formatEventId, newEpoch } from '../positions';
+import { Log } from './memory-log';
 import {
   MAX_PARTITIONS,
   type Broker,
@@ -44,60 +45,6 @@ const IDEMPOTENCY_MS = 10 * 60 * 1000;
 /** Idempotency keys remembered at most (the oldest go first). */
 const IDEMPOTENCY_KEYS = 100_000;
 
-function sizeOf(ev: BrokerEvent): number {
-  return ev.data.length + (ev.event?.length ?? 0) + (ev.coalesce?.length ?? 0) + 64;
-}
-
-/** One channel's history: a window of the newest events, and what fell out of it. */
-class Log {
-  /** The channel's partition. */
-  readonly partition: number;
-  buf: (BrokerEvent | undefined)[] = [];
-  start = 0;
-  bytes = 0;
-  /** seq of the newest event that fell out of history, or that may have been forgotten before this log was created. */
-  dropped: number;
-  readonly listeners = new Set<BrokerListener>();
-
-  constructor(partition: number, floor: number) {
-    this.partition = partition;
-    this.dropped = floor;
-  }
-
-  get size(): number {
-    return this.buf.length - this.start;
-  }
-
-  append(event: BrokerEvent, history: number, maxBytes: number): void {
-    this.buf.push(event);
-    this.bytes += sizeOf(event);
-    while (this.size > history || (this.bytes > maxBytes && this.size > 0)) {
-      const old = this.buf[this.start]!;
-      this.dropped = old.seq;
-      this.bytes -= sizeOf(old);
-      this.buf[this.start++] = undefined;
-    }
-    if (this.start > 64 && this.start * 2 > this.buf.length) {
-      this.buf = this.buf.slice(this.start);
-      this.start = 0;
-    }
-  }
-
-  /** Events with seq > after, oldest first, at most `limit`. */
-  after(after: number, limit: number, out: BrokerEvent[]): void {
-    const buf = this.buf;
-    let lo = this.start;
-    let hi = buf.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (buf[mid]!.seq <= after) lo = mid + 1;
-      else hi = mid;
-    }
-    const end = Math.min(buf.length, lo + limit);
-    for (let i = lo; i < end; i++) out.push(buf[i]!);
-  }
-}
-
 /** FNV-1a, 32 bits: spreads channel names over partitions. */
 function hash(text: string): number {
   let h = 0x811c9dc5;
@@ -113,8 +60,11 @@ export class MemoryBroker implements Broker {
   private readonly seqs: number[];
   private readonly maxChannels: number;
   private readonly maxHistoryBytes: number;
-  /** In least-recently-published order (a publish moves its channel to the end). */
+  /** channel -> its log. */
   private readonly logs = new Map<string, Log>();
+  /** The recency list's ends: the least and the most recently published (or subscribed) log. */
+  private oldest: Log | undefined = undefined;
+  private newest: Log | undefined = undefined;
   /** Newest `dropped` mark of the channels forgotten: a resume from before it cannot be complete. */
   private readonly floors: number[];
   /** idempotency key -> the event it published, oldest first. */
@@ -144,21 +94,47 @@ export class MemoryBroker implements Broker {
     return this.partitions === 1 ? 0 : hash(channel) % this.partitions;
   }
 
-  private newLog(channel: string): Log {
+  /** A new log, the newest; `evict`: first forget an idle channel when at maxChannels (not this one). */
+  private newLog(channel: string, evict = false): Log {
     const p = this.partitionOf(channel);
-    return new Log(p, this.floors[p]!);
-  }
-
-  private log(channel: string): Log {
-    let log = this.logs.get(channel);
-    if (log === undefined) {
-      log = this.newLog(channel);
-      this.logs.set(channel, log);
-    }
+    const log = new Log(channel, p, this.epochs[p]!, this.floors[p]!);
+    if (evict && this.logs.size >= this.maxChannels) this.evictIdle();
+    this.logs.set(channel, log);
+    this.link(log);
     return log;
   }
 
-  async publish(channel: string, input: PublishInput, history: number): Promise<BrokerEvent> {
+  private log(channel: string): Log {
+    return this.logs.get(channel) ?? this.newLog(channel);
+  }
+
+  /** Appends `log` to the recency list as the newest. */
+  private link(log: Log): void {
+    log.older = this.newest;
+    log.newer = undefined;
+    if (this.newest === undefined) this.oldest = log;
+    else this.newest.newer = log;
+    this.newest = log;
+  }
+
+  private unlink(log: Log): void {
+    if (log.older === undefined) this.oldest = log.newer;
+    else log.older.newer = log.newer;
+    if (log.newer === undefined) this.newest = log.older;
+    else log.newer.older = log.older;
+    log.older = log.newer = undefined;
+  }
+
+  /** Not an async function (one fewer object per event); everything it throws becomes the promise's rejection. */
+  publish(channel: string, input: PublishInput, history: number): Promise<BrokerEvent> {
+    try {
+      return Promise.resolve(this.store(channel, input, history));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  private store(channel: string, input: PublishInput, history: number): BrokerEvent {
     if (this.closed) throw new SseRelayError('ERR_BROKER_CLOSED', 'sse-relay: the broker is closed');
     const key = input.idempotencyKey;
     if (key !== undefined) {
@@ -180,17 +156,15 @@ export class MemoryBroker implements Broker {
     };
     if (key !== undefined) this.remember(key, event);
     let log = this.logs.get(channel);
-    if (log === undefined) {
-      log = this.newLog(channel);
-      if (this.logs.size >= this.maxChannels) this.evictIdle();
-    } else {
-      this.logs.delete(channel);
+    if (log === undefined) log = this.newLog(channel, true);
+    else if (log !== this.newest) {
+      this.unlink(log);
+      this.link(log);
     }
-    this.logs.set(channel, log);
     if (history > 0) log.append(event, history, this.maxHistoryBytes);
     else log.dropped = seq;
     for (const listener of log.listeners) listener.onEvent(event);
-    if (log.listeners.size === 0 && log.size === 0) this.forget(channel, log);
+    if (log.listeners.size === 0 && log.size === 0) this.forget(log);
     return event;
   }
 
@@ -212,21 +186,18 @@ export class MemoryBroker implements Broker {
   }
 
   /** Forgets a channel; everything it held folds into `floor`, so no resume across it looks complete. */
-  private forget(channel: string, log: Log): void {
-    this.logs.delete(channel);
-    const newest = log.size > 0 ? log.buf[log.buf.length - 1]!.seq : log.dropped;
+  private forget(log: Log): void {
+    this.logs.delete(log.channel);
+    this.unlink(log);
+    const newest = log.newest;
     if (newest > this.floors[log.partition]!) this.floors[log.partition] = newest;
   }
 
   /** Forgets the least recently published channel that has no listener (looks at 64 at most). */
   private evictIdle(): void {
-    let looked = 0;
-    for (const [channel, log] of this.logs) {
-      if (log.listeners.size === 0) {
-        this.forget(channel, log);
-        return;
-      }
-      if (++looked >= 64) return;
+    let log = this.oldest;
+    for (let looked = 0; log !== undefined && looked < 64; looked++, log = log.newer) {
+      if (log.listeners.size === 0) return this.forget(log);
     }
   }
 
@@ -239,7 +210,7 @@ export class MemoryBroker implements Broker {
     const log = this.logs.get(channel);
     if (log === undefined) return;
     log.listeners.delete(listener);
-    if (log.listeners.size === 0 && log.size === 0) this.forget(channel, log);
+    if (log.listeners.size === 0 && log.size === 0) this.forget(log);
   }
 
   async replay(
@@ -261,7 +232,7 @@ export class MemoryBroker implements Broker {
       const log = this.logs.get(channel);
       const dropped = log === undefined ? this.floors[p]! : log.dropped;
       if (dropped > from) return { complete: false, events: [], heads };
-      log?.after(from, limit, events);
+      log?.after(from, limit, this.partitions, events);
     }
     // Partition by partition, each in seq order: cutting at `limit` leaves every partition without a gap.
     if (channels.length > 1) events.sort((a, b) => a.partition - b.partition || a.seq - b.seq);

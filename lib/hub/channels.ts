@@ -11,8 +11,12 @@ export class Channels {
   private readonly streams = new Map<string, Set<HubStream>>();
   /** channel -> broker subscription in progress or done. */
   private readonly subs = new Map<string, Promise<void>>();
-  /** group -> streams in it (a group's shared frames are forgotten with its last stream). */
-  private readonly groups = new Map<string, number>();
+  /**
+   * group -> its name as one string object, and the streams in it (a group's shared
+   * frames are forgotten with its last stream). Fan-out compares group names per
+   * stream per event: one object per name makes that a pointer comparison.
+   */
+  private readonly groups = new Map<string, { readonly name: string; streams: number }>();
   private closed = false;
 
   constructor(
@@ -39,7 +43,16 @@ export class Channels {
       }
       set.add(s);
     }
-    if (s.group !== undefined) this.groups.set(s.group, (this.groups.get(s.group) ?? 0) + 1);
+    if (s.group !== undefined) {
+      const g = this.groups.get(s.group);
+      if (g === undefined) this.groups.set(s.group, { name: s.group, streams: 1 });
+      else g.streams++;
+    }
+  }
+
+  /** The group name `name` as the string object the streams already in that group have (or `name` itself). */
+  groupName(name: string): string {
+    return this.groups.get(name)?.name ?? name;
   }
 
   detach(s: HubStream): void {
@@ -49,13 +62,10 @@ export class Channels {
       this.streams.delete(ch);
       this.release(ch);
     }
-    if (s.group !== undefined) {
-      const n = (this.groups.get(s.group) ?? 1) - 1;
-      if (n > 0) this.groups.set(s.group, n);
-      else {
-        this.groups.delete(s.group);
-        this.onGroupEmpty(s.group);
-      }
+    const g = s.group === undefined ? undefined : this.groups.get(s.group);
+    if (g !== undefined && --g.streams === 0) {
+      this.groups.delete(g.name);
+      this.onGroupEmpty(g.name);
     }
   }
 

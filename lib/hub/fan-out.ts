@@ -6,15 +6,12 @@
  */
 import type { BrokerEvent, BrokerListener, PartitionPosition, Position } from '../brokers/broker';
 import { encodeData, encodeEvent, encodeFrame } from '../protocol/encode';
-import { EPOCH, formatEventId } from '../positions';
+import { EPOCH, formatEventId, isSinglePartitionId } from '../positions';
 import { resetSent } from '../diagnostics';
 import type { Counters } from '../metrics/counters';
 import { labelCounts } from '../metrics/registry';
 import { FanOut } from '../stream/fan-out';
 
-function observeSince(counters: Counters, t0: number): void {
-  counters.observeLatency((performance.now() - t0) / 1000);
-}
 import type { HubStream } from './stream';
 
 export const RESET_EVENT = 'reset';
@@ -34,6 +31,14 @@ export class Delivery implements BrokerListener {
   private readonly stamps = new Map<string, number>();
   /** partition -> the last epoch that passed the check (skips the regex for the common case). */
   private readonly goodEpochs: (string | undefined)[];
+  /** Publish times of the events delivered this turn, observed together once they were handed to the sockets. */
+  private sent: number[] = [];
+  private readonly observeSent = (): void => {
+    const sent = this.sent;
+    this.sent = [];
+    const now = performance.now();
+    for (let i = 0; i < sent.length; i++) this.counters.observeLatency((now - sent[i]!) / 1000);
+  };
 
   constructor(
     /** The streams of a channel here. */
@@ -62,6 +67,8 @@ export class Delivery implements BrokerListener {
 
   /** The id of one event on its own (what `publish` resolves with; the id grouped streams are sent). */
   eventId(ev: BrokerEvent): string {
+    // The broker's own id when it is exactly the one we would build (MemoryBroker's, a single Redis's): no new string.
+    if (this.partitionCount === 1 && isSinglePartitionId(ev.id, ev.epoch, ev.seq)) return ev.id;
     return formatEventId(ev.partition ?? 0, ev.epoch, ev.seq, this.partitionCount);
   }
 
@@ -120,7 +127,7 @@ export class Delivery implements BrokerListener {
       this.stamps.delete(id);
     }
     // Queued after this turn's flush (the turn scheduled it first): runs once the frames were handed to the sockets.
-    if (t0 !== undefined) process.nextTick(observeSince, this.counters, t0);
+    if (t0 !== undefined && this.sent.push(t0) === 1) process.nextTick(this.observeSent);
   }
 
   /**

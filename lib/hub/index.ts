@@ -154,7 +154,21 @@ class HubImpl implements Hub, OpenContext {
     return routerHandler(this.open);
   }
 
-  async publish(channel: string, data: unknown, options?: PublishOptions): Promise<string> {
+  publish(channel: string, data: unknown, options?: PublishOptions): Promise<string> {
+    // One layer of promises (store): what is wrong with the call rejects, as it would in an async function.
+    let input: PublishInput;
+    try {
+      input = this.publishInput(channel, data, options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (!publishTraced()) return this.store(channel, input);
+    const { event, coalesce } = input;
+    return tracePublish({ channel, event, coalesce, size: input.data.length }, () => this.store(channel, input));
+  }
+
+  /** Checks a publish() call and turns it into the broker's input; throws what the caller gets. */
+  private publishInput(channel: string, data: unknown, options: PublishOptions | undefined): PublishInput {
     checkChannelArg(channel);
     const o = checkOptions('publish', options, PUBLISH_OPTIONS);
     const event = o.event === undefined ? undefined : checkFieldValue('event', o.event);
@@ -162,7 +176,6 @@ class HubImpl implements Hub, OpenContext {
     const idempotencyKey =
       o.idempotencyKey === undefined ? undefined : nonEmptyString('idempotencyKey', o.idempotencyKey);
     const text = dataToText(data, this.admission.opts.serialize);
-    // The largest frame any stream could get: the longest id, the event line, the data lines.
     // The largest frame any stream could get (the longest id, the event line, every line's `data: `):
     // built only when a cheap bound says it might be over the limit.
     const max = this.admission.opts.maxEventBytes;
@@ -170,33 +183,51 @@ class HubImpl implements Hub, OpenContext {
       checkFrameSize(encodeFrame(LONGEST_ID, event, encodeData(text)), max);
     }
     if (this.closed) throw new SseRelayError('ERR_HUB_CLOSED', 'sse-relay: the hub is closed');
-    const input = { data: text, event, coalesce, idempotencyKey };
-    if (!publishTraced()) return this.store(channel, input);
-    return tracePublish({ channel, event, coalesce, size: text.length }, () => this.store(channel, input));
+    return { data: text, event, coalesce, idempotencyKey };
   }
 
-  /** The broker part of publish(): store, count, stamp for latency, yield to sockets after a big turn. */
-  private async store(channel: string, input: PublishInput): Promise<string> {
+  /**
+   * The broker part of publish(): store, count, stamp for latency, yield to
+   * sockets after a big turn. Written with then() rather than async/await:
+   * an await costs a context and two closures per call, and this runs once
+   * per event.
+   */
+  private store(channel: string, input: PublishInput): Promise<string> {
     const t0 = performance.now();
-    this.delivery.publishing = t0;
-    this.delivery.deliveredInPublish = false;
+    const delivery = this.delivery;
+    delivery.publishing = t0;
+    delivery.deliveredInPublish = false;
     let pending: Promise<BrokerEvent>;
     try {
       pending = this.broker.publish(channel, input, this.history);
+    } catch (err) {
+      return Promise.reject(err);
     } finally {
-      this.delivery.publishing = undefined;
+      delivery.publishing = undefined;
     }
-    const ev = await pending;
-    if (!this.delivery.valid(ev))
+    // A broker that delivered inside publish() (MemoryBroker) had its latency observed then: no closure needed.
+    if (delivery.deliveredInPublish) return pending.then(this.storedHere);
+    return pending.then((ev) => {
+      const id = this.stored(ev, channel);
+      if (this.channels.of(channel) !== undefined) delivery.stamp(ev, t0);
+      return id;
+    });
+  }
+
+  /** `stored` for an event the broker delivered here inside publish() (so its channel is the one published to). */
+  private readonly storedHere = (ev: BrokerEvent): string | Promise<string> => this.stored(ev, ev.channel);
+
+  /** The broker has the event: check it, count it, and resolve with its id (after socket I/O when the turn was big). */
+  private stored(ev: BrokerEvent, channel: string): string | Promise<string> {
+    const delivery = this.delivery;
+    if (!delivery.valid(ev))
       throw new Error('sse-relay: the broker resolved publish() with an event that breaks the Broker contract');
-    // A broker that delivered inside publish() (MemoryBroker) had its latency observed then.
-    if (!this.delivery.deliveredInPublish && this.channels.of(channel) !== undefined) this.delivery.stamp(ev, t0);
     this.counters.published++;
     const label = labelCounts(this.counters, channel);
     if (label !== undefined) label.published++;
+    const id = delivery.eventId(ev);
     const flushed = turn.afterFlush();
-    if (flushed !== undefined) await flushed;
-    return this.delivery.eventId(ev);
+    return flushed === undefined ? id : flushed.then(() => id);
   }
 
   publisher(options: PublisherOptions): PublisherHandler {

@@ -103,7 +103,7 @@ export async function openStream(
 function newStream(hub: OpenContext, conn: Connection, channels: readonly string[]): HubStream {
   const parts = [...new Set(channels.map((ch) => hub.partitionOf(ch)))].sort((a, b) => a - b);
   // Streams whose ids depend on one partition only get identical frames when their channel sets match.
-  const group = parts.length === 1 ? [...channels].sort().join(',') : undefined;
+  const group = parts.length === 1 ? hub.channels.groupName([...channels].sort().join(',')) : undefined;
   return new HubStream(conn, channels, parts, hub.partitionCount, group);
 }
 

@@ -89,8 +89,20 @@ export function encodeData(text: string): string {
 export function encodeFrame(id: string | undefined, event: string | undefined, dataLines: string): string {
   let head = '';
   if (id !== undefined) head = 'id: ' + id + '\n';
-  if (event !== undefined) head += 'event: ' + event + '\n';
+  if (event !== undefined) head += eventLine(event);
   return head + dataLines + '\n';
+}
+
+/** The last `event:` line built: most streams of events repeat one name, so the line is built once. */
+let lastEvent: string | undefined;
+let lastEventLine = '';
+
+function eventLine(event: string): string {
+  if (event !== lastEvent) {
+    lastEventLine = 'event: ' + event + '\n';
+    lastEvent = event;
+  }
+  return lastEventLine;
 }
 
 /**

@@ -13,9 +13,14 @@ export class FanOut {
   private readonly frames = new Map<string, SharedFrames>();
   private frame = '';
   private coalesce: string | undefined = undefined;
-  /** The shared frames this event goes to, and how many streams read each. */
-  private readonly touched: SharedFrames[] = [];
+  /**
+   * The shared frames this event goes to (the first `touchedCount` slots), and
+   * how many streams read each. The arrays are reused from event to event, never
+   * emptied (`length = 0` would free their storage and the next event allocate it again).
+   */
+  private readonly touched: (SharedFrames | undefined)[] = [];
   private readonly readers: number[] = [];
+  private touchedCount = 0;
   /** The last group looked up during this event, and its frames (most streams of an event share one group). */
   private lastGroup: string | undefined = undefined;
   private lastFrames: SharedFrames | undefined = undefined;
@@ -50,9 +55,11 @@ export class FanOut {
   /** Ends the event: its frame is appended once to every group that reads it. */
   end(): void {
     const touched = this.touched;
-    for (let i = 0; i < touched.length; i++) touched[i]!.append(this.frame, this.readers[i]!);
-    touched.length = 0;
-    this.readers.length = 0;
+    for (let i = 0; i < this.touchedCount; i++) {
+      touched[i]!.append(this.frame, this.readers[i]!);
+      touched[i] = undefined;
+    }
+    this.touchedCount = 0;
     this.frame = '';
     this.lastGroup = undefined;
     this.lastFrames = undefined;
@@ -77,12 +84,16 @@ export class FanOut {
   }
 
   private count(frames: SharedFrames): void {
-    const i = this.touched[0] === frames ? 0 : this.touched.indexOf(frames);
-    if (i === -1) {
-      this.touched.push(frames);
-      this.readers.push(1);
-    } else {
+    const touched = this.touched;
+    const n = this.touchedCount;
+    let i = 0;
+    while (i < n && touched[i] !== frames) i++;
+    if (i < n) {
       this.readers[i]!++;
+      return;
     }
+    touched[n] = frames;
+    this.readers[n] = 1;
+    this.touchedCount = n + 1;
   }
 }
