@@ -1,6 +1,6 @@
 /**
- * Calls into the Function library: publishes (batched per partition per
- * event-loop turn, at most once) and reads (heads, replays, catch-ups, fences).
+ * Calls into the Function library: publishes (batched by batcher.ts, at most
+ * once) and reads (heads, replays, catch-ups, fences).
  *
  * At most once: every call carries a random call id that Redis remembers for
  * longer than the call can run (a resend of the same call, by ioredis or by
@@ -13,39 +13,15 @@ import { formatEventId, newEpoch } from '../../positions';
 import type { BrokerEvent, Position, PublishInput } from '../broker';
 import { SseRelayError } from '../../errors';
 import { BadReply, closedError, isReplyError, unavailable, type CommandConnection } from './client';
-import { parseBatch, parseRead, type ReadReply } from './codec';
+import { Batcher, type Pending, type Round } from './batcher';
+import { packEvents, parseBatch, parseRead, type ReadReply } from './codec';
 import type { PartitionKeys } from './partitions';
 import { EXPIRED, FN_BATCH, FN_READ } from './scripts';
 
-const MAX_EVENTS_PER_CALL = 512;
-/**
- * Group commit, per Redis node: while Redis is reachable, a node has at most ROUNDS rounds of
- * calls in flight (a round: the calls one turn sends it, one per partition it serves, in one
- * write), and what is published meanwhile waits for the next round, so calls grow with the
- * load (one publish alone still leaves at once). A single node gets two rounds, so Redis runs
- * one while this process handles the replies of the other: with none in flight it is sent half
- * of what waits (when that is at least MIN_EVENTS_PER_CALL) and the rest a turn later. Several
- * nodes get one round each: they overlap with one another, and calls stay larger.
- */
-const ROUNDS_ONE_NODE = 2;
-const ROUNDS_PER_NODE = 1;
-const MIN_EVENTS_PER_CALL = 16;
-const MAX_BYTES_PER_CALL = 4 * 1024 * 1024;
 const RETRY_DELAY_MS = 50;
-/** Bytes before each packed event: key index (u16), data and options lengths (u32 each). */
-const HEADER = 10;
 /** Call ids: a random prefix per process and a counter (unique without a random draw per call). */
 const CALL_PREFIX = randomBytes(12).toString('base64url');
 let callCounter = 0;
-
-interface Pending {
-  readonly channel: string;
-  readonly input: PublishInput;
-  readonly history: number;
-  readonly deadline: number;
-  readonly resolve: (event: BrokerEvent) => void;
-  readonly reject: (err: unknown) => void;
-}
 
 export interface StoreHooks {
   /** The newest position the broker has seen in partition `p` (the rewind floor). */
@@ -67,36 +43,8 @@ function bounded<T>(promise: Promise<T>, deadline: number, outcome: 'not-publish
   return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
-/** How many of the first publishes waiting fit in one call (events and bytes). */
-function callSize(q: readonly Pending[]): number {
-  const size = Math.min(MAX_EVENTS_PER_CALL, q.length);
-  let end = 0;
-  let bytes = 0;
-  while (end < size && (end === 0 || bytes + q[end]!.input.data.length <= MAX_BYTES_PER_CALL)) {
-    bytes += q[end]!.input.data.length;
-    end++;
-  }
-  return end;
-}
-
-/** A node's rounds in flight. */
-interface Node {
-  running: number;
-}
-
-/** The calls one turn sent to one node. */
-interface Round {
-  readonly node: Node;
-  calls: number;
-}
-
 export class Store {
-  /** Per partition: its publishes waiting for a call. */
-  private readonly queues: Pending[][];
-  /** Per partition: the second half of a split batch, sent as its own call on the next turn. */
-  private readonly halves: (Pending[] | undefined)[];
-  private readonly nodes = new Map<string, Node>();
-  private scheduled: NodeJS.Immediate | undefined = undefined;
+  private readonly batcher: Batcher;
   private closed = false;
   /** The epoch a call starts when a partition needs a new one (none yet, or a rewind); renewed once used. */
   private spare = newEpoch();
@@ -109,53 +57,19 @@ export class Store {
     private readonly timeout: number,
     private readonly hooks: StoreHooks,
   ) {
-    this.queues = keys.map(() => []);
-    this.halves = keys.map(() => undefined);
+    this.batcher = new Batcher(
+      conn,
+      keys.map((k) => k.slot),
+      (p, round, items) => void this.run(p, round, items),
+    );
   }
 
   publish(p: number, channel: string, input: PublishInput, history: number): Promise<BrokerEvent> {
     if (this.closed) return Promise.reject(closedError());
     return new Promise<BrokerEvent>((resolve, reject) => {
-      this.queues[p]!.push({ channel, input, history, deadline: Date.now() + this.timeout, resolve, reject });
-      this.scheduled ??= setImmediate(this.flush);
+      this.batcher.add(p, { channel, input, history, deadline: Date.now() + this.timeout, resolve, reject });
     });
   }
-
-  private readonly flush = (): void => {
-    this.scheduled = undefined;
-    this.conn.corked(this.flushLanes);
-  };
-
-  private readonly flushLanes = (): void => {
-    // Not reachable: no limit (each call waits for the connection within its own deadline, in order).
-    const capped = this.conn.ready && this.conn.loaded;
-    const names = this.queues.map((_, p) => this.conn.nodeOf(this.keys[p]!.slot));
-    const rounds = names.length > 1 && new Set(names).size > 1 ? ROUNDS_PER_NODE : ROUNDS_ONE_NODE;
-    const sent = new Map<Node, Round>();
-    let again = false;
-    for (let p = 0; p < this.queues.length; p++) {
-      const q = this.queues[p]!;
-      if (q.length === 0 && this.halves[p] === undefined) continue;
-      let node = this.nodes.get(names[p]!);
-      if (node === undefined) this.nodes.set(names[p]!, (node = { running: 0 }));
-      let round = sent.get(node);
-      if (round === undefined) {
-        if (capped && node.running >= rounds) continue;
-        node.running++;
-        sent.set(node, (round = { node, calls: 0 }));
-      }
-      let items = this.halves[p];
-      if (items !== undefined) this.halves[p] = undefined;
-      else if (capped && rounds > 1 && node.running === 1 && q.length >= 2 * MIN_EVENTS_PER_CALL) {
-        items = q.splice(0, Math.min(callSize(q), Math.ceil(q.length / 2)));
-        this.halves[p] = q.splice(0, callSize(q));
-      } else items = q.splice(0, callSize(q));
-      round.calls++;
-      void this.run(p, round, items);
-      if (q.length > 0 || this.halves[p] !== undefined) again = true;
-    }
-    if (again) this.scheduled ??= setImmediate(this.flush);
-  };
 
   /** One batch call, retried with the same call id while its deadline allows. */
   private async run(p: number, round: Round, items: Pending[]): Promise<void> {
@@ -165,7 +79,7 @@ export class Store {
     const deadline = items[0]!.deadline; // the oldest: items are in publish order
     const keys: string[] = [k.base, k.dropped, k.call(callId)];
     const history = items[0]!.history;
-    const events = this.pack(k, items, keys, history);
+    const events = packEvents(k, items, keys, history);
     let sent = false;
     let failure: unknown;
     try {
@@ -187,6 +101,8 @@ export class Store {
             history,
             events,
           ];
+          // Waited for a free round until no time was left: not sent, so certainly not published.
+          if (!sent && Date.now() >= deadline) throw unavailable('no time left to send the call', 'not-published');
           sent = true;
           const reply = await this.conn.call(deadline, args);
           const parsed = parseBatch(reply, items.length);
@@ -222,57 +138,9 @@ export class Store {
       failure = err;
     } finally {
       this.inflight.delete(items);
-      if (--round.calls === 0) {
-        round.node.running--;
-        if (!this.closed) this.scheduled ??= setImmediate(this.flush);
-      }
+      this.batcher.done(round);
     }
     for (const it of items) it.reject(failure);
-  }
-
-  /**
-   * The events of one call as the batch function's packed argument (see scripts.ts): one
-   * Buffer written in place, rather than three arguments per event for the client to
-   * concatenate. Adds each stream (and caller key mark) to `keys` once.
-   */
-  private pack(k: PartitionKeys, items: readonly Pending[], keys: string[], history: number): Buffer {
-    const index = new Map<string, number>();
-    const kis = new Array<number>(items.length);
-    const opts = new Array<string>(items.length);
-    let bytes = 0;
-    for (let i = 0; i < items.length; i++) {
-      const it = items[i]!;
-      const stream = k.channel(it.channel);
-      let ki = index.get(stream);
-      if (ki === undefined) {
-        keys.push(stream);
-        index.set(stream, (ki = keys.length));
-      }
-      const { event, coalesce, idempotencyKey, data } = it.input;
-      let opt = '';
-      if (event !== undefined) opt += 'e' + event + '\n';
-      if (coalesce !== undefined) opt += 'c' + coalesce + '\n';
-      if (it.history !== history) opt += 'h' + it.history + '\n';
-      if (idempotencyKey !== undefined) {
-        keys.push(k.userKey(it.channel, idempotencyKey));
-        opt += 'm' + keys.length + '\n';
-      }
-      kis[i] = ki;
-      opts[i] = opt;
-      bytes += HEADER + Buffer.byteLength(data) + (opt === '' ? 0 : Buffer.byteLength(opt));
-    }
-    const out = Buffer.allocUnsafe(bytes);
-    let at = 0;
-    for (let i = 0; i < items.length; i++) {
-      const opt = opts[i]!;
-      const dl = out.write(items[i]!.input.data, at + HEADER);
-      const ol = opt === '' ? 0 : out.write(opt, at + HEADER + dl);
-      out.writeUInt16LE(kis[i]!, at);
-      out.writeUInt32LE(dl, at + 2);
-      out.writeUInt32LE(ol, at + 6);
-      at += HEADER + dl + ol;
-    }
-    return out;
   }
 
   /** Connected and the library loaded (at once when both hold), within the deadline. */
@@ -355,13 +223,7 @@ export class Store {
 
   close(): void {
     this.closed = true;
-    if (this.scheduled !== undefined) clearImmediate(this.scheduled);
-    this.scheduled = undefined;
-    for (const q of this.queues) for (const it of q.splice(0)) it.reject(closedError());
-    for (const [p, half] of this.halves.entries()) {
-      this.halves[p] = undefined;
-      for (const it of half ?? []) it.reject(closedError());
-    }
+    for (const it of this.batcher.close()) it.reject(closedError());
     for (const items of this.inflight) for (const it of items) it.reject(closedError());
   }
 }
