@@ -123,6 +123,42 @@ describe('topology', () => {
     expect([...expected.values()].filter((v) => v > 0)).toHaveLength(3); // channels spread over all masters
   });
 
+  test("one turn's publishes over every partition: one call per partition, one socket write per master", async () => {
+    const c = new Cluster(cluster.startup, { enableReadyCheck: true });
+    clients.push(c);
+    const b = new RedisBroker({ redis: c, prefix: prefix(), commandTimeout: 2000 });
+    brokers.push(b);
+    const channels = onePerPartition(b, 'turn');
+    await Promise.all(channels.map((ch) => b.publish(ch, { data: 'warm' }, 10))); // connected, library loaded
+    const writes = new Map<string, number>();
+    const restore: (() => void)[] = [];
+    for (const node of c.nodes('master')) {
+      const socket = (node as unknown as { stream: { _write: unknown; _writev: unknown } }).stream;
+      const name = `${node.options.host}:${node.options.port}`;
+      writes.set(name, 0);
+      for (const method of ['_write', '_writev'] as const) {
+        const original = socket[method] as (...args: unknown[]) => unknown;
+        socket[method] = function (this: unknown, ...args: unknown[]) {
+          writes.set(name, writes.get(name)! + 1);
+          return original.apply(this, args);
+        };
+        restore.push(() => (socket[method] = original));
+      }
+    }
+    await eachNode((port) => cluster.client(port).call('CONFIG', 'RESETSTAT'));
+    try {
+      const events = await Promise.all(channels.map((ch) => b.publish(ch, { data: ch }, 10)));
+      expect(events.map((e) => e.partition)).toEqual(channels.map((_, p) => p));
+    } finally {
+      for (const r of restore) r();
+    }
+    expect([...writes.values()]).toEqual([1, 1, 1]);
+    let fcalls = 0;
+    for (const [port, role] of await cluster.roles())
+      if (role === 'master') fcalls += await commandCalls(port, 'fcall');
+    expect(fcalls).toBe(b.partitions);
+  });
+
   test('two brokers publishing on channels over all masters: each listener gets every event once, in order per partition; one id resumes across shards', async () => {
     const p = prefix();
     const a = broker({ prefix: p });

@@ -72,7 +72,11 @@ module.exports = {
       `${p.name} / one Redis`,
       async () => {
         await redisCommand(h.redis.port, 'FLUSHALL');
-        return { topology: 'one Redis', ...(await measureRate(h, p, { url: h.redis.url }, [h.redis.port])) };
+        return {
+          topology: 'one Redis',
+          inflight: p.inflight,
+          ...(await measureRate(h, p, { url: h.redis.url }, [h.redis.port])),
+        };
       },
       rows,
       skipped,
@@ -86,32 +90,42 @@ module.exports = {
           ? { ...(await startCluster()), ours: true }
           : { nodes: parseNodes(p.cluster), stop: async () => undefined, ours: false };
       const ms = await masters(cluster.nodes[0]);
-      const row = await h.measure(
-        `${p.name} / ${ms.length}-master cluster`,
-        async () => {
-          // A cluster the bench started is flushed; the caller's is not: its run gets a prefix of its own.
-          const target = { nodes: cluster.nodes };
-          if (cluster.ours) await Promise.all(ms.map((m) => redisCommand(m.port, 'FLUSHALL')));
-          else target.prefix = `sse-relay-bench:${process.pid}-${Date.now()}:`;
-          return {
-            topology: `${ms.length}-master cluster`,
-            ...(await measureRate(
-              h,
-              p,
-              target,
-              ms.map((m) => m.port),
-            )),
-          };
-        },
-        [],
-        skipped,
-      );
-      if (row && row.unsupported) skipped.push(`${NOT_SUPPORTED} (${row.unsupported})`);
-      else if (row) rows.push(row);
-      else if (skipped.length > 0) {
-        // A build that takes the client but cannot publish on a cluster (CROSSSLOT, ...).
-        const why = skipped.pop().replace(/^.*?FAILED /, '');
-        skipped.push(`${NOT_SUPPORTED} (${why})`);
+      // The issue's row (64 in flight, like one Redis), then the same load per master as one
+      // Redis gets (64 x masters in flight): a closed loop of 64 spread over 3 masters gives each
+      // a third of the load, so its calls are a third as large.
+      for (const inflight of [p.inflight, p.inflight * ms.length]) {
+        const label = `${ms.length}-master cluster` + (inflight === p.inflight ? '' : `, ${inflight} in flight`);
+        const row = await h.measure(
+          `${p.name} / ${label}`,
+          async () => {
+            // A cluster the bench started is flushed; the caller's is not: its run gets a prefix of its own.
+            const target = { nodes: cluster.nodes };
+            if (cluster.ours) await Promise.all(ms.map((m) => redisCommand(m.port, 'FLUSHALL')));
+            else target.prefix = `sse-relay-bench:${process.pid}-${Date.now()}:`;
+            return {
+              topology: label,
+              inflight,
+              ...(await measureRate(
+                h,
+                { ...p, inflight },
+                target,
+                ms.map((m) => m.port),
+              )),
+            };
+          },
+          [],
+          skipped,
+        );
+        if (row && row.unsupported) {
+          skipped.push(`${NOT_SUPPORTED} (${row.unsupported})`);
+          break;
+        } else if (row) rows.push(row);
+        else if (skipped.length > 0) {
+          // A build that takes the client but cannot publish on a cluster (CROSSSLOT, ...).
+          const why = skipped.pop().replace(/^.*?FAILED /, '');
+          skipped.push(`${NOT_SUPPORTED} (${why})`);
+          break;
+        }
       }
     } catch (err) {
       skipped.push(`cluster: ${err.message.split('\n')[0]}`);
@@ -168,7 +182,7 @@ module.exports = {
         ok: one.redisUsPerPublish <= 4,
       });
     }
-    const cl = rows.find((r) => r.topology !== 'one Redis');
+    const cl = rows.find((r) => r.topology !== 'one Redis' && r.inflight === p.inflight);
     if (one && cl) {
       out.push({
         target: 'publish-rate: cluster Redis CPU per publish <= one Redis (#13)',
