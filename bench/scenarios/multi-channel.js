@@ -54,6 +54,20 @@ module.exports = {
         });
         await h.measure(`${p.name} / ${shape.name} / ${label}`, run, rows, skipped);
       }
+      // The same events retained in total as one channel with the default 1,000: ten channels
+      // keeping 100 each. With 1,000 each, every event lives ten times as long, long enough to
+      // be copied and promoted by the collector, which is what history costs, not the streams.
+      {
+        const scn = { ...shape, name: `${p.name}-${shape.name}`, channels: p.channels, hubOptions: { history: 100 } };
+        const label = `${p.channels} channels, history 100 (1,000 retained in all)`;
+        const run = async () => ({
+          ...(await h.runLoad(scn, 'sse-relay')),
+          shape: shape.name,
+          variant: 'equal retention',
+          server: `sse-relay, ${label}`,
+        });
+        await h.measure(`${p.name} / ${shape.name} / ${label}`, run, rows, skipped);
+      }
       // The A/B row: 10 channels with the write features of #16 off.
       const scn = variant({ ...shape, name: `${p.name}-${shape.name}`, channels: p.channels }, 'both off');
       const off = async () => ({
@@ -84,7 +98,7 @@ module.exports = {
       'other load',
     ];
     const body = rows.map((r) => {
-      const base = r.variant === 'history 0' ? 'history 0' : undefined;
+      const base = r.variant === 'history 0' ? 'history 0' : undefined; // equal retention: against the default row
       const one = rows.find((o) => o.shape === r.shape && o.channels === 1 && o.variant === base);
       const shape = p.shapes.find((s) => s.name === r.shape);
       return [
