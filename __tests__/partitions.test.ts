@@ -6,6 +6,7 @@
  * `partitions` gives the same layout in one process.
  */
 import { MemoryBroker } from '../lib';
+import { formatCursor, formatEventId } from '../lib/positions';
 import { openStream, type TestStream } from '../lib/testing';
 import { startHub, type HubServer } from './helpers/hub-server';
 import { until } from './helpers/wait';
@@ -153,4 +154,21 @@ test('a single-channel stream is sent the ids publish resolved with', async () =
   const ids = [await fx.hub.publish(channels[1]!, 'a'), await fx.hub.publish(channels[1]!, 'b')];
   await s.waitFor(2);
   expect(s.events.map((e) => e.id)).toEqual(ids);
+});
+
+test("an event's id is the one-partition cursor, with the check of its epoch, also after the epoch changed", () => {
+  const cases: [number, string, number, number][] = [
+    [3, 'epochA', 42, 8],
+    [3, 'epochA', 43, 8],
+    [3, 'epochB', 43, 8], // a new epoch on the same partition: a new check
+    [0, 'epochA', 1, 2],
+    [7, 'epochB', 123_456_789, 8],
+    [3, 'epochA', 44, 8], // back to an older epoch
+  ];
+  const ids = cases.map(([p, epoch, seq, n]) => formatEventId(p, epoch, seq, n));
+  expect(ids).toEqual(cases.map(([p, epoch, seq, n]) => formatCursor(n, [[p, { epoch, seq }]])));
+  expect(ids[0]!.slice(0, 8)).toBe(ids[1]!.slice(0, 8));
+  expect(ids[2]!.slice(0, 8)).not.toBe(ids[1]!.slice(0, 8));
+  expect(ids[5]!.slice(0, 8)).toBe(ids[0]!.slice(0, 8));
+  for (const id of ids) expect(id).toMatch(ID);
 });

@@ -55,10 +55,21 @@ export function formatCursor(partitions: number, entries: ReadonlyArray<readonly
   return id;
 }
 
+/** Per partition count and partition: the last epoch an event id was made for, and the id up to its seq. */
+const eventIdHeads = new Map<number, { epoch: string; head: string }[]>();
+
 /** The id of one event: the cursor of a stream on that event's partition alone. */
 export function formatEventId(partition: number, epoch: string, seq: number, partitions = 1): string {
   if (partitions === 1) return epoch + '.' + seq; // the hot path: no arrays
-  return formatCursor(partitions, [[partition, { epoch, seq }]]);
+  let heads = eventIdHeads.get(partitions);
+  if (heads === undefined) eventIdHeads.set(partitions, (heads = []));
+  let last = heads[partition];
+  if (last === undefined || last.epoch !== epoch) {
+    // what formatCursor writes before the seq: `<check>.<p>-`
+    const head = check(partitions, [[partition, { epoch, seq }]]) + '.' + partition.toString(36) + '-';
+    heads[partition] = last = { epoch, head };
+  }
+  return last.head + seq.toString(36);
 }
 
 /**
