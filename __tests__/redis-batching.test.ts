@@ -57,6 +57,30 @@ test('one turn of 1,000 publishes reaches Redis in two calls, in order', async (
   expect(await fcalls()).toBe(2);
 });
 
+test('the two calls of one turn are both sent in that turn (pipelined), each in its own write', async () => {
+  const client = new Redis(s.url);
+  const b = broker({ redis: client, prefix: prefix() });
+  await b.publish('p', { data: 'connect' }, 100);
+  const sent: string[] = [];
+  const sendCommand = client.sendCommand.bind(client);
+  client.sendCommand = ((command: { name: string }, ...rest: unknown[]) => {
+    sent.push(command.name);
+    return (sendCommand as (...a: unknown[]) => unknown)(command, ...rest);
+  }) as typeof client.sendCommand;
+  try {
+    const all = Promise.all(Array.from({ length: 100 }, (_, i) => b.publish('p', { data: String(i) }, 100)));
+    // An immediate queued after the broker's flush runs once that turn is over.
+    await turn();
+    expect(sent.filter((c) => c.toLowerCase() === 'fcall')).toHaveLength(2);
+    const events = await all;
+    expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => events[0]!.seq + i));
+  } finally {
+    client.sendCommand = sendCommand;
+    await b.close();
+    client.disconnect();
+  }
+});
+
 test('group commit: publishes made while two calls are in flight wait, then go in ONE call, in order', async () => {
   const b = broker({ url: s.url, prefix: prefix() });
   await b.publish('g', { data: 'connect' }, 100);

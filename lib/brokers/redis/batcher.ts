@@ -8,8 +8,9 @@
  *
  * A single node gets two rounds, so Redis runs one while this process handles
  * the replies of the other: with none in flight, what waits (when that is at
- * least MIN_EVENTS_PER_CALL per round) is cut in two calls, the second sent a
- * turn later. Several nodes get one round each: they overlap with one
+ * least MIN_EVENTS_PER_CALL per round) is cut in two calls, both sent in this
+ * turn but in two writes (the second once the first has left), so Redis
+ * starts on the first before the second arrives. Several nodes get one round each: they overlap with one
  * another, and calls stay larger. Not reachable: no limit (each call waits
  * for the connection within its own deadline, in publish order).
  */
@@ -107,6 +108,7 @@ export class Batcher {
     const rounds = names.length > 1 && new Set(names).size > 1 ? ROUNDS_PER_NODE : ROUNDS_ONE_NODE;
     const sent = new Map<Node, Round>();
     let again = false;
+    let split = false;
     for (let p = 0; p < this.queues.length; p++) {
       const q = this.queues[p]!;
       const parts = this.parts[p]!;
@@ -125,12 +127,19 @@ export class Batcher {
           const part = Math.ceil(q.length / rounds);
           items = q.splice(0, Math.min(callSize(q), part));
           for (let k = 1; k < rounds && q.length > 0; k++) parts.push(q.splice(0, Math.min(callSize(q), part)));
+          split = parts.length > 0;
         } else items = q.splice(0, callSize(q));
       }
       round.calls++;
       this.send(p, round, items);
       if (q.length > 0 || parts.length > 0) again = true;
     }
-    if (again) this.scheduled ??= setImmediate(this.flush);
+    // The rest of a batch just cut in parts: in this turn, in its own write (see above).
+    if (split) process.nextTick(this.flushParts);
+    else if (again) this.scheduled ??= setImmediate(this.flush);
+  };
+
+  private readonly flushParts = (): void => {
+    if (!this.closed) this.conn.corked(this.flushNow);
   };
 }
