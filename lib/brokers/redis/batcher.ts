@@ -58,7 +58,7 @@ function callSize(q: readonly Pending[]): number {
 export class Batcher {
   /** Per partition: its publishes waiting for a call. */
   private readonly queues: Pending[][];
-  /** Per partition: the later parts of a batch cut in parts, each its own call on a later turn. */
+  /** Per partition: the later parts of a batch cut in parts, each its own call in its own write. */
   private readonly parts: Pending[][][];
   private readonly nodes = new Map<string, Node>();
   private scheduled: NodeJS.Immediate | undefined = undefined;
