@@ -184,3 +184,22 @@ test("the previous release's batch call (three arguments per event) still publis
     [first.seq + 2, 'old-b', 'status'],
   ]);
 });
+
+test('multi-byte data survives packing, in a small call (sized for the worst case) and a large one (measured)', async () => {
+  const b = broker({ url: s.url, prefix: prefix() });
+  const first = await b.publish('u', { data: 'connect' }, 2000);
+  const small = ['é', '€uro', '😀 emoji', 'mixed ascii and ü', ''].map((d, i) => d + i);
+  const large = Array.from({ length: 300 }, (_, i) => '€'.repeat(1000) + i); // 300k UTF-16 units: over the slack bound
+  const sent = [...small, ...large];
+  const publish = (data: string, i: number) => b.publish('u', { data, event: i % 2 ? 'odd' : undefined }, 2000);
+  // two turns: the small call alone, then the large ones
+  const events = [
+    ...(await Promise.all(small.map((d, i) => publish(d, i)))),
+    ...(await Promise.all(large.map((d, i) => publish(d, small.length + i)))),
+  ];
+  expect(events.map((e) => e.data)).toEqual(sent);
+  const r = await b.replay(['u'], new Map([[0, first.seq]]));
+  expect(r.complete).toBe(true);
+  expect(r.events.map((e) => e.data)).toEqual(sent);
+  expect(r.events.map((e) => e.event)).toEqual(sent.map((_, i) => (i % 2 ? 'odd' : undefined)));
+});

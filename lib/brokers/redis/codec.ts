@@ -10,6 +10,8 @@ import type { PartitionKeys } from './partitions';
 
 /** Bytes before each packed event: key index (u16), data and options lengths (u32 each). */
 const HEADER = 10;
+/** Up to this size a call's buffer is sized for the worst case (3 UTF-8 bytes per UTF-16 unit). */
+const PACK_SLACK_BYTES = 256 * 1024;
 
 const SEQ = /^(?:0|[1-9][0-9]{0,15})$/;
 const ENTRY_ID = /^([1-9][0-9]{0,15})-0$/;
@@ -197,17 +199,16 @@ export function packEvents(
   keys: string[],
   history: number,
 ): Buffer {
-  const index = new Map<string, number>();
+  const index = new Map<string, number>(); // channel -> its stream's key index
   const kis = new Array<number>(items.length);
   const opts = new Array<string>(items.length);
-  let bytes = 0;
+  let units = 0; // UTF-16 code units: a UTF-8 byte count at most 3 times as large
   for (let i = 0; i < items.length; i++) {
     const it = items[i]!;
-    const stream = k.channel(it.channel);
-    let ki = index.get(stream);
+    let ki = index.get(it.channel);
     if (ki === undefined) {
-      keys.push(stream);
-      index.set(stream, (ki = keys.length));
+      keys.push(k.channel(it.channel));
+      index.set(it.channel, (ki = keys.length));
     }
     const { event, coalesce, idempotencyKey, data } = it.input;
     let opt = '';
@@ -220,18 +221,28 @@ export function packEvents(
     }
     kis[i] = ki;
     opts[i] = opt;
-    bytes += HEADER + Buffer.byteLength(data) + (opt === '' ? 0 : Buffer.byteLength(opt));
+    units += data.length + opt.length;
   }
-  const out = Buffer.allocUnsafe(bytes);
+  // Small calls: room for the worst case, without measuring every string first; large ones: exact.
+  let bytes = HEADER * items.length + 3 * units;
+  if (bytes > PACK_SLACK_BYTES) {
+    bytes = HEADER * items.length;
+    for (let i = 0; i < items.length; i++) {
+      const opt = opts[i]!;
+      bytes += Buffer.byteLength(items[i]!.input.data) + (opt === '' ? 0 : Buffer.byteLength(opt));
+    }
+  }
+  const buf = Buffer.allocUnsafe(bytes);
   let at = 0;
   for (let i = 0; i < items.length; i++) {
     const opt = opts[i]!;
-    const dl = out.write(items[i]!.input.data, at + HEADER);
-    const ol = opt === '' ? 0 : out.write(opt, at + HEADER + dl);
-    out.writeUInt16LE(kis[i]!, at);
-    out.writeUInt32LE(dl, at + 2);
-    out.writeUInt32LE(ol, at + 6);
+    const dl = buf.write(items[i]!.input.data, at + HEADER);
+    const ol = opt === '' ? 0 : buf.write(opt, at + HEADER + dl);
+    buf.writeUInt16LE(kis[i]!, at);
+    buf.writeUInt32LE(dl, at + 2);
+    buf.writeUInt32LE(ol, at + 6);
     at += HEADER + dl + ol;
   }
+  const out = at === bytes ? buf : buf.subarray(0, at);
   return out;
 }
