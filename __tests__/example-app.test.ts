@@ -5,11 +5,11 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import request from 'supertest';
-import { closeServer, listen, openStream, type TestStream } from '../lib/testing';
+import { closeServer, listen, openStream } from '../lib/testing';
+import { exampleServer } from './helpers/example-server';
 
 const ROOT = path.join(__dirname, '..');
 if (!existsSync(path.join(ROOT, 'dist', 'index.js'))) {
@@ -44,42 +44,10 @@ interface AppModule {
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { createApp, canSubscribe } = require('../example-app/app') as AppModule;
 
-let example: ExampleApp;
-let server: Server;
-let base: string;
-const streams: TestStream[] = [];
-
-beforeAll(async () => {
-  example = createApp({ secret: 'test-secret', publishToken: 'test-publish-token', jobTickMs: 10, jobStep: 10 });
-  server = await listen(example.app);
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-});
-
-afterEach(async () => {
-  await Promise.all(streams.splice(0).map((s) => s.close()));
-});
-
-afterAll(async () => {
-  await example.close();
-  await closeServer(server);
-});
-
-const cookies: Record<string, string> = {};
-async function login(user: string): Promise<string> {
-  if (cookies[user] === undefined) {
-    const res = await request(base).post('/login').type('form').send({ user }).expect(303);
-    cookies[user] = String(res.headers['set-cookie']?.[0]).split(';')[0]!;
-  }
-  return cookies[user]!;
-}
-
-async function stream(pathAndQuery: string, user?: string): Promise<TestStream> {
-  const headers: Record<string, string> = {};
-  if (user !== undefined) headers.Cookie = await login(user);
-  const s = await openStream(base + pathAndQuery, { headers });
-  streams.push(s);
-  return s;
-}
+const fx = exampleServer(() =>
+  createApp({ secret: 'test-secret', publishToken: 'test-publish-token', jobTickMs: 10, jobStep: 10 }),
+);
+const { login, stream } = fx;
 
 /** The `sse-connect` URL a page embeds (HTML-decoded). */
 function sseConnect(page: string): string {
@@ -90,7 +58,7 @@ function sseConnect(page: string): string {
 
 describe('login and session cookie', () => {
   test('login sets an HttpOnly, SameSite=Lax, Path=/ signed cookie and redirects to the dashboard', async () => {
-    const res = await request(base).post('/login').type('form').send({ user: 'alice' }).expect(303);
+    const res = await request(fx.base).post('/login').type('form').send({ user: 'alice' }).expect(303);
     expect(res.headers.location).toBe('/dashboard');
     const cookie = String(res.headers['set-cookie']?.[0]);
     expect(cookie).toMatch(/^session=[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+;/);
@@ -100,7 +68,7 @@ describe('login and session cookie', () => {
   });
 
   test('an unknown user gets the form again with 422 and no cookie', async () => {
-    const res = await request(base).post('/login').type('form').send({ user: 'mallory' }).expect(422);
+    const res = await request(fx.base).post('/login').type('form').send({ user: 'mallory' }).expect(422);
     expect(res.headers['set-cookie']).toBeUndefined();
     expect(res.text).toContain('Pick one of the demo users');
   });
@@ -112,7 +80,7 @@ describe('login and session cookie', () => {
       'base64url',
     );
     for (const cookie of [`session=${asBob}.${sig}`, `session=${payload}.x${sig.slice(1)}`, 'session=garbage']) {
-      const res = await request(base).get('/dashboard').set('Cookie', cookie).expect(303);
+      const res = await request(fx.base).get('/dashboard').set('Cookie', cookie).expect(303);
       expect(res.headers.location).toBe('/login');
     }
     // Signed with another secret.
@@ -120,22 +88,22 @@ describe('login and session cookie', () => {
     try {
       const res = await request(other.app).post('/login').type('form').send({ user: 'alice' });
       const foreign = String(res.headers['set-cookie']?.[0]).split(';')[0]!;
-      await request(base).get('/dashboard').set('Cookie', foreign).expect(303);
+      await request(fx.base).get('/dashboard').set('Cookie', foreign).expect(303);
     } finally {
       await other.close();
     }
   });
 
   test('logout clears the cookie and revokes the session', async () => {
-    const res = await request(base).post('/login').type('form').send({ user: 'bob' });
+    const res = await request(fx.base).post('/login').type('form').send({ user: 'bob' });
     const cookie = String(res.headers['set-cookie']?.[0]).split(';')[0]!;
-    await request(base).get('/dashboard').set('Cookie', cookie).expect(200);
-    const out = await request(base).post('/logout').set('Cookie', cookie).expect(303);
+    await request(fx.base).get('/dashboard').set('Cookie', cookie).expect(200);
+    const out = await request(fx.base).post('/logout').set('Cookie', cookie).expect(303);
     expect(out.headers.location).toBe('/login');
     expect(String(out.headers['set-cookie']?.[0])).toMatch(/^session=; .*Max-Age=0/);
-    await request(base).get('/dashboard').set('Cookie', cookie).expect(303);
-    const s = await openStream(base + '/events/dashboard:stats', { headers: { Cookie: cookie } });
-    streams.push(s);
+    await request(fx.base).get('/dashboard').set('Cookie', cookie).expect(303);
+    const s = await openStream(fx.base + '/events/dashboard:stats', { headers: { Cookie: cookie } });
+    fx.track(s);
     expect(s.status).toBe(403);
   });
 });
@@ -148,7 +116,7 @@ test("logging out ends the session's open streams at the next re-authorisation",
     const res = await request(url).post('/login').type('form').send({ user: 'bob' }).expect(303);
     const cookie = String(res.headers['set-cookie']?.[0]).split(';')[0]!;
     const s = await openStream(url + '/events/user:bob:notifications', { headers: { Cookie: cookie } });
-    streams.push(s);
+    fx.track(s);
     expect(s.status).toBe(200);
     await request(url).post('/logout').set('Cookie', cookie).expect(303);
     await s.waitForEnd(3000);
@@ -162,23 +130,23 @@ describe('pages', () => {
   const pages = ['/dashboard', '/orders', '/orders/1001', '/notifications', '/jobs'];
 
   test.each(pages)('%s: 200 when logged in, redirect to /login when not', async (page) => {
-    const ok = await request(base)
+    const ok = await request(fx.base)
       .get(page)
       .set('Cookie', await login('alice'))
       .expect(200);
     expect(ok.headers['content-type']).toMatch(/^text\/html/);
     expect(ok.text).toContain('Signed in as <strong>Alice</strong>');
-    const anon = await request(base).get(page).expect(303);
+    const anon = await request(fx.base).get(page).expect(303);
     expect(anon.headers.location).toBe('/login');
     // htmx requests are told where to go instead of swapping the login page into a fragment.
-    const hx = await request(base).get(page).set('HX-Request', 'true').expect(401);
+    const hx = await request(fx.base).get(page).set('HX-Request', 'true').expect(401);
     expect(hx.headers['hx-redirect']).toBe('/login');
   });
 
   test('/ redirects to the dashboard, /login to the dashboard once logged in', async () => {
     expect(
       (
-        await request(base)
+        await request(fx.base)
           .get('/')
           .set('Cookie', await login('alice'))
           .expect(303)
@@ -186,67 +154,67 @@ describe('pages', () => {
     ).toBe('/dashboard');
     expect(
       (
-        await request(base)
+        await request(fx.base)
           .get('/login')
           .set('Cookie', await login('alice'))
           .expect(303)
       ).headers.location,
     ).toBe('/dashboard');
-    await request(base).get('/login').expect(200);
+    await request(fx.base).get('/login').expect(200);
   });
 
   test("another user's order or job is a 404; the warehouse is for staff", async () => {
-    await request(base)
+    await request(fx.base)
       .get('/orders/1003')
       .set('Cookie', await login('alice'))
       .expect(404);
-    await request(base)
+    await request(fx.base)
       .get('/orders/nope')
       .set('Cookie', await login('alice'))
       .expect(404);
-    await request(base)
+    await request(fx.base)
       .get('/warehouse')
       .set('Cookie', await login('alice'))
       .expect(403);
-    const wh = await request(base)
+    const wh = await request(fx.base)
       .get('/warehouse')
       .set('Cookie', await login('carol'))
       .expect(200);
     expect(wh.text).toContain('id="wh-row-1003"');
 
-    const started = await request(base)
+    const started = await request(fx.base)
       .post('/jobs')
       .set('Cookie', await login('bob'))
       .expect(303);
     const jobPath = String(started.headers.location);
     expect(jobPath).toMatch(/^\/jobs\/[0-9a-f]{8}$/);
-    await request(base)
+    await request(fx.base)
       .get(jobPath)
       .set('Cookie', await login('bob'))
       .expect(200);
-    await request(base)
+    await request(fx.base)
       .get(jobPath)
       .set('Cookie', await login('alice'))
       .expect(404);
   });
 
   test('pages embed the resume point of their channels in sse-connect', async () => {
-    const order = await request(base)
+    const order = await request(fx.base)
       .get('/orders/1001')
       .set('Cookie', await login('alice'))
       .expect(200);
     const embedded = /^\/events\/order%3A1001\?lastEventId=([A-Za-z0-9_-]+)\.(\d+)$/.exec(sseConnect(order.text));
     expect(embedded).not.toBeNull();
     // Ids are global positions: other channels' events (a running job) may have moved the head since.
-    const [epoch, seq] = (await example.hub.cursor('order:1001')).split('.');
+    const [epoch, seq] = (await fx.example.hub.cursor('order:1001')).split('.');
     expect(embedded![1]).toBe(epoch);
     expect(Number(embedded![2])).toBeLessThanOrEqual(Number(seq));
 
-    const dash = await request(base)
+    const dash = await request(fx.base)
       .get('/dashboard')
       .set('Cookie', await login('alice'))
       .expect(200);
-    const url = new URL(sseConnect(dash.text), base);
+    const url = new URL(sseConnect(dash.text), fx.base);
     expect(url.pathname).toBe('/events');
     expect(url.searchParams.getAll('channel')).toEqual([
       'dashboard:stats',
@@ -261,12 +229,12 @@ describe('pages', () => {
   });
 
   test('vendor scripts and the stylesheet are served locally', async () => {
-    const htmx = await request(base).get('/vendor/htmx.min.js').expect(200);
+    const htmx = await request(fx.base).get('/vendor/htmx.min.js').expect(200);
     expect(htmx.headers['content-type']).toMatch(/javascript/);
-    expect((await request(base).get('/vendor/sse.js').expect(200)).text).toContain("defineExtension('sse'");
-    await request(base).get('/static/style.css').expect(200);
-    await request(base).get('/static/app.js').expect(200);
-    const page = await request(base).get('/login').expect(200);
+    expect((await request(fx.base).get('/vendor/sse.js').expect(200)).text).toContain("defineExtension('sse'");
+    await request(fx.base).get('/static/style.css').expect(200);
+    await request(fx.base).get('/static/app.js').expect(200);
+    const page = await request(fx.base).get('/login').expect(200);
     expect(page.text).not.toMatch(/src="https?:/);
     expect(page.headers['content-security-policy']).toContain("script-src 'self'");
   });
@@ -327,7 +295,7 @@ describe('publishing routes put escaped fragments on the streams', () => {
     const bob = await stream('/events/user:bob:notifications', 'bob');
     const evil = '<img src=x onerror="alert(1)"> & \'quotes\'\nline two';
 
-    const res = await request(base)
+    const res = await request(fx.base)
       .post('/notifications')
       .set('Cookie', await login('bob'))
       .set('HX-Request', 'true')
@@ -344,7 +312,7 @@ describe('publishing routes put escaped fragments on the streams', () => {
     expect(ev!.id).toMatch(/^[A-Za-z0-9._-]+$/);
 
     // Bob's stream got nothing of it: his own notification is the first event he sees.
-    await request(base)
+    await request(fx.base)
       .post('/notifications')
       .set('Cookie', await login('alice'))
       .type('form')
@@ -355,7 +323,7 @@ describe('publishing routes put escaped fragments on the streams', () => {
     expect(alice.events.some((e) => e.data.includes('for bob'))).toBe(false);
 
     // The page renders the same escaped text.
-    const page = await request(base)
+    const page = await request(fx.base)
       .get('/notifications')
       .set('Cookie', await login('alice'))
       .expect(200);
@@ -370,7 +338,7 @@ describe('publishing routes put escaped fragments on the streams', () => {
       { to: 'bob', text: '   ' },
       { to: 'bob', text: 'x'.repeat(281) },
     ]) {
-      const res = await request(base)
+      const res = await request(fx.base)
         .post('/notifications')
         .set('Cookie', cookie)
         .set('HX-Request', 'true')
@@ -379,7 +347,7 @@ describe('publishing routes put escaped fragments on the streams', () => {
       expect(res.status).toBe(422);
       expect(res.text).toContain('flash-error');
     }
-    await request(base).post('/notifications').type('form').send({ to: 'bob', text: 'hi' }).expect(303);
+    await request(fx.base).post('/notifications').type('form').send({ to: 'bob', text: 'hi' }).expect(303);
   });
 
   test("a status change swaps the owner's badge and reaches their notifications and the dashboards", async () => {
@@ -389,7 +357,7 @@ describe('publishing routes put escaped fragments on the streams', () => {
       'alice',
     );
 
-    const res = await request(base)
+    const res = await request(fx.base)
       .post('/orders/1001/status')
       .set('Cookie', await login('carol'))
       .set('HX-Request', 'true')
@@ -413,7 +381,7 @@ describe('publishing routes put escaped fragments on the streams', () => {
     expect(dash.events.find((e) => e.event === 'activity')!.data).toContain('Carol set order #1001 to shipped');
     expect(dash.events.find((e) => e.event === 'stats')!.data).toContain('<dt>Shipped</dt><dd>');
     // The dashboard's trigger target: the refetched fragment shows the new status.
-    const fragment = await request(base)
+    const fragment = await request(fx.base)
       .get('/dashboard/orders')
       .set('Cookie', await login('alice'))
       .expect(200);
@@ -421,13 +389,13 @@ describe('publishing routes put escaped fragments on the streams', () => {
   });
 
   test('status changes: owner or staff only, known statuses only, plain forms redirect', async () => {
-    await request(base)
+    await request(fx.base)
       .post('/orders/1001/status')
       .set('Cookie', await login('bob'))
       .type('form')
       .send({ status: 'paid' })
       .expect(404);
-    const bad = await request(base)
+    const bad = await request(fx.base)
       .post('/orders/1001/status')
       .set('Cookie', await login('alice'))
       .set('HX-Request', 'true')
@@ -435,14 +403,14 @@ describe('publishing routes put escaped fragments on the streams', () => {
       .send({ status: '<b>lost</b>' })
       .expect(422);
     expect(bad.text).not.toContain('<b>');
-    const plain = await request(base)
+    const plain = await request(fx.base)
       .post('/orders/1002/status')
       .set('Cookie', await login('alice'))
       .type('form')
       .send({ status: 'paid' });
     expect(plain.status).toBe(303);
     expect(plain.headers.location).toBe('/orders/1002');
-    const hx = await request(base)
+    const hx = await request(fx.base)
       .post('/orders/1002/status')
       .set('Cookie', await login('alice'))
       .set('HX-Request', 'true')
@@ -454,10 +422,10 @@ describe('publishing routes put escaped fragments on the streams', () => {
 
   test('an event published between render and connect is replayed to the page', async () => {
     const cookie = await login('alice');
-    const page = await request(base).get('/orders/1002').set('Cookie', cookie).expect(200);
+    const page = await request(fx.base).get('/orders/1002').set('Cookie', cookie).expect(200);
     const url = sseConnect(page.text);
     expect(url).toMatch(/\?lastEventId=[A-Za-z0-9._-]+$/);
-    await request(base)
+    await request(fx.base)
       .post('/orders/1002/status')
       .set('Cookie', cookie)
       .type('form')
@@ -470,8 +438,8 @@ describe('publishing routes put escaped fragments on the streams', () => {
 
   test('a job publishes progress to 100% and then done', async () => {
     const cookie = await login('alice');
-    const started = await request(base).post('/jobs').set('Cookie', cookie).expect(303);
-    const page = await request(base).get(String(started.headers.location)).set('Cookie', cookie).expect(200);
+    const started = await request(fx.base).post('/jobs').set('Cookie', cookie).expect(303);
+    const page = await request(fx.base).get(String(started.headers.location)).set('Cookie', cookie).expect(200);
     const s = await stream(sseConnect(page.text), 'alice');
     const events = await s.waitFor((e) => e.event === 'done', 5000);
     const progress = events.filter((e) => e.event === 'progress').map((e) => Number(/value="(\d+)"/.exec(e.data)?.[1]));
@@ -480,7 +448,7 @@ describe('publishing routes put escaped fragments on the streams', () => {
     expect(progress.at(-1)).toBe(100);
     expect(events.at(-1)!.data).toContain('Completed');
     // Once done, the page renders the result and opens no stream.
-    const after = await request(base).get(String(started.headers.location)).set('Cookie', cookie).expect(200);
+    const after = await request(fx.base).get(String(started.headers.location)).set('Cookie', cookie).expect(200);
     expect(after.text).not.toContain('sse-connect');
     expect(after.text).toContain('value="100"');
   });
@@ -488,7 +456,7 @@ describe('publishing routes put escaped fragments on the streams', () => {
 
 describe('the job worker (a separate process) and the publish endpoint it uses', () => {
   const endpoint = (body: object, auth?: string) => {
-    const r = request(base).post('/internal/publish').set('Content-Type', 'application/json');
+    const r = request(fx.base).post('/internal/publish').set('Content-Type', 'application/json');
     if (auth !== undefined) r.set('Authorization', auth);
     return r.send(JSON.stringify(body));
   };
@@ -528,7 +496,7 @@ describe('the job worker (a separate process) and the publish endpoint it uses',
       const started = await request(url).post('/jobs').set('Cookie', cookie).expect(303);
       const page = await request(url).get(String(started.headers.location)).set('Cookie', cookie).expect(200);
       const s = await openStream(url + sseConnect(page.text), { headers: { Cookie: cookie } });
-      streams.push(s);
+      fx.track(s);
       const events = await s.waitFor((e) => e.event === 'done', 20_000);
       const progress = events
         .filter((e) => e.event === 'progress')
@@ -593,7 +561,7 @@ describe('server.js', () => {
       const res = await request(url).post('/login').type('form').send({ user: 'alice' }).expect(303);
       const cookie = String(res.headers['set-cookie']?.[0]).split(';')[0]!;
       const s = await openStream(new URL('/events/dashboard:stats', url), { headers: { Cookie: cookie } });
-      streams.push(s);
+      fx.track(s);
       expect(s.status).toBe(200);
       expect(await stop(child)).toBe(0);
       await s.waitForEnd(5000);
@@ -612,7 +580,7 @@ describe('server.js', () => {
         const res = await request(a.url).post('/login').type('form').send({ user: 'alice' }).expect(303);
         const cookie = String(res.headers['set-cookie']?.[0]).split(';')[0]!;
         const s = await openStream(new URL('/events/user:alice:notifications', a.url), { headers: { Cookie: cookie } });
-        streams.push(s);
+        fx.track(s);
         expect(s.status).toBe(200);
         // The same cookie works on B (same SESSION_SECRET); B publishes, A's stream receives.
         await request(b.url)

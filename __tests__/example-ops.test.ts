@@ -5,11 +5,10 @@
  * Prometheus text-format parser. Over real sockets, against the built library.
  */
 import { existsSync } from 'node:fs';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import request from 'supertest';
-import { closeServer, listen, openStream, type ParsedEvent, type TestStream } from '../lib/testing';
+import type { ParsedEvent } from '../lib/testing';
+import { exampleServer } from './helpers/example-server';
 import { metric, parseMetrics } from './helpers/prometheus';
 
 const ROOT = path.join(__dirname, '..');
@@ -42,53 +41,21 @@ interface Figures {
   resets: number;
 }
 
-let example: ExampleApp;
-let server: Server;
-let base: string;
-const streams: TestStream[] = [];
-
-beforeAll(async () => {
-  example = createApp({ secret: 'ops-secret', opsIntervalMs: 50 });
-  server = await listen(example.app);
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-});
-
-afterEach(async () => {
-  await Promise.all(streams.splice(0).map((s) => s.close()));
-});
-
-afterAll(async () => {
-  await example.close();
-  await closeServer(server);
-});
-
-const cookies: Record<string, string> = {};
-async function login(user: string): Promise<string> {
-  if (cookies[user] === undefined) {
-    const res = await request(base).post('/login').type('form').send({ user }).expect(303);
-    cookies[user] = String(res.headers['set-cookie']?.[0]).split(';')[0]!;
-  }
-  return cookies[user]!;
-}
-
-async function stream(pathAndQuery: string, user: string): Promise<TestStream> {
-  const s = await openStream(base + pathAndQuery, { headers: { Cookie: await login(user) } });
-  streams.push(s);
-  return s;
-}
+const fx = exampleServer(() => createApp({ secret: 'ops-secret', opsIntervalMs: 50 }));
+const { login, stream } = fx;
 
 const figures = (e: ParsedEvent): Figures => JSON.parse(e.data) as Figures;
 
 describe('/ops: admins only', () => {
   test('signed out: redirected to the login page', async () => {
-    const res = await request(base).get('/ops').expect(303);
+    const res = await request(fx.base).get('/ops').expect(303);
     expect(res.headers.location).toBe('/login');
   });
 
   test.each(['alice', 'bob', 'carol'])(
     '%s (not an admin) gets 403 for the page and for the ops:metrics stream',
     async (user) => {
-      const page = await request(base)
+      const page = await request(fx.base)
         .get('/ops')
         .set('Cookie', await login(user))
         .expect(403);
@@ -110,7 +77,7 @@ describe('/ops: admins only', () => {
   });
 
   test('Dave (admin) gets the page: figures, chart, its script from self under the strict CSP, a nav link', async () => {
-    const res = await request(base)
+    const res = await request(fx.base)
       .get('/ops')
       .set('Cookie', await login('dave'))
       .expect(200);
@@ -122,7 +89,7 @@ describe('/ops: admins only', () => {
     expect(res.text).toContain('id="ops-connections"');
     expect(res.text).toContain('<a href="/ops"');
     expect(res.text).not.toMatch(/<script>|<script [^s]|style="/); // nothing inline
-    const js = await request(base).get('/static/ops.js').expect(200);
+    const js = await request(fx.base).get('/static/ops.js').expect(200);
     expect(js.headers['content-type']).toMatch(/javascript/);
   });
 });
@@ -149,13 +116,13 @@ describe("the admin's stream carries the hub's figures", () => {
     );
     expect(f.channels).toBe(1); // ops:metrics
     expect(f.published).toBe(0); // the feed's own publishes are left out
-    const page = await request(base)
+    const page = await request(fx.base)
       .get('/ops')
       .set('Cookie', await login('dave'));
     expect(page.text).toContain(`data-instance="${f.instance}"`);
 
     // Alice opens her dashboard (one stream, several channels): the figures follow.
-    const dash = await request(base)
+    const dash = await request(fx.base)
       .get('/dashboard')
       .set('Cookie', await login('alice'))
       .expect(200);
@@ -165,7 +132,7 @@ describe("the admin's stream carries the hub's figures", () => {
     await admin.waitFor((e) => e.event === 'metrics' && figures(e).connections === 2 && figures(e).channels > 2);
 
     // Carol ships order 1001: four publishes (status, notification, activity, stats), and Alice's stream gets its share.
-    await request(base)
+    await request(fx.base)
       .post('/orders/1001/status')
       .set('Cookie', await login('carol'))
       .type('form')
@@ -195,7 +162,7 @@ describe('/metrics: sse-relay metricsHandler() for a scraper on this host or an 
   test('from loopback without a proxy header: 200, Prometheus text that parses, every sse-relay family', async () => {
     const admin = await stream('/events/ops:metrics', 'dave');
     await admin.waitFor(1);
-    const res = await request(base).get('/metrics').expect(200);
+    const res = await request(fx.base).get('/metrics').expect(200);
     expect(res.headers['content-type']).toBe('text/plain; version=0.0.4; charset=utf-8');
     const families = parseMetrics(res.text);
     for (const name of METRIC_NAMES) expect([name, families.has(name)]).toEqual([name, true]);
@@ -208,13 +175,13 @@ describe('/metrics: sse-relay metricsHandler() for a scraper on this host or an 
 
   test('through a proxy (X-Forwarded-For / Forwarded) without an admin session: 403; with one: 200', async () => {
     for (const header of [{ 'X-Forwarded-For': '203.0.113.9' }, { Forwarded: 'for=203.0.113.9' }]) {
-      await request(base).get('/metrics').set(header).expect(403);
-      await request(base)
+      await request(fx.base).get('/metrics').set(header).expect(403);
+      await request(fx.base)
         .get('/metrics')
         .set(header)
         .set('Cookie', await login('alice'))
         .expect(403);
-      const res = await request(base)
+      const res = await request(fx.base)
         .get('/metrics')
         .set(header)
         .set('Cookie', await login('dave'))
