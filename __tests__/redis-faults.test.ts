@@ -1,6 +1,7 @@
 /**
  * RedisBroker under real faults, each on a redis-server of its own: Redis
- * rewinding to an older snapshot, a half-open subscriber connection, a frozen
+ * rewinding to an older snapshot, a half-open subscriber connection, a
+ * half-open command connection, a frozen
  * or paused Redis while publishing, a reply lost with its connection, a forged
  * message far ahead, and a Redis that refuses connections. Each test asserts
  * what a user relies on: every acknowledged event exactly once in order, or
@@ -161,6 +162,52 @@ describe('a half-open subscriber connection', () => {
     // the stalled one was given up (Redis still sees it: that is what half-open means), one new one is live
     expect(px.find('sse-relay:sub').filter((c) => !c.stalled)).toHaveLength(1);
     expect(sub.stats().connections).toBe(1);
+  });
+});
+
+describe('a half-open command connection', () => {
+  test('stalled by a proxy while 16 publishers have calls in flight: those fail within commandTimeout, a new connection carries on; nothing failed is stored, every acknowledged event once', async () => {
+    const s = await server();
+    const px = await proxy(s.port);
+    const p = prefix();
+    const b = broker({ url: px.url, prefix: p, commandTimeout: 500 });
+    const watcher = broker({ url: s.url, prefix: p });
+    const rec = new Recorder();
+    await watcher.subscribe('a', rec);
+    await watcher.subscribe('b', rec);
+    const first = await b.publish('a', { data: 'first' }, 10_000);
+    await rec.has(first.id);
+    const [cmd] = px.find('sse-relay');
+    expect(px.find('sse-relay')).toHaveLength(1);
+    const acked: BrokerEvent[] = [];
+    const failed: { data: string; outcome: string | undefined }[] = [];
+    const started = Date.now();
+    await Promise.all(
+      Array.from({ length: 16 }, async (_, lane) => {
+        for (let i = 0; i < 40; i++) {
+          const data = `${lane}-${i}`;
+          try {
+            acked.push(await b.publish(lane % 2 ? 'a' : 'b', { data }, 10_000));
+          } catch (err) {
+            expect((err as SseRelayError).code).toBe('ERR_BROKER_UNAVAILABLE');
+            failed.push({ data, outcome: (err as SseRelayError).outcome });
+          }
+          if (lane === 0 && i === 10) cmd!.stall(); // lane 0's next publish is certainly caught
+        }
+      }),
+    );
+    expect(Date.now() - started).toBeLessThan(20_000); // one commandTimeout, not one per publish
+    expect(failed.length).toBeGreaterThan(0);
+    expect(failed.length).toBeLessThanOrEqual(16); // only what was in flight when it stalled
+    for (const f of failed) expect(['unknown', 'not-published']).toContain(f.outcome);
+    expect(cmd!.stalled).toBe(true);
+    expect(px.find('sse-relay').filter((c) => !c.stalled && !c.closed)).toHaveLength(1); // a new one
+    const last = await b.publish('a', { data: 'last' }, 10_000);
+    await rec.has(last.id);
+    expectExactlyOnceInOrder(rec, [first, ...acked, last]);
+    const stored = (await watcher.replay(['a', 'b'], at(0))).events.map((e) => e.data);
+    expect(stored.filter((d) => failed.some((f) => f.data === d))).toEqual([]);
+    expect(stored).toHaveLength(acked.length + 2);
   });
 });
 

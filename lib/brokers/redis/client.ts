@@ -206,13 +206,14 @@ export class CommandConnection {
   /**
    * One command, bounded by `deadline` (local ms). Rejects with ERR_BROKER_UNAVAILABLE whose
    * `outcome` is 'unknown' once the command may have reached Redis, and with Redis' own reply
-   * error unchanged (the caller decides what it means).
+   * error unchanged (the caller decides what it means). `slot`: the cluster slot the command
+   * goes to, so that a connection that stopped answering can be started again.
    */
-  call(deadline: number, args: readonly (string | number | Buffer)[]): Promise<unknown> {
+  call(deadline: number, args: readonly (string | number | Buffer)[], slot = -1): Promise<unknown> {
     if (this.closed) return Promise.reject(closedError());
     // Connected: sent now, in this turn (so that corked() puts a turn's calls in one write).
-    if (this.client.status === 'ready') return this.send(deadline, args);
-    return this.waitReady(deadline - Date.now()).then(() => this.send(deadline, args));
+    if (this.client.status === 'ready') return this.send(deadline, args, slot);
+    return this.waitReady(deadline - Date.now()).then(() => this.send(deadline, args, slot));
   }
 
   /** The master that serves `slot`, as far as the client knows ('' on one Redis). */
@@ -242,7 +243,7 @@ export class CommandConnection {
     }
   }
 
-  private send(deadline: number, args: readonly (string | number | Buffer)[]): Promise<unknown> {
+  private send(deadline: number, args: readonly (string | number | Buffer)[], slot: number): Promise<unknown> {
     // ioredis flattens an array argument and turns numbers into strings: no copy per argument here.
     const command = this.client.call(String(args[0]), args.slice(1));
     return new Promise((resolve, reject) => {
@@ -264,7 +265,7 @@ export class CommandConnection {
         () => {
           if (!finish()) return;
           reject(unavailable(`no reply within ${this.timeout} ms`, 'unknown'));
-          if (this.owned) this.reset();
+          if (this.owned) this.reset(slot);
         },
         Math.max(0, deadline - Date.now()),
       );
@@ -284,12 +285,24 @@ export class CommandConnection {
     });
   }
 
-  /** A connection that stopped answering: start it again (ours only; the caller's client is left alone). */
-  private reset(): void {
-    if (this.closed || this.cluster) return;
-    const stream = (this.client as unknown as { stream?: { destroy(): void } }).stream;
-    if (stream !== undefined) stream.destroy();
-    else this.client.disconnect(true);
+  /**
+   * A connection that stopped answering (half-open: no FIN, no RST ever comes): start it again.
+   * Ours only; the caller's client is left alone. On a cluster, the connection to the master
+   * of `slot`: ioredis then opens a new one to it.
+   */
+  private reset(slot: number): void {
+    if (this.closed) return;
+    if (!this.cluster) {
+      const stream = (this.client as unknown as { stream?: { destroy(): void } }).stream;
+      if (stream !== undefined) stream.destroy();
+      else this.client.disconnect(true);
+      return;
+    }
+    if (slot < 0) return;
+    const node = this.nodeOf(slot);
+    for (const n of (this.client as Cluster).nodes('master')) {
+      if (`${n.options.host}:${n.options.port}` === node) (n as unknown as { stream?: Writable }).stream?.destroy();
+    }
   }
 
   async close(): Promise<void> {

@@ -104,7 +104,7 @@ export class Store {
           // Waited for a free round until no time was left: not sent, so certainly not published.
           if (!sent && Date.now() >= deadline) throw unavailable('no time left to send the call', 'not-published');
           sent = true;
-          const reply = await this.conn.call(deadline, args);
+          const reply = await this.conn.call(deadline, args, k.slot);
           const parsed = parseBatch(reply, items.length);
           if (typeof parsed === 'string') throw new BadReply(parsed);
           this.settle(p, items, parsed.epoch, parsed.seqs);
@@ -204,7 +204,7 @@ export class Store {
       await this.ready(deadline);
       let reply: unknown;
       try {
-        reply = await this.conn.call(deadline, args);
+        reply = await this.conn.call(deadline, args, k.slot);
       } catch (err) {
         this.spare = newEpoch();
         if (isReplyError(err) && /function not found/i.test(err.message) && attempt < 3) {
