@@ -193,6 +193,15 @@ describe('connections', () => {
       TypeError,
     );
     expect(() => new RedisBroker({ cluster: [{ host: '127.0.0.1' }] as never })).toThrow(TypeError);
+    expect(() => new RedisBroker({ url: 'redis://127.0.0.1:1', clusterOptions: {} })).toThrow(
+      'sse-relay: RedisBroker option clusterOptions goes with the option cluster (startup nodes)',
+    );
+    expect(() => new RedisBroker({ cluster: [{ host: '127.0.0.1', port: 1 }], clusterOptions: 5 as never })).toThrow(
+      'sse-relay: RedisBroker option clusterOptions must be an object',
+    );
+    expect(() => new RedisBroker({ redisOptions: [] as never })).toThrow(
+      'sse-relay: RedisBroker option redisOptions must be an object',
+    );
   });
 
   test('unknown option names are refused with a "did you mean", before anything connects', () => {

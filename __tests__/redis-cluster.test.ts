@@ -9,9 +9,11 @@
 import { Cluster } from 'ioredis';
 import type { BrokerEvent } from '../lib/brokers/broker';
 import { RedisBroker } from '../lib/brokers/redis';
+import type { SseRelayError } from '../lib/errors';
 import { keySlot } from '../lib/brokers/redis/partitions';
 import { Recorder } from '../lib/testing';
 import { startCluster, type RedisCluster } from './helpers/redis-cluster';
+import { startProxy, type TcpProxy } from './helpers/tcp-proxy';
 import { sleep, until } from './helpers/wait';
 
 jest.setTimeout(120_000);
@@ -280,6 +282,97 @@ function expectOutcome(acked: BrokerEvent[], rec: Recorder, channels: string[], 
   }
   return resetChannels;
 }
+
+describe('behind NAT (a proxy per node, the Cluster client told by natMap)', () => {
+  const proxies = new Map<number, TcpProxy>();
+  beforeEach(async () => {
+    for (const { port } of cluster.nodes) proxies.set(port, await startProxy(port));
+  });
+  afterEach(async () => {
+    for (const px of proxies.values()) await px.close();
+    proxies.clear();
+  });
+  /** A broker that opens its cluster through the proxies only. */
+  function natBroker(p: string): RedisBroker {
+    const natMap: Record<string, { host: string; port: number }> = {};
+    for (const [port, px] of proxies) natMap[`127.0.0.1:${port}`] = { host: '127.0.0.1', port: px.port };
+    const first = proxies.values().next().value!;
+    const b = new RedisBroker({
+      cluster: [{ host: '127.0.0.1', port: first.port }],
+      clusterOptions: { natMap },
+      prefix: p,
+      commandTimeout: 1000,
+      healthCheckInterval: 500,
+    });
+    brokers.push(b);
+    return b;
+  }
+  const through = (name: string): number =>
+    [...proxies.values()].reduce((n, px) => n + px.find(name).filter((c) => !c.stalled).length, 0);
+
+  test('commands and subscriber connections all go to the mapped addresses', async () => {
+    const b = natBroker(prefix());
+    const rec = new Recorder();
+    const channels = onePerPartition(b, 'nat');
+    for (const c of channels) await b.subscribe(c, rec);
+    const evs: BrokerEvent[] = [];
+    for (const c of channels) evs.push(await b.publish(c, { data: c }, 10));
+    await rec.count(evs.length);
+    expect(rec.ids()).toEqual(evs.map((e) => e.id));
+    expect(through('sse-relay:sub')).toBe(3); // one per master, each through its proxy
+    expect(through('sse-relay')).toBeGreaterThanOrEqual(3);
+    expect(b.stats()).toMatchObject({ connections: 3 });
+  });
+
+  test('a half-open command connection to one master: its publishes fail within commandTimeout, then a new connection carries on; every acknowledged event once, nothing that failed', async () => {
+    const p = prefix();
+    const b = natBroker(p);
+    const watcher = broker({ prefix: p });
+    const rec = new Recorder();
+    const channels = onePerPartition(b, 'half');
+    for (const c of channels) await watcher.subscribe(c, rec);
+    const acked: BrokerEvent[] = [];
+    for (const c of channels) acked.push(await b.publish(c, { data: c }, 1000));
+    await rec.count(acked.length);
+    const victim = channels[0]!;
+    const port = await cluster.masterOf(keySlot(b.keyOf(victim)));
+    const cmd = proxies.get(port)!.find('sse-relay');
+    expect(cmd).toHaveLength(1);
+    cmd[0]!.stall();
+    const failed: string[] = [];
+    const started = Date.now();
+    const err = await b.publish(victim, { data: 'stalled' }, 1000).then(
+      () => undefined,
+      (e: unknown) => e as SseRelayError,
+    );
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(err).toMatchObject({ code: 'ERR_BROKER_UNAVAILABLE' });
+    expect(['unknown', 'not-published']).toContain(err!.outcome);
+    failed.push('stalled');
+    // the stalled connection was given up: a publish to that master soon goes through a new one
+    let next: BrokerEvent | undefined;
+    for (let i = 0; next === undefined && i < 50; i++) {
+      next = await b.publish(victim, { data: `after ${i}` }, 1000).catch(() => {
+        failed.push(`after ${i}`);
+        return undefined;
+      });
+    }
+    expect(next).toBeDefined();
+    acked.push(next!);
+    for (const c of channels.slice(1)) acked.push(await b.publish(c, { data: 'more ' + c }, 1000));
+    await rec.until(() => acked.every((e) => rec.ids().includes(e.id)), 'every acknowledged event');
+    expect(rec.events.map((e) => e.id)).toEqual([...new Set(rec.ids())]); // each once
+    expect(rec.events.filter((e) => failed.includes(e.data))).toEqual([]); // nothing that failed
+    expect(rec.events).toHaveLength(acked.length);
+    expect(rec.resets).toEqual([]);
+    expect(
+      proxies
+        .get(port)!
+        .find('sse-relay')
+        .filter((c) => !c.stalled && !c.closed),
+    ).toHaveLength(1);
+  });
+});
 
 describe('faults', () => {
   test('CLUSTER FAILOVER of a master: every acknowledged event exactly once in order, no reset', async () => {

@@ -79,8 +79,15 @@ export class RedisBroker implements Broker {
       client = o.redis as unknown as AnyClient;
     } else if (o.cluster !== undefined) {
       const { Cluster } = loadIORedis();
+      const given = o.clusterOptions.redisOptions as Record<string, unknown> | undefined;
       client = new Cluster(o.cluster, {
-        redisOptions: { ...o.redisOptions, connectionName: 'sse-relay', autoResendUnfulfilledCommands: false },
+        ...o.clusterOptions,
+        redisOptions: {
+          ...given,
+          ...o.redisOptions,
+          connectionName: 'sse-relay',
+          autoResendUnfulfilledCommands: false,
+        },
         enableOfflineQueue: true,
       }) as Cluster;
     } else {

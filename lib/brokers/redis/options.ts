@@ -29,6 +29,12 @@ export interface RedisBrokerOptions {
   cluster?: readonly ClusterNode[];
   /** Options for the connections the broker opens (ioredis `RedisOptions`, e.g. password, tls). */
   redisOptions?: Record<string, unknown>;
+  /**
+   * With `cluster`: options for the ioredis `Cluster` the broker opens (`ClusterOptions`, e.g.
+   * `natMap` for a cluster in containers, `dnsLookup` for TLS on a managed cluster). Its
+   * `redisOptions` are merged with the option `redisOptions`.
+   */
+  clusterOptions?: Record<string, unknown>;
   /** Prefix of every key and pub/sub channel. Default `'sse-relay:'`. */
   prefix?: string;
   /**
@@ -49,6 +55,7 @@ export interface ResolvedOptions {
   readonly redis: RedisClientLike | undefined;
   readonly cluster: readonly ClusterNode[] | undefined;
   readonly redisOptions: Record<string, unknown>;
+  readonly clusterOptions: Record<string, unknown>;
   readonly prefix: string;
   readonly commandTimeout: number;
   readonly partitions: number | undefined;
@@ -61,6 +68,7 @@ const NAMES = [
   'redis',
   'cluster',
   'redisOptions',
+  'clusterOptions',
   'prefix',
   'commandTimeout',
   'partitions',
@@ -70,7 +78,7 @@ const NAMES = [
 
 export function resolveOptions(options: RedisBrokerOptions | undefined): ResolvedOptions {
   const o = checkOptions('RedisBroker', options, NAMES) as Record<string, unknown>;
-  const { url, redis, cluster, redisOptions, prefix = 'sse-relay:' } = o;
+  const { url, redis, cluster, redisOptions, clusterOptions, prefix = 'sse-relay:' } = o;
   if (url !== undefined && typeof url !== 'string') {
     throw new TypeError(`sse-relay: RedisBroker option url must be a string, got ${typeof url}`);
   }
@@ -103,8 +111,16 @@ export function resolveOptions(options: RedisBrokerOptions | undefined): Resolve
       }
     }
   }
-  if (redisOptions !== undefined && (redisOptions === null || typeof redisOptions !== 'object')) {
-    throw new TypeError('sse-relay: RedisBroker option redisOptions must be an object');
+  for (const [name, value] of [
+    ['redisOptions', redisOptions],
+    ['clusterOptions', clusterOptions],
+  ] as const) {
+    if (value !== undefined && (value === null || typeof value !== 'object' || Array.isArray(value))) {
+      throw new TypeError(`sse-relay: RedisBroker option ${name} must be an object`);
+    }
+  }
+  if (clusterOptions !== undefined && cluster === undefined) {
+    throw new TypeError('sse-relay: RedisBroker option clusterOptions goes with the option cluster (startup nodes)');
   }
   const partitions = o.partitions === undefined ? undefined : intInRange('partitions', o.partitions, 1, MAX_PARTITIONS);
   return {
@@ -112,6 +128,7 @@ export function resolveOptions(options: RedisBrokerOptions | undefined): Resolve
     redis: redis as RedisClientLike | undefined,
     cluster: cluster as ClusterNode[] | undefined,
     redisOptions: (redisOptions as Record<string, unknown> | undefined) ?? {},
+    clusterOptions: (clusterOptions as Record<string, unknown> | undefined) ?? {},
     prefix,
     commandTimeout:
       o.commandTimeout === undefined ? 5000 : intInRange('commandTimeout', o.commandTimeout, 1, 3_600_000),

@@ -1,9 +1,24 @@
 /**
  * Which master node owns which slot of a Redis Cluster (CLUSTER SLOTS through
  * the command connection), refreshed when a subscriber connection is lost or
- * moved and on the health-check interval.
+ * moved and on the health-check interval. Node addresses go through the
+ * Cluster client's `natMap` as ioredis' own connections do (a cluster in
+ * containers announces addresses its clients cannot reach).
  */
+import type { Cluster } from 'ioredis';
 import { unavailable, type CommandConnection } from './client';
+
+type NatMap =
+  | Record<string, { host: string; port: number } | undefined>
+  | ((key: string) => { host: string; port: number } | null | undefined);
+
+/** `host:port` as the Cluster client reaches it: mapped by its `natMap` option, if any. */
+export function mappedNode(client: Cluster, host: string, port: number): string {
+  const natMap = (client as unknown as { options?: { natMap?: NatMap } }).options?.natMap;
+  const key = `${host}:${port}`;
+  const to = typeof natMap === 'function' ? natMap(key) : natMap?.[key];
+  return to ? `${to.host}:${to.port}` : key;
+}
 
 export class Topology {
   private ranges: { start: number; end: number; node: string }[] = [];
@@ -37,7 +52,8 @@ export class Topology {
     for (const r of reply as unknown[][]) {
       const master = r[2] as unknown[] | undefined;
       if (!Array.isArray(master)) continue;
-      ranges.push({ start: Number(r[0]), end: Number(r[1]), node: `${String(master[0])}:${Number(master[1])}` });
+      const node = mappedNode(this.conn.client as Cluster, String(master[0]), Number(master[1]));
+      ranges.push({ start: Number(r[0]), end: Number(r[1]), node });
     }
     this.ranges = ranges;
     this.isStale = false;
