@@ -12,6 +12,8 @@ import { SseRelayError } from '../lib/errors';
 import { Recorder } from '../lib/testing';
 import { redisFixtures } from './helpers/redis-fixtures';
 import { freePort } from './helpers/redis-server';
+import { sleep, until } from './helpers/wait';
+import { commandClient, peakListeners, watchWarnings } from './helpers/warnings';
 
 jest.setTimeout(60_000);
 
@@ -560,24 +562,43 @@ describe('Redis unreachable', () => {
   });
 });
 
-describe('load', () => {
-  test('1,000 publishes in flight: all acknowledged in order, no listener-leak warning, one epoch', async () => {
-    const warnings: Error[] = [];
-    const onWarning = (w: Error): void => {
-      warnings.push(w);
-    };
-    process.on('warning', onWarning);
+describe("Redis' eviction policy", () => {
+  test('a Redis that may evict (allkeys-lru) gets one process warning naming it, not one per reconnect; noeviction none', async () => {
+    const warnings = watchWarnings();
     try {
-      const b = broker({ url: process.env.REDIS_URL!, prefix: prefix() });
-      const events = await Promise.all(
-        Array.from({ length: 1000 }, (_, i) => b.publish('load', { data: String(i) }, 2000)),
+      const safe = broker({ url: process.env.REDIS_URL!, prefix: prefix() });
+      await safe.publish('a', { data: 'x' }, 10);
+      const s = await server({ args: ['--maxmemory-policy', 'allkeys-lru'] });
+      const b = broker({ url: s.url, prefix: prefix(), commandTimeout: 1000 });
+      await b.publish('a', { data: 'x' }, 10);
+      await until(() => warnings.withCode('SSE_RELAY_EVICTION_POLICY').length > 0, 'the warning');
+      // a reconnect loads the library again, but does not say it again
+      await client(s.url).call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+      await until(
+        async () => (await b.publish('a', { data: 'y' }, 10).catch(() => undefined)) !== undefined,
+        'publishing again',
       );
-      expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => events[0]!.seq + i));
-      expect(new Set(events.map((e) => e.epoch)).size).toBe(1);
-      await new Promise((r) => setImmediate(r)); // warnings are emitted on a later tick
-      expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([]);
+      await sleep(50);
+      const ours = warnings.withCode('SSE_RELAY_EVICTION_POLICY');
+      expect(ours).toHaveLength(1);
+      expect(ours[0]!.message).toContain(`127.0.0.1:${s.port} has allkeys-lru`);
+      expect(ours[0]!.message).not.toContain(process.env.REDIS_URL!.replace('redis://', ''));
+      expect(ours[0]!.message).toMatch(/Set maxmemory-policy noeviction/);
     } finally {
-      process.off('warning', onWarning);
+      warnings.restore();
     }
+  });
+});
+
+describe('load', () => {
+  test('1,000 publishes in flight before the connection: all acknowledged in order, no listener per waiting publish, one epoch', async () => {
+    const b = broker({ url: process.env.REDIS_URL!, prefix: prefix() });
+    const peak = peakListeners(commandClient(b));
+    const events = await Promise.all(
+      Array.from({ length: 1000 }, (_, i) => b.publish('load', { data: String(i) }, 2000)),
+    );
+    expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => events[0]!.seq + i));
+    expect(new Set(events.map((e) => e.epoch)).size).toBe(1);
+    expect(peak()).toBeLessThanOrEqual(5); // Node warns of a leak past 10
   });
 });

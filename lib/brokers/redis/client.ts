@@ -13,6 +13,7 @@ import { SseRelayError } from '../../errors';
 /** A reply we cannot use (garbage stored in Redis): definite, not worth asking again. */
 export class BadReply extends Error {}
 import { LIBRARY_SOURCE } from './scripts';
+import { ServerCheck } from './server-check';
 
 export type AnyClient = Redis | Cluster;
 type Ctor = new (...args: unknown[]) => AnyClient;
@@ -83,6 +84,7 @@ export class CommandConnection {
   private offset = 0;
   private offsetError = Infinity;
   private closed = false;
+  private readonly check = new ServerCheck();
 
   private readonly onReady = (): void => {
     this.refused = false;
@@ -186,6 +188,10 @@ export class CommandConnection {
       ? (this.client as Cluster).nodes('master')
       : [this.client as Redis];
     await Promise.all(nodes.map((n) => n.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY_SOURCE)));
+    this.check.run(nodes, (n) => {
+      const o = (n as { options?: { host?: string; port?: number } }).options;
+      return o?.host !== undefined ? `${o.host}:${o.port}` : 'Redis';
+    });
     const before = Date.now();
     const t = (await this.client.call('TIME')) as [string, string];
     const after = Date.now();
