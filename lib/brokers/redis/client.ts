@@ -8,62 +8,10 @@
  */
 import type { Cluster, Redis } from 'ioredis';
 import type { Writable } from 'node:stream';
-import { SseRelayError } from '../../errors';
-
-/** A reply we cannot use (garbage stored in Redis): definite, not worth asking again. */
-export class BadReply extends Error {}
+import { closedError, isReplyError, refusedError, unavailable } from './failures';
+import { isCluster, quit, type AnyClient } from './ioredis';
 import { LIBRARY_SOURCE } from './scripts';
 import { ServerCheck } from './server-check';
-
-export type AnyClient = Redis | Cluster;
-type Ctor = new (...args: unknown[]) => AnyClient;
-
-export function loadIORedis(): { Redis: Ctor; Cluster: Ctor } {
-  try {
-    // Optional peer dependency: loaded only when a RedisBroker opens its own connection.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const mod = require('ioredis') as { Redis?: Ctor; Cluster?: Ctor; default?: Ctor & { Cluster?: Ctor } };
-    const Redis = mod.Redis ?? mod.default!;
-    return { Redis, Cluster: mod.Cluster ?? mod.default!.Cluster! };
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException | undefined)?.code === 'MODULE_NOT_FOUND') {
-      throw new SseRelayError(
-        'ERR_REDIS_MISSING',
-        "sse-relay: RedisBroker needs the 'ioredis' package (version 5 or later): npm install ioredis",
-        { cause: err },
-      );
-    }
-    throw err;
-  }
-}
-
-export function closedError(): SseRelayError {
-  return new SseRelayError('ERR_BROKER_CLOSED', 'sse-relay: the broker is closed');
-}
-
-export function unavailable(reason: unknown, outcome: 'not-published' | 'unknown' = 'not-published'): SseRelayError {
-  if (reason instanceof SseRelayError) return reason;
-  const text = reason instanceof Error ? reason.message : String(reason);
-  const err = new SseRelayError('ERR_BROKER_UNAVAILABLE', `sse-relay: Redis is unavailable (${text})`, {
-    cause: reason,
-    outcome,
-  });
-  return err;
-}
-
-export function isCluster(client: unknown): client is Cluster {
-  return (client as { isCluster?: boolean }).isCluster === true;
-}
-
-function refusedError(err: unknown): boolean {
-  const e = err as { code?: string; lastNodeError?: { code?: string } } | undefined;
-  return e?.code === 'ECONNREFUSED' || e?.lastNodeError?.code === 'ECONNREFUSED';
-}
-
-/** A reply error from Redis itself (the command ran, or was refused by Redis before it ran). */
-export function isReplyError(err: unknown): err is Error {
-  return err instanceof Error && err.name === 'ReplyError';
-}
 
 function noop(): void {}
 
@@ -320,25 +268,4 @@ export class CommandConnection {
     if (this.owned) await quit(this.client);
     this.client.off('error', this.onError);
   }
-}
-
-/** QUIT when connected (bounded), else disconnect; resolves once nothing of it is left open. */
-export async function quit(client: AnyClient): Promise<void> {
-  if (client.status === 'end') return;
-  if (client.status !== 'ready') {
-    (client as unknown as { stream?: { destroy(): void } }).stream?.destroy();
-    client.disconnect();
-    return;
-  }
-  let timer: NodeJS.Timeout | undefined;
-  const ended = new Promise<void>((resolve) => {
-    client.once('end', () => resolve());
-    timer = setTimeout(() => {
-      client.disconnect();
-      resolve();
-    }, 2000);
-  });
-  client.quit().catch(() => client.disconnect());
-  await ended;
-  clearTimeout(timer);
 }

@@ -7,7 +7,9 @@
  */
 import type { Cluster, Redis } from 'ioredis';
 import type { Broker, BrokerEvent, BrokerListener, PartitionPosition, PublishInput, ReplayResult } from '../broker';
-import { CommandConnection, closedError, loadIORedis, type AnyClient } from './client';
+import { CommandConnection } from './client';
+import { closedError } from './failures';
+import { loadIORedis, type AnyClient } from './ioredis';
 import { checkChannel, checkPublish } from './codec';
 import { resolveOptions, type RedisBrokerOptions } from './options';
 import { Partition, type Counters } from './partition';

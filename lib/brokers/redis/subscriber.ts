@@ -6,7 +6,7 @@
  * of it is gone), ready again, a slot moved away.
  */
 import type { Redis } from 'ioredis';
-import { unavailable } from './client';
+import { unavailable } from './failures';
 
 export interface SubscriberEvents {
   message(topic: string, raw: string): void;

@@ -10,7 +10,8 @@
  */
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import type { BrokerListener } from '../broker';
-import { closedError, unavailable, type CommandConnection } from './client';
+import type { CommandConnection } from './client';
+import { closedError, unavailable } from './failures';
 import { decodeMessage } from './codec';
 import { Chan, type Counters, type Partition } from './partition';
 import type { Store } from './store';

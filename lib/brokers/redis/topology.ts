@@ -6,7 +6,8 @@
  * containers announces addresses its clients cannot reach).
  */
 import type { Cluster } from 'ioredis';
-import { unavailable, type CommandConnection } from './client';
+import type { CommandConnection } from './client';
+import { unavailable } from './failures';
 
 type NatMap =
   | Record<string, { host: string; port: number } | undefined>
