@@ -422,6 +422,65 @@ describe('catch-up', () => {
   });
 });
 
+describe('history deleted from outside (DEL by an operator, eviction)', () => {
+  test('a channel whose stream is gone: a resume over it is incomplete, not an empty success; other channels unaffected', async () => {
+    const p = prefix();
+    const b = broker({ url: process.env.REDIS_URL!, prefix: p });
+    const admin = client(process.env.REDIS_URL!);
+    const a: BrokerEvent[] = [];
+    for (let i = 0; i < 5; i++) a.push(await b.publish('a', { data: `a${i}` }, 100));
+    const other = await b.publish('other', { data: 'o' }, 100);
+    expect(await admin.del(topic(p, 'a'))).toBe(1);
+    const r = await b.replay(['a'], at(a[2]!.seq));
+    expect(r.complete).toBe(false);
+    expect(r.events).toEqual([]);
+    // a reader that has everything up to the head missed nothing
+    expect(await b.replay(['a'], at(other.seq))).toMatchObject({ complete: true, events: [] });
+    expect((await b.replay(['other'], at(a[0]!.seq))).events.map((e) => e.data)).toEqual(['o']);
+  });
+
+  test('a stream deleted and written again: what it held before is reported gone; from its new start on, complete', async () => {
+    const p = prefix();
+    const b = broker({ url: process.env.REDIS_URL!, prefix: p });
+    const admin = client(process.env.REDIS_URL!);
+    const before: BrokerEvent[] = [];
+    for (let i = 0; i < 5; i++) before.push(await b.publish('a', { data: `a${i}` }, 100));
+    await admin.del(topic(p, 'a'));
+    const after = await Promise.all([0, 1].map((i) => b.publish('a', { data: `new${i}` }, 100))); // one call
+    expect((await b.replay(['a'], at(before[2]!.seq))).complete).toBe(false);
+    // the new start: the seq before the first event written again (here a4's, so a4's reader missed nothing)
+    expect(after[0]!.seq - 1).toBe(before[4]!.seq);
+    const r = await b.replay(['a'], at(before[4]!.seq));
+    expect(r.complete).toBe(true);
+    expect(r.events.map((e) => e.data)).toEqual(['new0', 'new1']);
+    expect((await b.replay(['a'], at(before[3]!.seq))).complete).toBe(false);
+  });
+
+  test('a new channel is not a deleted one: a resume from before its first event is complete', async () => {
+    const p = prefix();
+    const b = broker({ url: process.env.REDIS_URL!, prefix: p });
+    const early = await b.publish('old', { data: 'x' }, 100);
+    await b.publish('old', { data: 'y' }, 100);
+    const first = await b.publish('fresh', { data: 'f0' }, 100);
+    await b.publish('fresh', { data: 'f1' }, 100);
+    const r = await b.replay(['fresh', 'old'], at(early.seq));
+    expect(r.complete).toBe(true);
+    expect(r.events.map((e) => e.data)).toEqual(['y', 'f0', 'f1']);
+    expect(first.seq).toBe(early.seq + 2);
+  });
+
+  test('a channel moved to history 0 keeps its exact mark, not a reset for every resume', async () => {
+    const p = prefix();
+    const b = broker({ url: process.env.REDIS_URL!, prefix: p });
+    await b.publish('h', { data: 'kept' }, 10);
+    const last = await b.publish('h', { data: 'none kept' }, 0);
+    const later = await b.publish('elsewhere', { data: 'z' }, 10);
+    expect(await b.replay(['h'], at(last.seq))).toMatchObject({ complete: true, events: [] });
+    expect((await b.replay(['h'], at(last.seq - 1))).complete).toBe(false);
+    expect(later.seq).toBe(last.seq + 1);
+  });
+});
+
 describe('fence', () => {
   test('a client-presented position ahead of the head starts a new epoch once per partition per connection, not on every made-up id', async () => {
     const b = broker({ url: process.env.REDIS_URL!, prefix: prefix() });

@@ -50,7 +50,8 @@ local function batch(keys, args, kis, datas, opts)
         redis.call('XADD', key, seq, 'd', data, 'h', hist0)
         redis.call('HSET', B .. '!d', string.sub(key, n), fmt(s - 1))
       end
-      touched[key] = h0
+      local t = touched[key]
+      if t then t[2] = t[2] + 1 else touched[key] = {h0, 1, s} end
       redis.call('SPUBLISH', key, live .. seq .. '\\n-\\n-\\n' .. data)
     else
       local ev, co, mark

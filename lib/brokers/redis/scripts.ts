@@ -77,7 +77,7 @@ local function begin(B, floor_e, floor_s, new_e)
       new_e = 't' .. t[1] .. t[2]
     end
     e, s, b = new_e, 0, 0
-    redis.call('DEL', B .. '!d')
+    redis.call('DEL', B .. '!d', B .. '!c')
     redis.call('HSET', B, 'e', e, 's', '0', 'b', '0')
   elseif floor_e ~= '' and e == floor_e and s < floor_s then
     -- Redis went back behind a position it acknowledged: nothing before is vouched for.
@@ -90,9 +90,9 @@ end
 -- History: a channel's stream keeps up to hist + hist/8 entries; past that one XTRIM keeps
 -- hist + 1, and B!d records the seq of the oldest left (the newest no longer in the window).
 -- Each entry carries its hist ('h'), so reads apply the window exactly whatever was trimmed.
--- n is where the channel name starts in the key.
-local function trim(B, key, n, h)
-  if redis.call('XLEN', key) > h + math.max(8, math.floor(h / 8)) then
+-- n is where the channel name starts in the key; len the stream's length.
+local function trim(B, key, n, h, len)
+  if len > h + math.max(8, math.floor(h / 8)) then
     redis.call('XTRIM', key, 'MAXLEN', h + 1)
     local first = redis.call('XRANGE', key, '-', '+', 'COUNT', 1)
     redis.call('HSET', B .. '!d', string.sub(key, n), string.match(first[1][1], '^%d+'))
@@ -100,13 +100,15 @@ local function trim(B, key, n, h)
 end
 
 -- Stores one event and sends it live; returns its seq as a string. History 0 keeps no stream at all, only the mark. The trim
--- check is left to the caller (once per stream per call: see trim), through touched.
+-- check is left to the caller (once per stream per call: see trim_touched), through touched:
+-- per stream, {history, events this call added, the first one's seq}.
 local function put(B, e, s, key, n, data, ev, co, hist, touched)
   local ss = fmt(s)
   local h = tonumber(hist)
   if h == 0 then
     redis.call('DEL', key)
     redis.call('HSET', B .. '!d', string.sub(key, n), ss)
+    redis.call('HDEL', B .. '!c', string.sub(key, n)) -- no stream on purpose: the mark says what is gone
     touched[key] = nil
   else
     local id = ss -- XADD takes <seq> as <seq>-0
@@ -130,14 +132,27 @@ local function put(B, e, s, key, n, data, ev, co, hist, touched)
         redis.call('HSET', B .. '!d', string.sub(key, n), fmt(s - 1))
       end
     end
-    touched[key] = h
+    local t = touched[key]
+    if t then t[2] = t[2] + 1 else touched[key] = {h, 1, s} end
   end
   redis.call('SPUBLISH', key, e .. '\\n' .. ss .. '\\n' .. (ev and ('=' .. ev) or '-') .. '\\n' .. (co and ('=' .. co) or '-') .. '\\n' .. data)
   return ss
 end
 
+-- Once per stream a call wrote: a stream no longer than what the call added began in this call.
+-- B!c remembers that the channel has had a stream in this epoch; if it had one before, what
+-- that held is gone (deleted or evicted from outside) and B!d says so. Then the trim check.
 local function trim_touched(B, n, touched)
-  for key, h in pairs(touched) do trim(B, key, n, h) end
+  for key, t in pairs(touched) do
+    local len = redis.call('XLEN', key)
+    if len == t[2] then
+      local ch = string.sub(key, n)
+      if redis.call('HSETNX', B .. '!c', ch, fmt(t[3])) == 0 then
+        redis.call('HSET', B .. '!d', ch, fmt(t[3] - 1))
+      end
+    end
+    trim(B, key, n, t[1], len)
+  end
 end
 
 local function valid_channel(ch)
@@ -214,7 +229,11 @@ local function read(keys, args)
     if after >= b and after <= s then
       local dropped = tonumber(redis.call('HGET', keys[2], string.sub(key, n)) or '0')
       local len = redis.call('XLEN', key)
-      if len > 0 then
+      if len == 0 then
+        -- no stream, but the channel had one in this epoch: its history is gone (deleted or
+        -- evicted from outside); complete only for a reader that has everything up to the head
+        if dropped < s and redis.call('HEXISTS', B .. '!c', string.sub(key, n)) == 1 then dropped = s end
+      else
         -- the window of the newest publish: entries older than its history are gone
         local newest = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1][2]
         local h
