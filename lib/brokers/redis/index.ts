@@ -107,10 +107,16 @@ export class RedisBroker implements Broker {
     this.partitions = o.partitions ?? (this.conn.cluster ? 8 : 1);
     const keys: PartitionKeys[] = [];
     for (let p = 0; p < this.partitions; p++) keys.push(new PartitionKeys(this.prefix, p, this.partitions));
-    this.store = new Store(this.conn, keys, this.timeout, {
-      floor: (p) => this.parts[p]!.known,
-      seen: (p, epoch, seq) => this.parts[p]!.seen(epoch, seq),
-    });
+    this.store = new Store(
+      this.conn,
+      keys,
+      this.timeout,
+      {
+        floor: (p) => this.parts[p]!.known,
+        seen: (p, epoch, seq) => this.parts[p]!.seen(epoch, seq),
+      },
+      o.waitReplicas,
+    );
     const io = {
       read: this.store.read.bind(this.store),
       requestRecovery: () => this.live.requestRecovery(),

@@ -48,6 +48,13 @@ export interface RedisBrokerOptions {
   healthCheckInterval?: number;
   /** Largest `data` (UTF-8 bytes) a publish accepts. Default 1 MiB. */
   maxDataBytes?: number;
+  /**
+   * Replicas that must have a publish (Redis `WAIT`) before it resolves, so that a failover
+   * to one of them keeps every acknowledged event. Fewer within `commandTimeout`: the publish
+   * rejects with outcome 'unknown' (it is on the master). One Redis (with replicas, e.g.
+   * behind Sentinel) only. Default 0: resolve once the master has it.
+   */
+  waitReplicas?: number;
 }
 
 export interface ResolvedOptions {
@@ -61,6 +68,7 @@ export interface ResolvedOptions {
   readonly partitions: number | undefined;
   readonly healthCheckInterval: number;
   readonly maxDataBytes: number;
+  readonly waitReplicas: number;
 }
 
 const NAMES = [
@@ -74,6 +82,7 @@ const NAMES = [
   'partitions',
   'healthCheckInterval',
   'maxDataBytes',
+  'waitReplicas',
 ] as const;
 
 export function resolveOptions(options: RedisBrokerOptions | undefined): ResolvedOptions {
@@ -123,6 +132,16 @@ export function resolveOptions(options: RedisBrokerOptions | undefined): Resolve
     throw new TypeError('sse-relay: RedisBroker option clusterOptions goes with the option cluster (startup nodes)');
   }
   const partitions = o.partitions === undefined ? undefined : intInRange('partitions', o.partitions, 1, MAX_PARTITIONS);
+  const waitReplicas = o.waitReplicas === undefined ? 0 : intInRange('waitReplicas', o.waitReplicas, 0, 64);
+  if (
+    waitReplicas > 0 &&
+    (cluster !== undefined || (redis as { isCluster?: boolean } | undefined)?.isCluster === true)
+  ) {
+    // WAIT counts the replicas of the connection's own node; on a cluster a redirected call could leave it counting none of its writes.
+    throw new TypeError(
+      'sse-relay: RedisBroker option waitReplicas works on one Redis (with replicas), not on a Redis Cluster',
+    );
+  }
   return {
     url: url as string | undefined,
     redis: redis as RedisClientLike | undefined,
@@ -139,5 +158,6 @@ export function resolveOptions(options: RedisBrokerOptions | undefined): Resolve
         : intInRange('healthCheckInterval', o.healthCheckInterval, 10, 3_600_000),
     maxDataBytes:
       o.maxDataBytes === undefined ? 1024 * 1024 : intInRange('maxDataBytes', o.maxDataBytes, 0, 512 * 1024 * 1024),
+    waitReplicas,
   };
 }

@@ -20,6 +20,9 @@ import type { PartitionKeys } from './partitions';
 import { EXPIRED, FN_BATCH, FN_READ } from './scripts';
 
 const RETRY_DELAY_MS = 50;
+
+/** Fewer replicas than waitReplicas confirmed a call in its time: final (asking again would find no more time). */
+class Unconfirmed extends Error {}
 /** Call ids: a random prefix per process and a counter (unique without a random draw per call). */
 const CALL_PREFIX = randomBytes(12).toString('base64url');
 let callCounter = 0;
@@ -57,6 +60,8 @@ export class Store {
     private readonly keys: readonly PartitionKeys[],
     private readonly timeout: number,
     private readonly hooks: StoreHooks,
+    /** Replicas that must confirm a call (WAIT) before its publishes resolve; 0: none. */
+    private readonly waitReplicas = 0,
   ) {
     this.batcher = new Batcher(
       conn,
@@ -105,16 +110,20 @@ export class Store {
           // Waited for a free round until no time was left: not sent, so certainly not published.
           if (!sent && Date.now() >= deadline) throw unavailable('no time left to send the call', 'not-published');
           sent = true;
-          const reply = await this.conn.call(deadline, args, k.slot);
-          const parsed = parseBatch(reply, items.length);
+          const call = this.conn.call(deadline, args, k.slot);
+          // Pipelined right behind the call, on its connection: it covers the call's writes.
+          const durable = this.waitReplicas > 0 ? this.waitFor(deadline, k.slot) : undefined;
+          const parsed = parseBatch(await call, items.length);
           if (typeof parsed === 'string') throw new BadReply(parsed);
+          this.seenAll(p, parsed.epoch, parsed.seqs); // stored (and maybe sent live) either way
+          if (durable !== undefined) await durable;
           this.settle(p, items, parsed.epoch, parsed.seqs);
           return;
         } catch (err) {
           // the call may have started an epoch with the spare without our seeing it: never offer it again
           this.spare = newEpoch();
           if (this.closed) throw closedError();
-          if (err instanceof BadReply) throw unavailable(err.message, 'unknown');
+          if (err instanceof BadReply || err instanceof Unconfirmed) throw unavailable(err.message, 'unknown');
           if (isReplyError(err)) {
             if (/function not found/i.test(err.message) && Date.now() < deadline) {
               this.conn.libraryLost();
@@ -159,12 +168,34 @@ export class Store {
     if (epoch === this.spare) this.spare = newEpoch();
   }
 
-  private settle(p: number, items: Pending[], epoch: string, seqs: number[]): void {
+  /**
+   * WAIT for `waitReplicas` replicas within the deadline. Fewer: the call is stored on the
+   * master, but a failover may lose it, so its publishes reject with outcome 'unknown'.
+   */
+  private waitFor(deadline: number, slot: number): Promise<void> {
+    // WAIT gives up at 80% of the time left, so its answer arrives before the deadline does.
+    const ms = Math.max(1, Math.floor((deadline - Date.now()) * 0.8));
+    const wait = this.conn.call(deadline, ['WAIT', this.waitReplicas, ms], slot);
+    const checked = wait.then((n) => {
+      if (typeof n !== 'number' || n < this.waitReplicas) {
+        throw new Unconfirmed(
+          `stored on the master, but ${String(n)} of the ${this.waitReplicas} replicas of waitReplicas confirmed it in time`,
+        );
+      }
+    });
+    checked.catch(() => undefined); // awaited only when the call itself succeeded
+    return checked;
+  }
+
+  private seenAll(p: number, epoch: string, seqs: number[]): void {
     this.used(epoch);
-    const partitions = this.keys.length;
     let max = 0;
     for (const s of seqs) if (s > max) max = s;
     this.hooks.seen(p, epoch, max);
+  }
+
+  private settle(p: number, items: Pending[], epoch: string, seqs: number[]): void {
+    const partitions = this.keys.length;
     items.forEach((it, i) => {
       const seq = seqs[i]!;
       it.resolve({
