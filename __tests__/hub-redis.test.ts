@@ -132,6 +132,35 @@ test('Redis restarted without persistence: streams get one reset, then the new e
   expect(old.events[0]!.event).toBe('reset');
 });
 
+test("a channel's stream deleted from outside (DEL, eviction): a resume over it gets one reset, a resume from the partition's head none", async () => {
+  const redis = await startRedis();
+  redisServers.push(redis);
+  const admin = new Redis(redis.url);
+  open.push({ close: () => admin.quit() });
+  const broker = new RedisBroker({ url: redis.url, prefix: 't5:' });
+  const hub = createHub({ authorize: () => true, broker });
+  hubs.push(hub);
+  const server = await app(hub);
+  const first = await hub.publish('a', 'a1');
+  await hub.publish('a', 'a2');
+  await hub.publish('b', 'b1');
+  expect(await admin.del(broker.keyOf('a'))).toBe(1);
+  const over = await openStream(
+    { server, path: '/events?channel=a&channel=b' },
+    { headers: { 'Last-Event-ID': first } },
+  );
+  streams.push(over);
+  await over.waitFor(1);
+  const head = await hub.publish('b', 'b2');
+  await over.waitFor((e) => e.data === 'b2', 10000);
+  expect(over.events.map((e) => e.event)).toEqual(['reset', 'message']); // a2 and b1 are not replayed as if complete
+  const fromHead = await openStream({ server, path: '/events/a' }, { headers: { 'Last-Event-ID': head } });
+  streams.push(fromHead);
+  await hub.publish('a', 'a3');
+  await fromHead.waitFor((e) => e.data === 'a3', 10000);
+  expect(fromHead.events.map((e) => [e.event, e.data])).toEqual([['message', 'a3']]);
+});
+
 test('Redis down: a new stream gets 200 + retry and ends; publish rejects with a clear error', async () => {
   const redis = await startRedis();
   redisServers.push(redis);
