@@ -324,6 +324,29 @@ describe('behind NAT (a proxy per node, the Cluster client told by natMap)', () 
     expect(b.stats()).toMatchObject({ connections: 3 });
   });
 
+  test('a reply lost with the connection to one master: the publish is asked again under its call id, stored and delivered once', async () => {
+    const p = prefix();
+    const b = natBroker(p);
+    const watcher = broker({ prefix: p });
+    const rec = new Recorder();
+    const channels = onePerPartition(b, 'lost');
+    for (const c of channels) await watcher.subscribe(c, rec);
+    const warm = await b.publish(channels[0]!, { data: 'warm' }, 100);
+    await rec.has(warm.id);
+    const port = await cluster.masterOf(keySlot(b.keyOf(channels[0]!)));
+    const [cmd] = proxies.get(port)!.find('sse-relay');
+    const dropped = cmd!.dropReplyTo('sse_relay_batch_v2');
+    const once = await b.publish(channels[0]!, { data: 'once' }, 100);
+    await dropped;
+    expect(cmd!.closed).toBe(true); // the reply really was lost with its connection
+    const next = await b.publish(channels[0]!, { data: 'next' }, 100);
+    await rec.has(next.id);
+    expect(once.seq).toBe(warm.seq + 1);
+    expect(rec.events.map((e) => e.data)).toEqual(['warm', 'once', 'next']);
+    const r = await watcher.replay([channels[0]!], new Map([[warm.partition, 0]]));
+    expect(r.events.map((e) => e.data)).toEqual(['warm', 'once', 'next']);
+  });
+
   test('a half-open command connection to one master: its publishes fail within commandTimeout, then a new connection carries on; every acknowledged event once, nothing that failed', async () => {
     const p = prefix();
     const b = natBroker(p);
