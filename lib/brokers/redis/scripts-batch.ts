@@ -21,7 +21,12 @@ export function batchFunctions(expired: string): string {
 -- already done, the same as one string
 local function batch(keys, args, kis, datas, opts)
   local done = redis.call('GET', keys[3])
-  if done then return done end
+  if done then
+    -- asked again (its reply was lost): renewing the mark is a write, so a WAIT that follows on
+    -- this connection also covers the first run's writes, made on the connection that was lost
+    redis.call('PEXPIRE', keys[3], args[5])
+    return done
+  end
   local deadline = tonumber(args[4])
   if deadline > 0 and now_ms() > deadline then
     return redis.error_reply('${expired} the deadline passed before Redis ran the call; nothing was stored')
