@@ -4,7 +4,7 @@
  * and a real publish endpoint. Exit status, stdout and stderr are checked
  * exactly; every child is bounded by a timeout and killed if it overruns.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -15,55 +15,15 @@ import { HELP } from '../lib/cli/args';
 import type { PublishOptions } from '../lib/hub';
 import { createPublisher, type PublishFn } from '../lib/publisher';
 import { closeServer, listen, openStream, type TestStream } from '../lib/testing';
+import { CLI, ROOT, killAll, run, start } from './helpers/cli-run';
 import { freePort } from './helpers/redis-server';
 
-const ROOT = path.join(__dirname, '..');
-const CLI = path.join(ROOT, 'dist', 'cli.js');
 if (!existsSync(CLI)) throw new Error('the CLI tests run the built dist/cli.js: run `npm run build` first');
 const REDIS_URL = process.env.REDIS_URL;
 if (!REDIS_URL)
   throw new Error('REDIS_URL is not set: the global setup starts a redis-server (is /usr/bin/redis-server installed?)');
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-const children = new Set<ChildProcess>();
-
-function start(args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
-  const childEnv = { ...process.env, ...env };
-  if (env.SSE_RELAY_TOKEN === undefined) delete childEnv.SSE_RELAY_TOKEN;
-  const child = spawn(process.execPath, [CLI, ...args], { env: childEnv, stdio: ['pipe', 'pipe', 'pipe'] });
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  return child;
-}
-
-/** Runs the CLI to its end (killed after 15 s); `stdin` is written and closed. */
-function run(args: string[], options: { stdin?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
-  const child = start(args, options.env);
-  return new Promise((resolve, reject) => {
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`sse-relay ${args.join(' ')} did not end within 15 s; stderr: ${stderr}`));
-    }, 15_000);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin!.end(options.stdin ?? '');
-  });
-}
-
-afterAll(() => {
-  for (const child of children) child.kill('SIGKILL');
-});
+afterAll(killAll);
 
 const publishOn =
   (hub: Hub): PublishFn =>
@@ -86,15 +46,21 @@ describe('sse-relay --help and usage errors', () => {
     [['publish'], 'missing <channel>'],
     [['publish', 'a'], 'missing <data> (use - to read it from stdin)'],
     [['publish', 'a b', 'x', '--redis', 'redis://127.0.0.1:1'], '<channel> must be 1 to 200 of A-Z a-z 0-9 _ . : -'],
-    [['publish', 'a', 'x'], 'publish needs one of --redis URL or --url URL'],
+    [['publish', 'a', 'x'], 'publish needs one of --redis URL, --cluster HOST:PORT,… or --url URL'],
     [
       ['publish', 'a', 'x', '--redis', 'redis://h', '--url', 'http://h/'],
-      'publish needs one of --redis URL or --url URL',
+      'publish needs one of --redis URL, --cluster HOST:PORT,… or --url URL',
     ],
+    [
+      ['publish', 'a', 'x', '--redis', 'redis://h', '--cluster', 'h:1'],
+      '--redis and --cluster are exclusive: one Redis, or the startup nodes of a cluster',
+    ],
+    [['publish', 'a', 'x', '--cluster', 'h'], '--cluster must be HOST:PORT[,HOST:PORT...], got "h"'],
+    [['publish', 'a', 'x', '--cluster', 'h:1,h:70000'], '--cluster must be HOST:PORT[,HOST:PORT...], got "h:70000"'],
     [['publish', 'a', 'x', 'y', '--redis', 'redis://h'], 'publish takes <channel> <data> (quote data that has spaces)'],
     [
       ['publish', 'a', 'x', '--url', 'http://h/', '--history', '5'],
-      "--history and --prefix apply to --redis only (the endpoint uses its hub's)",
+      "--history and --prefix apply to --redis and --cluster only (the endpoint uses its hub's)",
     ],
     [['publish', 'a', 'x', '--redis', 'redis://h', '--token', 't'], '--token applies to --url only'],
     [
@@ -112,7 +78,7 @@ describe('sse-relay --help and usage errors', () => {
       '--event must be a non-empty string without CR, LF or NUL',
     ],
     [['publish', 'a', 'x', '--redis', 'redis://h', '--bogus'], "Unknown option '--bogus'"],
-    [['tail', 'a'], 'tail needs --redis URL'],
+    [['tail', 'a'], 'tail needs --redis URL or --cluster HOST:PORT,…'],
     [['tail', 'a', '--redis', 'redis://h', '--event', 'e'], '--event does not apply to tail'],
   ])('%j: exit 2 with a message', async (args, message) => {
     const r = await run(args);

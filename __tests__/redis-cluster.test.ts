@@ -12,6 +12,7 @@ import { RedisBroker } from '../lib/brokers/redis';
 import type { SseRelayError } from '../lib/errors';
 import { keySlot } from '../lib/brokers/redis/partitions';
 import { Recorder } from '../lib/testing';
+import { killAll, run, start } from './helpers/cli-run';
 import { startCluster, type RedisCluster } from './helpers/redis-cluster';
 import { startProxy, type TcpProxy } from './helpers/tcp-proxy';
 import { sleep, until } from './helpers/wait';
@@ -394,6 +395,37 @@ describe('behind NAT (a proxy per node, the Cluster client told by natMap)', () 
         .find('sse-relay')
         .filter((c) => !c.stalled && !c.closed),
     ).toHaveLength(1);
+  });
+});
+
+describe('the sse-relay command on a cluster (--cluster startup nodes)', () => {
+  afterAll(killAll);
+  const nodes = (): string => cluster.startup.map((n) => `${n.host}:${n.port}`).join(',');
+
+  test('publish prints the id a listener gets the event with; tail prints the live events of a channel', async () => {
+    const p = prefix();
+    const b = broker({ prefix: p });
+    const rec = new Recorder();
+    const [first, second] = onePerPartition(b, 'cli');
+    await b.subscribe(first!, rec);
+    const r = await run(['publish', first!, '<b>hi</b>', '--event', 'note', '--cluster', nodes(), '--prefix', p]);
+    expect(r.code).toBe(0);
+    const id = r.stdout.trim();
+    await rec.has(id);
+    expect(rec.events.map((e) => [e.id, e.event, e.data])).toEqual([[id, 'note', '<b>hi</b>']]);
+
+    const tail = start(['tail', second!, '--cluster', nodes(), '--prefix', p]);
+    let out = '';
+    let err = '';
+    tail.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+    tail.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+    await until(() => err.includes('tailing'), 'tail to be subscribed');
+    const ev = await b.publish(second!, { data: 'live' }, 10);
+    await until(() => out.includes('\n'), 'a line from tail');
+    expect(JSON.parse(out.trim())).toEqual({ id: ev.id, event: 'message', data: 'live' });
+    const ended = new Promise<number | null>((resolve) => tail.once('exit', (code) => resolve(code)));
+    tail.kill('SIGINT');
+    expect(await ended).toBe(0);
   });
 });
 

@@ -23,15 +23,17 @@ HTTP publish endpoint (hub.publisher()):
   sse-relay publish order:123 '<span>Shipped</span>' --event status --url https://app.example/internal/publish
   echo '{"pct":50}' | sse-relay publish job:7 - --coalesce progress --redis redis://127.0.0.1:6379
   sse-relay tail order:123 --redis redis://127.0.0.1:6379
+  sse-relay publish order:123 '<span>Shipped</span>' --cluster 10.0.0.1:6379,10.0.0.2:6379
 
 Options:
   --redis URL            Redis of the app's RedisBroker (publish, tail)
+  --cluster HOST:PORT,…  startup nodes of the app's Redis Cluster, instead of --redis
   --url URL              the app's publish endpoint (publish)
   --event NAME           event name (default: none, dispatched as "message")
   --coalesce KEY         latest-wins key
   --idempotency-key KEY  publish at most once per key
-  --history N            events kept per channel, like createHub({ history }) (--redis; default 1000)
-  --prefix PREFIX        RedisBroker key prefix (--redis; default "sse-relay:")
+  --history N            events kept per channel, like createHub({ history }) (--redis, --cluster; default 1000)
+  --prefix PREFIX        RedisBroker key prefix (--redis, --cluster; default "sse-relay:")
   --token TOKEN          sent as "Authorization: Bearer TOKEN" (--url; default: $SSE_RELAY_TOKEN)
   --timeout MS           give up after this long (default 5000)
   -h, --help             print this help
@@ -52,15 +54,18 @@ export interface PublishCommand {
   readonly coalesce: string | undefined;
   readonly idempotencyKey: string | undefined;
   readonly target:
-    | { readonly redis: string; readonly prefix: string | undefined; readonly history: number }
+    | { readonly redis: RedisTarget; readonly prefix: string | undefined; readonly history: number }
     | { readonly url: URL; readonly token: string | undefined };
   readonly timeout: number;
 }
 
+/** One Redis (`--redis URL`) or a Redis Cluster's startup nodes (`--cluster`). */
+export type RedisTarget = { readonly url: string } | { readonly cluster: readonly { host: string; port: number }[] };
+
 export interface TailCommand {
   readonly command: 'tail';
   readonly channel: string;
-  readonly redis: string;
+  readonly redis: RedisTarget;
   readonly prefix: string | undefined;
   readonly timeout: number;
 }
@@ -69,6 +74,7 @@ export type Command = PublishCommand | TailCommand | { readonly command: 'help' 
 
 const OPTIONS = {
   redis: { type: 'string' },
+  cluster: { type: 'string' },
   url: { type: 'string' },
   event: { type: 'string' },
   coalesce: { type: 'string' },
@@ -124,6 +130,28 @@ function redisOption(value: string): string {
   return value;
 }
 
+function clusterOption(value: string): { host: string; port: number }[] {
+  const nodes = value.split(',').map((part) => {
+    const m = /^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):([0-9]{1,5})$/.exec(part.trim());
+    const port = m === null ? 0 : Number(m[2]);
+    if (m === null || port < 1 || port > 65535) {
+      throw new UsageError(`--cluster must be HOST:PORT[,HOST:PORT...], got ${JSON.stringify(part)}`);
+    }
+    return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+  });
+  return nodes;
+}
+
+/** --redis URL or --cluster nodes (at most one), or undefined when neither is given. */
+function redisTarget(values: Values): RedisTarget | undefined {
+  if (values.redis !== undefined && values.cluster !== undefined) {
+    throw new UsageError('--redis and --cluster are exclusive: one Redis, or the startup nodes of a cluster');
+  }
+  if (values.redis !== undefined) return { url: redisOption(values.redis) };
+  if (values.cluster !== undefined) return { cluster: clusterOption(values.cluster) };
+  return undefined;
+}
+
 function urlOption(value: string): URL {
   let url: URL;
   try {
@@ -156,26 +184,29 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     case 'publish': {
       only(
         values,
-        ['redis', 'url', 'event', 'coalesce', 'idempotency-key', 'history', 'prefix', 'token', 'timeout'],
+        ['redis', 'cluster', 'url', 'event', 'coalesce', 'idempotency-key', 'history', 'prefix', 'token', 'timeout'],
         'publish',
       );
       if (rest.length > 2) throw new UsageError('publish takes <channel> <data> (quote data that has spaces)');
       const channel = channelArg(rest[0]);
       const data = rest[1];
       if (data === undefined) throw new UsageError('missing <data> (use - to read it from stdin)');
-      if ((values.redis === undefined) === (values.url === undefined))
-        throw new UsageError('publish needs one of --redis URL or --url URL');
+      const viaRedis = values.redis !== undefined || values.cluster !== undefined;
+      if (viaRedis === (values.url !== undefined))
+        throw new UsageError('publish needs one of --redis URL, --cluster HOST:PORT,… or --url URL');
       let target: PublishCommand['target'];
-      if (values.redis !== undefined) {
+      if (viaRedis) {
         if (values.token !== undefined) throw new UsageError('--token applies to --url only');
         target = {
-          redis: redisOption(values.redis),
+          redis: redisTarget(values)!,
           prefix: values.prefix,
           history: intOption('history', values.history, 1000, 0),
         };
       } else {
         if (values.history !== undefined || values.prefix !== undefined) {
-          throw new UsageError("--history and --prefix apply to --redis only (the endpoint uses its hub's)");
+          throw new UsageError(
+            "--history and --prefix apply to --redis and --cluster only (the endpoint uses its hub's)",
+          );
         }
         const token = values.token ?? (env.SSE_RELAY_TOKEN || undefined);
         target = { url: urlOption(values.url!), token };
@@ -192,11 +223,12 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
       };
     }
     case 'tail': {
-      only(values, ['redis', 'prefix', 'timeout'], 'tail');
+      only(values, ['redis', 'cluster', 'prefix', 'timeout'], 'tail');
       if (rest.length > 1) throw new UsageError('tail takes one <channel>');
       const channel = channelArg(rest[0]);
-      if (values.redis === undefined) throw new UsageError('tail needs --redis URL');
-      return { command: 'tail', channel, redis: redisOption(values.redis), prefix: values.prefix, timeout };
+      const redis = redisTarget(values);
+      if (redis === undefined) throw new UsageError('tail needs --redis URL or --cluster HOST:PORT,…');
+      return { command: 'tail', channel, redis, prefix: values.prefix, timeout };
     }
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)} (publish, tail or help)`);

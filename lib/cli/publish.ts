@@ -5,7 +5,8 @@
  */
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import type { PublishCommand } from './args';
+import type { PublishCommand, RedisTarget } from './args';
+import { openBroker } from './broker';
 
 /** The publish did not happen (or its outcome is unknown): exit status 1. */
 export class Refused extends Error {
@@ -32,17 +33,9 @@ export async function readStdin(stdin: NodeJS.ReadableStream): Promise<string> {
 async function viaRedis(
   cmd: PublishCommand,
   data: string,
-  target: { redis: string; prefix: string | undefined; history: number },
+  target: { redis: RedisTarget; prefix: string | undefined; history: number },
 ): Promise<string> {
-  // Loaded only here: `--url` works without ioredis installed.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { RedisBroker } = require('../brokers/redis') as typeof import('../brokers/redis');
-  const options: { url: string; commandTimeout: number; prefix?: string } = {
-    url: target.redis,
-    commandTimeout: cmd.timeout,
-  };
-  if (target.prefix !== undefined) options.prefix = target.prefix;
-  const broker = new RedisBroker(options);
+  const broker = openBroker(target.redis, target.prefix, cmd.timeout);
   try {
     const input: { data: string; event?: string; coalesce?: string; idempotencyKey?: string } = { data };
     if (cmd.event !== undefined) input.event = cmd.event;

@@ -4,6 +4,7 @@
  * its Redis connections and resolves.
  */
 import type { TailCommand } from './args';
+import { openBroker } from './broker';
 import { Refused } from './publish';
 
 export interface TailIo {
@@ -14,14 +15,7 @@ export interface TailIo {
 }
 
 export async function tail(cmd: TailCommand, io: TailIo): Promise<void> {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { RedisBroker } = require('../brokers/redis') as typeof import('../brokers/redis');
-  const options: { url: string; commandTimeout: number; prefix?: string } = {
-    url: cmd.redis,
-    commandTimeout: cmd.timeout,
-  };
-  if (cmd.prefix !== undefined) options.prefix = cmd.prefix;
-  const broker = new RedisBroker(options);
+  const broker = openBroker(cmd.redis, cmd.prefix, cmd.timeout);
   const listener = {
     onEvent(ev: { id: string; event: string | undefined; data: string }): void {
       io.stdout.write(JSON.stringify({ id: ev.id, event: ev.event ?? 'message', data: ev.data }) + '\n');
