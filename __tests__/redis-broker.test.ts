@@ -6,6 +6,8 @@
  * behaviour while Redis is down, and the caller's client left alone.
  */
 import type Redis from 'ioredis';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { BrokerEvent } from '../lib/brokers/broker';
 import { RedisBroker } from '../lib/brokers/redis';
 import { SseRelayError } from '../lib/errors';
@@ -14,6 +16,14 @@ import { redisFixtures } from './helpers/redis-fixtures';
 import { freePort } from './helpers/redis-server';
 import { sleep, until } from './helpers/wait';
 import { commandClient, peakListeners, watchWarnings } from './helpers/warnings';
+
+/** The ACL rules the README gives for the broker's Redis user (its prefix: sse-relay:). */
+const README_ACL = (() => {
+  const readme = readFileSync(join(__dirname, '..', 'README.md'), 'utf8');
+  const m = /ACL SETUSER sse-relay on >\S+ (.+)$/m.exec(readme);
+  if (m === null) throw new Error('README: no "ACL SETUSER sse-relay on >..." line');
+  return m[1]!.trim();
+})();
 
 jest.setTimeout(60_000);
 
@@ -618,6 +628,44 @@ describe('Redis unreachable', () => {
     const pending = b.subscribe('b', new Recorder()).catch((e: unknown) => e);
     await b.close();
     expect(((await pending) as SseRelayError).code).toMatch(/^ERR_BROKER_(CLOSED|UNAVAILABLE)$/);
+  });
+});
+
+describe('a Redis user with only the permissions the README lists', () => {
+  test('publish, subscribe, replay, recover and the eviction check all work under that ACL; a missing permission is an error, not a hang', async () => {
+    const p = `acl${process.pid}:`;
+    const user = `sse-relay-${process.pid}`;
+    const admin = client(process.env.REDIS_URL!);
+    const rules = README_ACL.replace(/sse-relay:\*/g, `${p}*`).split(' ');
+    await admin.call('ACL', 'SETUSER', user, 'reset', 'on', '>secret', ...rules);
+    try {
+      const url = process.env.REDIS_URL!.replace('redis://', `redis://${user}:secret@`);
+      const warnings = watchWarnings();
+      const b = broker({ url, prefix: p, commandTimeout: 2000 });
+      const rec = new Recorder();
+      await b.subscribe('a', rec);
+      const e1 = await b.publish('a', { data: 'one', event: 'e', coalesce: 'k' }, 10);
+      const e2 = await b.publish('a', { data: 'two', idempotencyKey: 'x' }, 10);
+      await rec.has(e2.id);
+      expect(rec.events.map((e) => e.data)).toEqual(['one', 'two']);
+      expect((await b.replay(['a'], at(0))).events.map((e) => e.id)).toEqual([e1.id, e2.id]);
+      // a reconnect: the library is loaded again and the listener catches up
+      await admin.call('CLIENT', 'KILL', 'USER', user);
+      const e3 = await b.publish('a', { data: 'three' }, 10).catch(async () => b.publish('a', { data: 'three' }, 10));
+      await rec.has(e3.id);
+      expect(warnings.withCode('SSE_RELAY_EVICTION_POLICY')).toEqual([]);
+      warnings.restore();
+      // without one of them (XADD): the publish is refused with Redis' reason
+      await admin.call('ACL', 'SETUSER', user, '-xadd');
+      const err = await b.publish('a', { data: 'four' }, 10).then(
+        () => undefined,
+        (e: unknown) => e as SseRelayError,
+      );
+      expect(err).toMatchObject({ code: 'ERR_BROKER_UNAVAILABLE' });
+      expect(err!.message).toMatch(/can't run this command/);
+    } finally {
+      await admin.call('ACL', 'DELUSER', user);
+    }
   });
 });
 
