@@ -6,8 +6,8 @@
  *
  * Keys of partition p under `prefix` (`B` = `<prefix>{<tag>}`):
  *   B                  hash { e: epoch, s: newest seq, b: seq the epoch started after }
- *   B!d                hash channel -> seq of the newest event trimmed out of its history
- *   B!c                hash channel -> seq of its first event in this epoch (it has had a stream:
+ *   B!d                hash channel -> seq of the newest event trimmed out of its history, and
+ *                      +channel -> seq of its first event in this epoch (it has had a stream:
  *                      a missing one means its history is gone, not that it had none)
  *   B:<channel>        stream (history: entry id `<seq>-0`, fields d data, h history, e event,
  *                      c coalesce) AND sharded pub/sub channel

@@ -77,7 +77,7 @@ local function begin(B, floor_e, floor_s, new_e)
       new_e = 't' .. t[1] .. t[2]
     end
     e, s, b = new_e, 0, 0
-    redis.call('DEL', B .. '!d', B .. '!c')
+    redis.call('DEL', B .. '!d')
     redis.call('HSET', B, 'e', e, 's', '0', 'b', '0')
   elseif floor_e ~= '' and e == floor_e and s < floor_s then
     -- Redis went back behind a position it acknowledged: nothing before is vouched for.
@@ -108,7 +108,7 @@ local function put(B, e, s, key, n, data, ev, co, hist, touched)
   if h == 0 then
     redis.call('DEL', key)
     redis.call('HSET', B .. '!d', string.sub(key, n), ss)
-    redis.call('HDEL', B .. '!c', string.sub(key, n)) -- no stream on purpose: the mark says what is gone
+    redis.call('HDEL', B .. '!d', '+' .. string.sub(key, n)) -- no stream on purpose: the mark says what is gone
     touched[key] = nil
   else
     local id = ss -- XADD takes <seq> as <seq>-0
@@ -140,14 +140,16 @@ local function put(B, e, s, key, n, data, ev, co, hist, touched)
 end
 
 -- Once per stream a call wrote: a stream no longer than what the call added began in this call.
--- B!c remembers that the channel has had a stream in this epoch; if it had one before, what
--- that held is gone (deleted or evicted from outside) and B!d says so. Then the trim check.
+-- B!d's field '+<channel>' remembers that the channel has had a stream in this epoch (no channel
+-- name starts with '+'; the field lives in B!d because every call declares that key, and a key
+-- it did not declare could fail mid-call while its slot migrates). If it had one before, what
+-- that held is gone (deleted or evicted from outside) and B!d's mark says so. Then the trim check.
 local function trim_touched(B, n, touched)
   for key, t in pairs(touched) do
     local len = redis.call('XLEN', key)
     if len == t[2] then
       local ch = string.sub(key, n)
-      if redis.call('HSETNX', B .. '!c', ch, fmt(t[3])) == 0 then
+      if redis.call('HSETNX', B .. '!d', '+' .. ch, fmt(t[3])) == 0 then
         redis.call('HSET', B .. '!d', ch, fmt(t[3] - 1))
       end
     end
@@ -232,7 +234,7 @@ local function read(keys, args)
       if len == 0 then
         -- no stream, but the channel had one in this epoch: its history is gone (deleted or
         -- evicted from outside); complete only for a reader that has everything up to the head
-        if dropped < s and redis.call('HEXISTS', B .. '!c', string.sub(key, n)) == 1 then dropped = s end
+        if dropped < s and redis.call('HEXISTS', keys[2], '+' .. string.sub(key, n)) == 1 then dropped = s end
       else
         -- the window of the newest publish: entries older than its history are gone
         local newest = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1][2]
