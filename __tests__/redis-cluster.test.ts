@@ -459,6 +459,51 @@ describe('faults', () => {
     for (const r of recs) expectOutcome(acked, r, channels, true);
   });
 
+  test("the one-key FCALL while its slot migrates: refused whole (TRYAGAIN) once the partition's B!d has moved, nothing half-written", async () => {
+    const b = broker({ prefix: prefix() });
+    const [ch] = onePerPartition(b, 'mig1');
+    const key = b.keyOf(ch!);
+    const base = key.slice(0, key.indexOf('}') + 1);
+    const slot = keySlot(key);
+    const from = await cluster.masterOf(slot);
+    const roles = await cluster.roles();
+    const to = [...roles].find(([port, r]) => r === 'master' && port !== from)![0];
+    const src = cluster.client(from);
+    const dst = cluster.client(to);
+    await b.publish('warm', { data: 'x' }, 10); // the library is loaded on every master
+    // history 1: the stream is trimmed past 9 entries, and a trim writes B!d
+    for (let i = 0; i < 9; i++) await src.call('FCALL', 'sse_relay_publish_v1', '1', key, `e${i}`, '', '', '1');
+    expect(await src.call('XLEN', key)).toBe(9);
+    const headBefore = await src.call('HGET', base, 's');
+    const srcId = (await src.call('CLUSTER', 'MYID')) as string;
+    const dstId = (await dst.call('CLUSTER', 'MYID')) as string;
+    await dst.call('CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', srcId);
+    await src.call('CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', dstId);
+    try {
+      await src.call('MIGRATE', '127.0.0.1', String(to), '', '0', '5000', 'KEYS', `${base}!d`);
+      await expect(src.call('FCALL', 'sse_relay_publish_v1', '1', key, 'e9', '', '', '1')).rejects.toThrow(
+        /TRYAGAIN sse-relay: the partition is moving/,
+      );
+      expect(await src.call('XLEN', key)).toBe(9); // nothing stored, nothing sent
+      expect(await src.call('HGET', base, 's')).toBe(headBefore);
+    } finally {
+      // finish the move, so the cluster is whole for what follows
+      for (let i = 0; i < 100; i++) {
+        const keys = (await src.call('CLUSTER', 'GETKEYSINSLOT', String(slot), '100')) as string[];
+        if (keys.length === 0) break;
+        await src.call('MIGRATE', '127.0.0.1', String(to), '', '0', '5000', 'REPLACE', 'KEYS', ...keys);
+      }
+      for (const [port, r] of roles)
+        if (r === 'master') await cluster.client(port).call('CLUSTER', 'SETSLOT', String(slot), 'NODE', dstId);
+      await until(async () => (await cluster.masterOf(slot)) === to, 'the slot owned by its new master', 10_000);
+    }
+    // moved: the same call goes through on the new master, after the nine
+    expect(await dst.call('FCALL', 'sse_relay_publish_v1', '1', key, 'e9', '', '', '1')).toEqual([
+      expect.any(String),
+      String(Number(headBefore) + 1),
+    ]);
+  });
+
   test('a slot migrated to another master while streams are live: exactly once in order, no reset', async () => {
     const { acked, recs, channels } = await underFault(async (chans) => {
       const b = brokers[brokers.length - 1]!;

@@ -157,6 +157,12 @@ local function trim_touched(B, n, touched)
   end
 end
 
+-- Whether a key of this call's slot that the call did not declare can be used here now.
+local function reachable(key)
+  local r = redis.pcall('EXISTS', key)
+  return not (type(r) == 'table' and r.err)
+end
+
 local function valid_channel(ch)
   return #ch >= 1 and #ch <= 200 and string.find(ch, '^[A-Za-z0-9_.:%-]+$') ~= nil
 end
@@ -192,6 +198,11 @@ local function publish(keys, args)
     return bad('history must be an integer 0..1000000')
   end
   local B = prefix .. '{' .. tag .. '}'
+  -- This call declares one key and reaches two more of its slot (B, B!d): asked first, so that
+  -- while the slot migrates a call is refused whole (TRYAGAIN) instead of failing half-way.
+  if not reachable(B) or not reachable(B .. '!d') then
+    return redis.error_reply('TRYAGAIN sse-relay: the partition is moving to another node; try again')
+  end
   local e, s, b = begin(B, '', 0, '')
   local ukeyname
   if ukey ~= '' then
