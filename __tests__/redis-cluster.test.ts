@@ -57,6 +57,48 @@ async function commandCalls(port: number, command: string): Promise<number> {
   return m === null ? 0 : Number(m[1]);
 }
 
+interface Migration {
+  readonly dst: ReturnType<RedisCluster['client']>;
+  /** MIGRATE `keys` (all still in the slot when omitted) to the new master. */
+  move(keys?: readonly string[]): Promise<void>;
+  /** Moves what is left and gives the slot to the new master, on every master. */
+  finish(): Promise<void>;
+}
+
+/** Starts moving `slot` from its master to another master (IMPORTING there, MIGRATING here). */
+async function startMigration(slot: number): Promise<Migration> {
+  const from = await cluster.masterOf(slot);
+  const roles = await cluster.roles();
+  const to = [...roles].find(([port, r]) => r === 'master' && port !== from)![0];
+  const src = cluster.client(from);
+  const dst = cluster.client(to);
+  const srcId = (await src.call('CLUSTER', 'MYID')) as string;
+  const dstId = (await dst.call('CLUSTER', 'MYID')) as string;
+  await dst.call('CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', srcId);
+  await src.call('CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', dstId);
+  const move = async (keys?: readonly string[]): Promise<void> => {
+    if (keys !== undefined) {
+      await src.call('MIGRATE', '127.0.0.1', String(to), '', '0', '5000', 'REPLACE', 'KEYS', ...keys);
+      return;
+    }
+    for (let i = 0; i < 1000; i++) {
+      const left = (await src.call('CLUSTER', 'GETKEYSINSLOT', String(slot), '100')) as string[];
+      if (left.length === 0) return;
+      await src.call('MIGRATE', '127.0.0.1', String(to), '', '0', '5000', 'REPLACE', 'KEYS', ...left);
+    }
+  };
+  return {
+    dst,
+    move,
+    async finish() {
+      await move();
+      for (const [port, r] of roles)
+        if (r === 'master') await cluster.client(port).call('CLUSTER', 'SETSLOT', String(slot), 'NODE', dstId);
+      await until(async () => (await cluster.masterOf(slot)) === to, 'the slot owned by its new master', 10_000);
+    },
+  };
+}
+
 /** One channel name per partition of `b`. */
 function onePerPartition(b: RedisBroker, tag: string): string[] {
   const out: string[] = new Array(b.partitions);
@@ -465,40 +507,25 @@ describe('faults', () => {
     const key = b.keyOf(ch!);
     const base = key.slice(0, key.indexOf('}') + 1);
     const slot = keySlot(key);
-    const from = await cluster.masterOf(slot);
-    const roles = await cluster.roles();
-    const to = [...roles].find(([port, r]) => r === 'master' && port !== from)![0];
-    const src = cluster.client(from);
-    const dst = cluster.client(to);
     await b.publish('warm', { data: 'x' }, 10); // the library is loaded on every master
+    const src = cluster.client(await cluster.masterOf(slot));
     // history 1: the stream is trimmed past 9 entries, and a trim writes B!d
     for (let i = 0; i < 9; i++) await src.call('FCALL', 'sse_relay_publish_v1', '1', key, `e${i}`, '', '', '1');
     expect(await src.call('XLEN', key)).toBe(9);
     const headBefore = await src.call('HGET', base, 's');
-    const srcId = (await src.call('CLUSTER', 'MYID')) as string;
-    const dstId = (await dst.call('CLUSTER', 'MYID')) as string;
-    await dst.call('CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', srcId);
-    await src.call('CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', dstId);
+    const m = await startMigration(slot);
     try {
-      await src.call('MIGRATE', '127.0.0.1', String(to), '', '0', '5000', 'KEYS', `${base}!d`);
+      await m.move([`${base}!d`]);
       await expect(src.call('FCALL', 'sse_relay_publish_v1', '1', key, 'e9', '', '', '1')).rejects.toThrow(
         /TRYAGAIN sse-relay: the partition is moving/,
       );
       expect(await src.call('XLEN', key)).toBe(9); // nothing stored, nothing sent
       expect(await src.call('HGET', base, 's')).toBe(headBefore);
     } finally {
-      // finish the move, so the cluster is whole for what follows
-      for (let i = 0; i < 100; i++) {
-        const keys = (await src.call('CLUSTER', 'GETKEYSINSLOT', String(slot), '100')) as string[];
-        if (keys.length === 0) break;
-        await src.call('MIGRATE', '127.0.0.1', String(to), '', '0', '5000', 'REPLACE', 'KEYS', ...keys);
-      }
-      for (const [port, r] of roles)
-        if (r === 'master') await cluster.client(port).call('CLUSTER', 'SETSLOT', String(slot), 'NODE', dstId);
-      await until(async () => (await cluster.masterOf(slot)) === to, 'the slot owned by its new master', 10_000);
+      await m.finish(); // so the cluster is whole for what follows
     }
     // moved: the same call goes through on the new master, after the nine
-    expect(await dst.call('FCALL', 'sse_relay_publish_v1', '1', key, 'e9', '', '', '1')).toEqual([
+    expect(await m.dst.call('FCALL', 'sse_relay_publish_v1', '1', key, 'e9', '', '', '1')).toEqual([
       expect.any(String),
       String(Number(headBefore) + 1),
     ]);
@@ -507,24 +534,8 @@ describe('faults', () => {
   test('a slot migrated to another master while streams are live: exactly once in order, no reset', async () => {
     const { acked, recs, channels } = await underFault(async (chans) => {
       const b = brokers[brokers.length - 1]!;
-      const slot = keySlot(b.keyOf(chans[0]!));
-      const from = await cluster.masterOf(slot);
-      const roles = await cluster.roles();
-      const to = [...roles].find(([port, r]) => r === 'master' && port !== from)![0];
-      const src = cluster.client(from);
-      const dst = cluster.client(to);
-      const srcId = (await src.call('CLUSTER', 'MYID')) as string;
-      const dstId = (await dst.call('CLUSTER', 'MYID')) as string;
-      await dst.call('CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', srcId);
-      await src.call('CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', dstId);
-      for (let i = 0; i < 1000; i++) {
-        const keys = (await src.call('CLUSTER', 'GETKEYSINSLOT', String(slot), '100')) as string[];
-        if (keys.length === 0) break;
-        await src.call('MIGRATE', '127.0.0.1', String(to), '', '0', '5000', 'REPLACE', 'KEYS', ...keys);
-      }
-      for (const [port, r] of roles)
-        if (r === 'master') await cluster.client(port).call('CLUSTER', 'SETSLOT', String(slot), 'NODE', dstId);
-      await until(async () => (await cluster.masterOf(slot)) === to, 'the slot owned by its new master', 10_000);
+      const m = await startMigration(keySlot(b.keyOf(chans[0]!)));
+      await m.finish();
     });
     expect(acked.length).toBeGreaterThan(100);
     for (const r of recs) expect(expectOutcome(acked, r, channels, false)).toBe(0);
