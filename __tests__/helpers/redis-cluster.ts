@@ -25,7 +25,7 @@ export interface RedisCluster {
   masterOf(slot: number): Promise<number>;
   /** A plain client to one node. */
   client(port: number): Redis;
-  /** Resolves once every running node reports cluster_state:ok and the same slot owners. */
+  /** Resolves once every running node reports cluster_state:ok and the same slot owners, and every replica is in sync. */
   waitHealthy(ms?: number): Promise<void>;
   stop(): Promise<void>;
 }
@@ -130,7 +130,12 @@ export async function startCluster(): Promise<RedisCluster> {
             const views = await Promise.all(live.map((n) => slotsOf(n.port)));
             const covered = JSON.parse(views[0]!) as number[][];
             const total = covered.reduce((sum, r) => sum + r[1]! - r[0]! + 1, 0);
-            if (total === 16384 && views.every((v) => v === views[0])) return;
+            // and every replica in sync with its master: one that never synced cannot take over
+            const links = await Promise.all(
+              live.map((n) => admin(n.port).call('INFO', 'replication') as Promise<string>),
+            );
+            const synced = links.every((i) => i.includes('role:master') || i.includes('master_link_status:up'));
+            if (total === 16384 && views.every((v) => v === views[0]) && synced) return;
           }
         } catch {
           // a node still starting or failing over
