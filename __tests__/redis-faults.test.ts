@@ -1,6 +1,8 @@
 /**
  * RedisBroker under real faults, each on a redis-server of its own: Redis
- * rewinding to an older snapshot, a half-open subscriber connection, a
+ * rewinding to an older snapshot, a replica promoted behind its master and
+ * written first by a broker that never saw the lost writes, a half-open
+ * subscriber connection, a
  * half-open command connection, a frozen
  * or paused Redis while publishing, a reply lost with its connection, a forged
  * message far ahead, and a Redis that refuses connections. Each test asserts
@@ -131,6 +133,55 @@ describe('Redis rewinds to an older snapshot (SAVE, more publishes, SIGKILL, res
     // the fence is idempotent: the same id again changes nothing
     await fresh.fence({ partition: 0, epoch: seen.epoch, seq: seen.seq });
     expect((await fresh.replay(['a'], undefined)).heads.get(0)).toEqual(head);
+  });
+});
+
+describe('a replica promoted behind its master, then written first by a broker that never saw the lost writes', () => {
+  test('the lost seqs are not given out again under the same epoch: one reset, the new events delivered, an id names one event', async () => {
+    const m = await server();
+    const link = await proxy(m.port); // the replication link, to stall
+    const r = await server({ args: ['--replicaof', '127.0.0.1', String(link.port)] });
+    const admin = client(r.url);
+    await until(
+      async () => /master_link_status:up/.test((await admin.info('replication')) as string),
+      'the replica in sync',
+    );
+    // each broker reaches Redis through a proxy of its own, so the test moves them one by one
+    const [fa, fb, fw] = [await proxy(m.port), await proxy(m.port), await proxy(m.port)];
+    const p = prefix();
+    const a = broker({ url: fa.url, prefix: p, commandTimeout: 2000 });
+    const b = broker({ url: fb.url, prefix: p, commandTimeout: 2000 });
+    const w = broker({ url: fw.url, prefix: p, commandTimeout: 2000, healthCheckInterval: 300 });
+    const rec = new Recorder();
+    await w.subscribe('c', rec);
+    await a.publish('c', { data: 'e0' }, 100);
+    const e1 = await b.publish('c', { data: 'e1' }, 100);
+    await rec.has(e1.id);
+    await until(async () => (await admin.call('XLEN', a.keyOf('c'))) === 2, 'e0 and e1 on the replica');
+    for (const c of link.connections) c.stall(); // from here on the replica gets nothing
+    const x = await a.publish('c', { data: 'X' }, 100); // acknowledged by the master alone
+    await rec.has(x.id);
+    // the replica is promoted; A and B move to it, W stays on the old master for now
+    await admin.call('REPLICAOF', 'NO', 'ONE');
+    for (const px of [fa, fb, fw]) px.retarget(r.port);
+    for (const px of [fa, fb]) for (const c of px.connections) c.cut();
+    // B never saw X: its floor is e1. Its publish is the first write the promoted replica takes.
+    let y: BrokerEvent | undefined;
+    for (let i = 0; y === undefined && i < 100; i++)
+      y = await b.publish('c', { data: 'Y' }, 100).catch(() => undefined);
+    expect(y).toBeDefined();
+    expect(y!.id).not.toBe(x.id); // before: both were <epoch>.3, and W dropped Y as a duplicate
+    expect(y!.epoch).not.toBe(x.epoch);
+    await m.kill(); // W loses the old master and catches up on the promoted replica
+    const z = await b.publish('c', { data: 'Z' }, 100);
+    await rec.has(z.id, 20_000);
+    expect(rec.events.map((e) => e.data)).toEqual(['e0', 'e1', 'X', 'Y', 'Z']);
+    expect(rec.resets).toEqual([{ channel: 'c', head: { partition: 0, epoch: y!.epoch, seq: e1.seq } }]);
+    // history: X is gone, and the head is in the new epoch (a client holding X's id gets a reset)
+    const h = await w.replay(['c'], at(e1.seq)); // the new epoch begins after e1
+    expect(h.complete).toBe(true);
+    expect(h.events.map((e) => e.data)).toEqual(['Y', 'Z']);
+    expect(h.heads.get(0)).toEqual({ epoch: y!.epoch, seq: z.seq });
   });
 });
 

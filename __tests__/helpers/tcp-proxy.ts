@@ -90,13 +90,16 @@ export interface TcpProxy {
   readonly connections: ProxyConnection[];
   /** Open connections whose client named itself `name`. */
   find(name: string): ProxyConnection[];
+  /** New connections go to `port` from now on (open ones stay where they are). */
+  retarget(port: number): void;
   close(): Promise<void>;
 }
 
 export async function startProxy(targetPort: number): Promise<TcpProxy> {
   const connections: ProxyConnection[] = [];
+  let target = targetPort;
   const server: Server = createServer((client) => {
-    const upstream = createConnection({ host: '127.0.0.1', port: targetPort });
+    const upstream = createConnection({ host: '127.0.0.1', port: target });
     connections.push(new ProxyConnection(client, upstream));
   });
   await new Promise<void>((resolve, reject) => {
@@ -109,6 +112,9 @@ export async function startProxy(targetPort: number): Promise<TcpProxy> {
     url: `redis://127.0.0.1:${port}`,
     connections,
     find: (name) => connections.filter((c) => !c.closed && c.named(name)),
+    retarget: (port) => {
+      target = port;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         for (const c of connections) {

@@ -67,15 +67,19 @@ end
 
 local function bad(msg) return redis.error_reply('ERR sse-relay: ' .. msg) end
 
+-- This node's replication id as of the last time this library asked (INFO replication), kept
+-- for the library's life: a restart, a full resync or FUNCTION LOAD starts it afresh.
+local REPLID
+
 -- The partition's epoch, newest seq and base, creating or fencing them.
 local function begin(B, floor_e, floor_s, new_e)
-  local m = redis.call('HMGET', B, 'e', 's', 'b')
-  local e, s, b = m[1], tonumber(m[2] or '0'), tonumber(m[3] or '0')
+  local m = redis.call('HMGET', B, 'e', 's', 'b', 'r')
+  local e, s, b, r = m[1], tonumber(m[2] or '0'), tonumber(m[3] or '0'), m[4]
+  if new_e == '' then
+    local t = redis.call('TIME')
+    new_e = 't' .. t[1] .. t[2]
+  end
   if not e then
-    if new_e == '' then
-      local t = redis.call('TIME')
-      new_e = 't' .. t[1] .. t[2]
-    end
     e, s, b = new_e, 0, 0
     redis.call('DEL', B .. '!d')
     redis.call('HSET', B, 'e', e, 's', '0', 'b', '0')
@@ -83,6 +87,22 @@ local function begin(B, floor_e, floor_s, new_e)
     -- Redis went back behind a position it acknowledged: nothing before is vouched for.
     e, b = new_e, s
     redis.call('HSET', B, 'e', e, 'b', fmt(b))
+  end
+  if r ~= REPLID or not r then
+    local info = redis.call('INFO', 'replication')
+    local id, id2 = string.match(info, 'master_replid:(%x+)'), string.match(info, 'master_replid2:(%x+)')
+    REPLID = id
+    if r ~= id then
+      if r and id2 == r and e ~= new_e then
+        -- This node was a replica of the node that last wrote the partition and has been promoted
+        -- since (its replid2 is that node's id): the old master may have acknowledged writes that
+        -- never reached it, and a writer that never saw them would be given their seqs again.
+        -- Nothing before is vouched for. (A slot migrated here, or a restart, is not this.)
+        e, b = new_e, s
+        redis.call('HSET', B, 'e', e, 'b', fmt(b))
+      end
+      redis.call('HSET', B, 'r', id)
+    end
   end
   return e, s, b
 end
