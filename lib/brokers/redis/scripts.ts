@@ -75,17 +75,21 @@ local REPLID
 local function begin(B, floor_e, floor_s, new_e)
   local m = redis.call('HMGET', B, 'e', 's', 'b', 'r')
   local e, s, b, r = m[1], tonumber(m[2] or '0'), tonumber(m[3] or '0'), m[4]
-  if new_e == '' then
-    local t = redis.call('TIME')
-    new_e = 't' .. t[1] .. t[2]
+  -- the epoch to start when one is needed: the caller's, or one from Redis' clock
+  local function fresh()
+    if new_e == '' then
+      local t = redis.call('TIME')
+      new_e = 't' .. t[1] .. t[2]
+    end
+    return new_e
   end
   if not e then
-    e, s, b = new_e, 0, 0
+    e, s, b = fresh(), 0, 0
     redis.call('DEL', B .. '!d')
     redis.call('HSET', B, 'e', e, 's', '0', 'b', '0')
   elseif floor_e ~= '' and e == floor_e and s < floor_s then
     -- Redis went back behind a position it acknowledged: nothing before is vouched for.
-    e, b = new_e, s
+    e, b = fresh(), s
     redis.call('HSET', B, 'e', e, 'b', fmt(b))
   end
   if r ~= REPLID or not r then
@@ -93,12 +97,12 @@ local function begin(B, floor_e, floor_s, new_e)
     local id, id2 = string.match(info, 'master_replid:(%x+)'), string.match(info, 'master_replid2:(%x+)')
     REPLID = id
     if r ~= id then
-      if r and id2 == r and e ~= new_e then
+      if r and id2 == r and (new_e == '' or e ~= new_e) then
         -- This node was a replica of the node that last wrote the partition and has been promoted
         -- since (its replid2 is that node's id): the old master may have acknowledged writes that
         -- never reached it, and a writer that never saw them would be given their seqs again.
         -- Nothing before is vouched for. (A slot migrated here, or a restart, is not this.)
-        e, b = new_e, s
+        e, b = fresh(), s
         redis.call('HSET', B, 'e', e, 'b', fmt(b))
       end
       redis.call('HSET', B, 'r', id)
