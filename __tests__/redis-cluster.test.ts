@@ -350,6 +350,18 @@ describe('behind NAT (a proxy per node, the Cluster client told by natMap)', () 
     brokers.push(b);
     return b;
   }
+  /** A NAT broker on a fresh prefix and a direct watcher listening to one channel per partition. */
+  async function natWatched(
+    tag: string,
+  ): Promise<{ b: RedisBroker; watcher: RedisBroker; rec: Recorder; channels: string[] }> {
+    const p = prefix();
+    const b = natBroker(p);
+    const watcher = broker({ prefix: p });
+    const rec = new Recorder();
+    const channels = onePerPartition(b, tag);
+    for (const c of channels) await watcher.subscribe(c, rec);
+    return { b, watcher, rec, channels };
+  }
   const through = (name: string): number =>
     [...proxies.values()].reduce((n, px) => n + px.find(name).filter((c) => !c.stalled).length, 0);
 
@@ -368,12 +380,7 @@ describe('behind NAT (a proxy per node, the Cluster client told by natMap)', () 
   });
 
   test('a reply lost with the connection to one master: the publish is asked again under its call id, stored and delivered once', async () => {
-    const p = prefix();
-    const b = natBroker(p);
-    const watcher = broker({ prefix: p });
-    const rec = new Recorder();
-    const channels = onePerPartition(b, 'lost');
-    for (const c of channels) await watcher.subscribe(c, rec);
+    const { b, watcher, rec, channels } = await natWatched('lost');
     const warm = await b.publish(channels[0]!, { data: 'warm' }, 100);
     await rec.has(warm.id);
     const port = await cluster.masterOf(keySlot(b.keyOf(channels[0]!)));
@@ -391,12 +398,7 @@ describe('behind NAT (a proxy per node, the Cluster client told by natMap)', () 
   });
 
   test('a half-open command connection to one master: its publishes fail within commandTimeout, then a new connection carries on; every acknowledged event once, nothing that failed', async () => {
-    const p = prefix();
-    const b = natBroker(p);
-    const watcher = broker({ prefix: p });
-    const rec = new Recorder();
-    const channels = onePerPartition(b, 'half');
-    for (const c of channels) await watcher.subscribe(c, rec);
+    const { b, rec, channels } = await natWatched('half');
     const acked: BrokerEvent[] = [];
     for (const c of channels) acked.push(await b.publish(c, { data: c }, 1000));
     await rec.count(acked.length);
