@@ -440,6 +440,53 @@ describe('behind NAT (a proxy per node, the Cluster client told by natMap)', () 
         .filter((c) => !c.stalled && !c.closed),
     ).toHaveLength(1);
   });
+
+  test("a half-open subscriber connection to one master: noticed by its health check, reconnected and caught up exactly; the other masters' stay", async () => {
+    const p = prefix();
+    const sub = natBroker(p);
+    const pub = broker({ prefix: p });
+    const rec = new Recorder();
+    const channels = onePerPartition(sub, 'hsub');
+    for (const c of channels) await sub.subscribe(c, rec);
+    const acked: BrokerEvent[] = [];
+    for (const c of channels) acked.push(await pub.publish(c, { data: 'before ' + c }, 1000));
+    await rec.count(acked.length);
+    const port = await cluster.masterOf(keySlot(sub.keyOf(channels[0]!)));
+    const stalled = proxies.get(port)!.find('sse-relay:sub');
+    expect(stalled).toHaveLength(1);
+    const others = [...proxies].filter(([q]) => q !== port).flatMap(([, px]) => px.find('sse-relay:sub'));
+    expect(others).toHaveLength(2);
+    const recoveries = sub.stats().recoveries;
+    stalled[0]!.stall();
+    for (let i = 0; i < 5; i++) {
+      for (const c of channels) acked.push(await pub.publish(c, { data: `during ${i} ${c}` }, 1000));
+      await sleep(100);
+    }
+    await rec.until(
+      () => acked.every((e) => rec.ids().includes(e.id)),
+      'every event published during the stall',
+      15_000,
+    );
+    const last = await pub.publish(channels[0]!, { data: 'last' }, 1000);
+    await rec.has(last.id);
+    acked.push(last);
+    expect(sub.stats().recoveries).toBeGreaterThan(recoveries);
+    for (const c of channels) {
+      expect(rec.events.filter((e) => e.channel === c).map((e) => e.id)).toEqual(
+        acked.filter((e) => e.channel === c).map((e) => e.id),
+      ); // each once, in order
+    }
+    expect(rec.resets).toEqual([]);
+    // the stalled one given up for a new one through the same proxy; the other masters' untouched
+    expect(
+      proxies
+        .get(port)!
+        .find('sse-relay:sub')
+        .filter((c) => !c.stalled && !c.closed),
+    ).toHaveLength(1);
+    expect(others.filter((c) => c.stalled || c.closed)).toEqual([]);
+    expect(sub.stats().connections).toBe(3);
+  });
 });
 
 describe('the sse-relay command on a cluster (--cluster startup nodes)', () => {
