@@ -4,7 +4,8 @@
  * written first by a broker that never saw the lost writes, a half-open
  * subscriber connection, a
  * half-open command connection, a frozen
- * or paused Redis while publishing, a reply lost with its connection, a forged
+ * or paused Redis while publishing, a reply lost with its connection (a
+ * publish's, a catch-up read's), a forged
  * message far ahead, and a Redis that refuses connections. Each test asserts
  * what a user relies on: every acknowledged event exactly once in order, or
  * exactly one reset; a rejected publish never delivered later; bounded time.
@@ -400,6 +401,40 @@ describe('a reply lost with its connection', () => {
       expect(result).not.toBeInstanceOf(SseRelayError); // and in practice it is known: asked again under the same call id
     });
   }
+});
+
+describe('a catch-up read whose reply is lost with its connection', () => {
+  test('the catch-up is read again: every event published while the subscriber was away arrives once, in order, no reset', async () => {
+    const s = await server();
+    const px = await proxy(s.port);
+    const p = prefix();
+    const pub = broker({ url: s.url, prefix: p });
+    const sub = broker({ url: px.url, prefix: p });
+    const rec = new Recorder();
+    await sub.subscribe('a', rec);
+    await sub.subscribe('b', rec);
+    const acked: BrokerEvent[] = [];
+    for (let i = 0; i < 10; i++) acked.push(await pub.publish(i % 2 ? 'a' : 'b', { data: 'd' + i }, 1000));
+    await rec.until(hasAll(rec, acked), 'events before the cut');
+    const [cmd] = px.find('sse-relay');
+    const [subConn] = px.find('sse-relay:sub');
+    // the catch-up is the one read that names the channels' streams (head reads name none)
+    const dropped = cmd!.dropReplyTo(`${p}{0}:a`);
+    const recoveries = sub.stats().recoveries;
+    px.retarget(await freePort()); // the subscriber cannot reconnect until it is pointed back
+    subConn!.cut();
+    for (let i = 10; i < 30; i++) acked.push(await pub.publish(i % 2 ? 'a' : 'b', { data: 'd' + i }, 1000));
+    px.retarget(s.port);
+    for (let i = 30; i < 40; i++) acked.push(await pub.publish(i % 2 ? 'a' : 'b', { data: 'd' + i }, 1000));
+    await dropped;
+    expect(cmd!.closed).toBe(true); // the catch-up's reply really was lost
+    await rec.until(hasAll(rec, acked), 'every event published while the subscriber was away', 10_000);
+    const last = await pub.publish('a', { data: 'last' }, 1000);
+    await rec.has(last.id);
+    expectExactlyOnceInOrder(rec, [...acked, last]);
+    expect(rec.resets).toEqual([]);
+    expect(sub.stats().recoveries).toBeGreaterThan(recoveries);
+  });
 });
 
 describe('what is read from Redis cannot move the broker past what Redis holds', () => {
