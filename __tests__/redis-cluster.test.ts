@@ -3,8 +3,10 @@
  * stats and faults concern this file only): one subscriber connection per
  * master and none on replicas, subscriptions batched per slot, each publish
  * handled by the master of its channel's slot alone, two brokers delivering
- * exactly once in order; then CLUSTER FAILOVER, a master SIGKILLed with its
- * replica promoted, and a slot migrated while streams are live.
+ * exactly once in order; behind NAT, a reply lost (also with its slot
+ * migrated before the call is asked again) and half-open command and
+ * subscriber connections to one master; then CLUSTER FAILOVER, a master
+ * SIGKILLed with its replica promoted, and a slot migrated while streams are live.
  */
 import { Cluster } from 'ioredis';
 import type { BrokerEvent } from '../lib/brokers/broker';
@@ -14,6 +16,7 @@ import { keySlot } from '../lib/brokers/redis/partitions';
 import { Recorder } from '../lib/testing';
 import { killAll, run, start } from './helpers/cli-run';
 import { startCluster, type RedisCluster } from './helpers/redis-cluster';
+import { freePort } from './helpers/redis-server';
 import { startProxy, type TcpProxy } from './helpers/tcp-proxy';
 import { sleep, until } from './helpers/wait';
 
@@ -439,6 +442,33 @@ describe('behind NAT (a proxy per node, the Cluster client told by natMap)', () 
         .find('sse-relay')
         .filter((c) => !c.stalled && !c.closed),
     ).toHaveLength(1);
+  });
+
+  test('a reply lost, then its slot migrated before the call is asked again: answered from its at-most-once mark on the new master, stored and delivered once', async () => {
+    const { b, watcher, rec, channels } = await natWatched('lostmoved');
+    const ch = channels[0]!;
+    const warm = await b.publish(ch, { data: 'warm' }, 100);
+    await rec.has(warm.id);
+    const slot = keySlot(b.keyOf(ch));
+    const port = await cluster.masterOf(slot);
+    const px = proxies.get(port)!;
+    const [cmd] = px.find('sse-relay');
+    const dropped = cmd!.dropReplyTo('sse_relay_batch_v2');
+    px.retarget(await freePort()); // the call cannot be asked again until the slot has moved
+    const once = b.publish(ch, { data: 'once' }, 100);
+    await dropped;
+    const migration = await startMigration(slot);
+    await migration.finish(); // the call's mark moves with the partition's keys: one hash slot
+    px.retarget(port);
+    const ev = await once;
+    expect(ev.seq).toBe(warm.seq + 1);
+    const next = await b.publish(ch, { data: 'next' }, 100);
+    expect(next.seq).toBe(warm.seq + 2); // "once" was stored once
+    await rec.has(next.id);
+    expect(rec.events.map((e) => e.data)).toEqual(['warm', 'once', 'next']);
+    const r = await watcher.replay([ch], new Map([[warm.partition, 0]]));
+    expect(r.events.map((e) => e.data)).toEqual(['warm', 'once', 'next']);
+    expect(rec.resets).toEqual([]);
   });
 
   test("a half-open subscriber connection to one master: noticed by its health check, reconnected and caught up exactly; the other masters' stay", async () => {
