@@ -6,7 +6,7 @@
  * half-open command connection, a frozen
  * or paused Redis while publishing, a reply lost with its connection (a
  * publish's, a catch-up read's), a forged
- * message far ahead, and a Redis that refuses connections. Each test asserts
+ * message far ahead, Redis out of memory, and a Redis that refuses connections. Each test asserts
  * what a user relies on: every acknowledged event exactly once in order, or
  * exactly one reset; a rejected publish never delivered later; bounded time.
  */
@@ -461,6 +461,44 @@ describe('what is read from Redis cannot move the broker past what Redis holds',
     // the floor did not move: a publish carries no fence from the forged seq
     const head = (await sub.replay(['a'], undefined)).heads.get(0)!;
     expect(head).toEqual({ epoch: first.epoch, seq: acked[acked.length - 1]!.seq });
+  });
+});
+
+describe('Redis out of memory (maxmemory reached, noeviction)', () => {
+  test("publish is refused whole as not-published with Redis' reason; once memory is back, every acknowledged event once, in order, no reset", async () => {
+    const s = await server();
+    const p = prefix();
+    const b = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
+    const rec = new Recorder();
+    await b.subscribe('a', rec);
+    await b.subscribe('b', rec);
+    const acked: BrokerEvent[] = [];
+    for (let i = 0; i < 6; i++) acked.push(await b.publish(i % 2 ? 'a' : 'b', { data: 'd' + i }, 100));
+    await rec.until(hasAll(rec, acked), 'events before');
+    const admin = client(s.url);
+    await admin.call('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
+    await admin.call('CONFIG', 'SET', 'maxmemory', '1');
+    // a turn's publishes of two channels, in one call: refused whole
+    const refused = await Promise.all(
+      ['a', 'b', 'a'].map((c) =>
+        b.publish(c, { data: 'refused' }, 100).then(
+          () => undefined,
+          (e: unknown) => e as SseRelayError,
+        ),
+      ),
+    );
+    for (const err of refused) {
+      expect(err).toBeInstanceOf(SseRelayError);
+      expect(err).toMatchObject({ code: 'ERR_BROKER_UNAVAILABLE', outcome: 'not-published' });
+      expect(err!.message).toMatch(/OOM/);
+    }
+    await admin.call('CONFIG', 'SET', 'maxmemory', '0');
+    for (let i = 6; i < 12; i++) acked.push(await b.publish(i % 2 ? 'a' : 'b', { data: 'd' + i }, 100));
+    await rec.until(hasAll(rec, acked), 'events after');
+    expectExactlyOnceInOrder(rec, acked);
+    expect(rec.resets).toEqual([]);
+    const r = await b.replay(['a', 'b'], at(0));
+    expect(r.events.map((e) => e.data)).toEqual(acked.map((e) => e.data)); // nothing refused was stored
   });
 });
 
