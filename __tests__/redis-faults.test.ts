@@ -12,6 +12,7 @@
  */
 import type Redis from 'ioredis';
 import type { BrokerEvent } from '../lib/brokers/broker';
+import type { RedisBroker } from '../lib/brokers/redis';
 import { SseRelayError } from '../lib/errors';
 import { Recorder } from '../lib/testing';
 import { redisFixtures } from './helpers/redis-fixtures';
@@ -40,6 +41,11 @@ function expectExactlyOnceInOrder(
   for (const e of acked) expect(byId.get(e.id)).toEqual(e);
   const allowed = new Set([...acked, ...extra].map((e) => e.id));
   expect(rec.events.filter((e) => !allowed.has(e.id)).map((e) => e.data)).toEqual([]);
+}
+
+/** Events d<from>..d<to - 1>, published by `b` alternately on 'b' and 'a', appended to `acked`. */
+async function publishAB(b: RedisBroker, acked: BrokerEvent[], from: number, to: number): Promise<void> {
+  for (let i = from; i < to; i++) acked.push(await b.publish(i % 2 ? 'a' : 'b', { data: 'd' + i }, 1000));
 }
 
 const hasAll = (rec: Recorder, acked: readonly BrokerEvent[]) => (): boolean => {
@@ -197,7 +203,7 @@ describe('a half-open subscriber connection', () => {
     await sub.subscribe('a', rec);
     await sub.subscribe('b', rec);
     const acked: BrokerEvent[] = [];
-    for (let i = 0; i < 20; i++) acked.push(await pub.publish(i % 2 ? 'a' : 'b', { data: 'd' + i }, 1000));
+    await publishAB(pub, acked, 0, 20);
     await rec.until(hasAll(rec, acked), 'events before the stall');
     const subs = px.find('sse-relay:sub');
     expect(subs).toHaveLength(1);
@@ -414,7 +420,7 @@ describe('a catch-up read whose reply is lost with its connection', () => {
     await sub.subscribe('a', rec);
     await sub.subscribe('b', rec);
     const acked: BrokerEvent[] = [];
-    for (let i = 0; i < 10; i++) acked.push(await pub.publish(i % 2 ? 'a' : 'b', { data: 'd' + i }, 1000));
+    await publishAB(pub, acked, 0, 10);
     await rec.until(hasAll(rec, acked), 'events before the cut');
     const [cmd] = px.find('sse-relay');
     const [subConn] = px.find('sse-relay:sub');
@@ -423,9 +429,9 @@ describe('a catch-up read whose reply is lost with its connection', () => {
     const recoveries = sub.stats().recoveries;
     px.retarget(await freePort()); // the subscriber cannot reconnect until it is pointed back
     subConn!.cut();
-    for (let i = 10; i < 30; i++) acked.push(await pub.publish(i % 2 ? 'a' : 'b', { data: 'd' + i }, 1000));
+    await publishAB(pub, acked, 10, 30);
     px.retarget(s.port);
-    for (let i = 30; i < 40; i++) acked.push(await pub.publish(i % 2 ? 'a' : 'b', { data: 'd' + i }, 1000));
+    await publishAB(pub, acked, 30, 40);
     await dropped;
     expect(cmd!.closed).toBe(true); // the catch-up's reply really was lost
     await rec.until(hasAll(rec, acked), 'every event published while the subscriber was away', 10_000);
@@ -473,7 +479,7 @@ describe('Redis out of memory (maxmemory reached, noeviction)', () => {
     await b.subscribe('a', rec);
     await b.subscribe('b', rec);
     const acked: BrokerEvent[] = [];
-    for (let i = 0; i < 6; i++) acked.push(await b.publish(i % 2 ? 'a' : 'b', { data: 'd' + i }, 100));
+    await publishAB(b, acked, 0, 6);
     await rec.until(hasAll(rec, acked), 'events before');
     const admin = client(s.url);
     await admin.call('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
@@ -493,7 +499,7 @@ describe('Redis out of memory (maxmemory reached, noeviction)', () => {
       expect(err!.message).toMatch(/OOM/);
     }
     await admin.call('CONFIG', 'SET', 'maxmemory', '0');
-    for (let i = 6; i < 12; i++) acked.push(await b.publish(i % 2 ? 'a' : 'b', { data: 'd' + i }, 100));
+    await publishAB(b, acked, 6, 12);
     await rec.until(hasAll(rec, acked), 'events after');
     expectExactlyOnceInOrder(rec, acked);
     expect(rec.resets).toEqual([]);
