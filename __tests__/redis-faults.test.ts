@@ -43,6 +43,14 @@ function expectExactlyOnceInOrder(
   expect(rec.events.filter((e) => !allowed.has(e.id)).map((e) => e.data)).toEqual([]);
 }
 
+/** A Recorder listening to channels 'a' and 'b' through `b`. */
+async function listenAB(b: RedisBroker): Promise<Recorder> {
+  const rec = new Recorder();
+  await b.subscribe('a', rec);
+  await b.subscribe('b', rec);
+  return rec;
+}
+
 /** Events d<from>..d<to - 1>, published by `b` alternately on 'b' and 'a', appended to `acked`. */
 async function publishAB(b: RedisBroker, acked: BrokerEvent[], from: number, to: number): Promise<void> {
   for (let i = from; i < to; i++) acked.push(await b.publish(i % 2 ? 'a' : 'b', { data: 'd' + i }, 1000));
@@ -199,9 +207,7 @@ describe('a half-open subscriber connection', () => {
     const p = prefix();
     const pub = broker({ url: s.url, prefix: p });
     const sub = broker({ url: px.url, prefix: p, healthCheckInterval: 200 });
-    const rec = new Recorder();
-    await sub.subscribe('a', rec);
-    await sub.subscribe('b', rec);
+    const rec = await listenAB(sub);
     const acked: BrokerEvent[] = [];
     await publishAB(pub, acked, 0, 20);
     await rec.until(hasAll(rec, acked), 'events before the stall');
@@ -231,9 +237,7 @@ describe('a half-open command connection', () => {
     const p = prefix();
     const b = broker({ url: px.url, prefix: p, commandTimeout: 500 });
     const watcher = broker({ url: s.url, prefix: p });
-    const rec = new Recorder();
-    await watcher.subscribe('a', rec);
-    await watcher.subscribe('b', rec);
+    const rec = await listenAB(watcher);
     const first = await b.publish('a', { data: 'first' }, 10_000);
     await rec.has(first.id);
     const [cmd] = px.find('sse-relay');
@@ -416,9 +420,7 @@ describe('a catch-up read whose reply is lost with its connection', () => {
     const p = prefix();
     const pub = broker({ url: s.url, prefix: p });
     const sub = broker({ url: px.url, prefix: p });
-    const rec = new Recorder();
-    await sub.subscribe('a', rec);
-    await sub.subscribe('b', rec);
+    const rec = await listenAB(sub);
     const acked: BrokerEvent[] = [];
     await publishAB(pub, acked, 0, 10);
     await rec.until(hasAll(rec, acked), 'events before the cut');
@@ -450,9 +452,7 @@ describe('what is read from Redis cannot move the broker past what Redis holds',
     const p = prefix();
     const pub = broker({ url: s.url, prefix: p });
     const sub = broker({ url: s.url, prefix: p });
-    const rec = new Recorder();
-    await sub.subscribe('a', rec);
-    await sub.subscribe('b', rec);
+    const rec = await listenAB(sub);
     const first = await pub.publish('a', { data: 'first' }, 100);
     await rec.has(first.id);
     await admin.call('SPUBLISH', topic(p, 'a'), `${first.epoch}\n${first.seq + 1_000_000}\n-\n-\nforged`);
@@ -475,9 +475,7 @@ describe('Redis out of memory (maxmemory reached, noeviction)', () => {
     const s = await server();
     const p = prefix();
     const b = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
-    const rec = new Recorder();
-    await b.subscribe('a', rec);
-    await b.subscribe('b', rec);
+    const rec = await listenAB(b);
     const acked: BrokerEvent[] = [];
     await publishAB(b, acked, 0, 6);
     await rec.until(hasAll(rec, acked), 'events before');
