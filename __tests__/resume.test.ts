@@ -2,7 +2,8 @@
  * Resume, on every broker: Last-Event-ID (header or lastEventId query) from
  * every position gives exactly the rest then live, for one channel and
  * several, also while events are being published; beyond history, a foreign
- * or a future id gives exactly one `reset` with a resumable id; hub.cursor()
+ * or a future id gives exactly one `reset` with a resumable id, and so does a
+ * replay that trimming overtakes between two of its pages; hub.cursor()
  * taken at render time loses nothing published before the client connects.
  */
 import { createHub, MemoryBroker } from '../lib';
@@ -105,6 +106,35 @@ describe.each(BROKERS)('with %s', (brokerName, make) => {
       const fromReset = await stream('/events/a', { 'Last-Event-ID': ids[5]! });
       await fromReset.waitFor(1);
       expect(fromReset.events.map((e) => e.id)).toEqual([live]);
+    });
+
+    test('a replay overtaken by trimming between two of its pages: the events up to the gap, one reset at the head, then live', async () => {
+      // A slow reader resuming over a big backlog: its replay goes page by page as its socket
+      // drains, and publishing may trim history past where the next page starts.
+      const held = new HeldReplay(newBroker(), { page: 2 });
+      const fx = await start({ history: 600, broker: held.broker });
+      const burst = (tag: string, n: number): Promise<string[]> =>
+        Promise.all(Array.from({ length: n }, (_, i) => fx.hub.publish('a', `${tag}${i}`)));
+      const backlog = await burst('b', 600);
+      const opening = stream('/events/a', { 'Last-Event-ID': backlog[0]! });
+      await held.asked; // the first page is written; the hub asks for the second
+      // 600 more with history 600: the second page's start is no longer in history.
+      const overtaking = await burst('o', 600);
+      await held.snapshot();
+      held.answer();
+      const s = await opening;
+      const live = await fx.hub.publish('a', 'live');
+      await s.waitFor((e) => e.id === live, 20_000);
+      const reset = s.events.findIndex((e) => e.event === 'reset');
+      expect(reset).toBeGreaterThan(0); // some of the backlog came first
+      expect(reset).toBeLessThan(backlog.length - 1); // and not all of it
+      // No gap before the reset, one reset at the head, then only what came after it.
+      expect(s.events.slice(0, reset).map((e) => e.id)).toEqual(backlog.slice(1, reset + 1));
+      expect(s.events.slice(reset)).toEqual([
+        { event: 'reset', data: '', id: overtaking.at(-1) },
+        { event: 'message', data: 'live', id: live },
+      ]);
+      expect(fx.hub.stats()).toMatchObject({ replays: { complete: 0, reset: 1 } });
     });
 
     test.each([['garbage'], ['x'.repeat(300)], ['abc.12.3'], ['ZZZZZZZZZZZZ.1'], ['']])(

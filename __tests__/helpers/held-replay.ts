@@ -1,6 +1,7 @@
 /**
  * A fence for resume races: a real broker whose next resume replay (one with
- * an `after`) the test holds in two places, so events can be published at
+ * an `after`; with `page: n`, the n-th of them, i.e. the n-th page of the
+ * first resume) the test holds in two places, so events can be published at
  * exactly the moments a resume is most fragile:
  *
  * 1. `asked` resolves when the hub asks for the replay (its subscription is
@@ -23,9 +24,9 @@ export class HeldReplay {
   private readonly snapshotTaken = new Promise<void>((r) => (this.onSnapshot = r));
   private reply!: () => void;
   private readonly mayAnswer = new Promise<void>((r) => (this.reply = r));
-  private held = false;
+  private resumes = 0;
 
-  constructor(inner: Broker) {
+  constructor(inner: Broker, { page = 1 }: { page?: number } = {}) {
     this.asked = new Promise<void>((r) => (this.onAsked = r));
     this.broker = {
       partitions: inner.partitions,
@@ -34,8 +35,7 @@ export class HeldReplay {
       subscribe: (channel, listener) => inner.subscribe(channel, listener),
       unsubscribe: (channel, listener) => inner.unsubscribe(channel, listener),
       replay: async (channels, after, limit): Promise<ReplayResult> => {
-        if (after === undefined || this.held) return inner.replay(channels, after, limit);
-        this.held = true;
+        if (after === undefined || ++this.resumes !== page) return inner.replay(channels, after, limit);
         this.onAsked();
         await this.mayRead;
         const result = await inner.replay(channels, after, limit);
