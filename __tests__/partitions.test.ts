@@ -2,10 +2,11 @@
  * Positions per partition (the layout a Redis Cluster uses), through the hub
  * on real streams: one Last-Event-ID resumes a stream whose channels live in
  * several partitions, exactly (every later event once, in order per channel),
- * and an id whose epochs no longer match gets one `reset`. MemoryBroker with
- * `partitions` gives the same layout in one process.
+ * also over many replay pages, and an id whose epochs no longer match gets one
+ * `reset`. MemoryBroker with `partitions` gives the same layout in one
+ * process; the paging test runs on RedisBroker with `partitions` too.
  */
-import { MemoryBroker } from '../lib';
+import { MemoryBroker, RedisBroker, type Broker } from '../lib';
 import { formatCursor, formatEventId } from '../lib/positions';
 import { openStream, type TestStream } from '../lib/testing';
 import { startHub, type HubServer } from './helpers/hub-server';
@@ -18,12 +19,12 @@ afterEach(async () => {
 });
 
 /** Channels that land in distinct partitions of `broker`. */
-function spread(broker: MemoryBroker, n: number): string[] {
+function spread(broker: Pick<Broker, 'partitionOf'>, n: number): string[] {
   const out: string[] = [];
   const used = new Set<number>();
   for (let i = 0; out.length < n && i < 1000; i++) {
     const ch = `ch${i}`;
-    const p = broker.partitionOf(ch);
+    const p = broker.partitionOf!(ch);
     if (!used.has(p)) {
       used.add(p);
       out.push(ch);
@@ -100,6 +101,49 @@ test('resume from every id the stream was sent: exactly the rest, in order per c
     history.push({ data: live });
   }
 });
+
+test.each([
+  ['MemoryBroker', () => new MemoryBroker({ partitions: 4 })],
+  [
+    'RedisBroker',
+    () => new RedisBroker({ url: process.env.REDIS_URL!, prefix: `pages:${Date.now()}:`, partitions: 4 }),
+  ],
+])(
+  '%s: a resume over many pages of three partitions, one channel far busier: exactly the rest, once, in order per channel',
+  async (_name, make) => {
+    const broker = make();
+    const fx = await startHub({ broker, history: 5000 });
+    cleanups.push(() => fx.close());
+    const channels = spread(broker, 3);
+    const first = await open(fx, channels);
+    await until(() => fx.hub.stats().connections === 1, 'the stream');
+    // 70 % / 25 % / 5 %: pages (500 events) cut one channel's entries while the others have few.
+    const n = 1800;
+    const turn: Promise<string>[] = [];
+    for (let i = 0; i < n; i++) {
+      const ch = channels[i % 20 < 14 ? 0 : i % 20 < 19 ? 1 : 2]!;
+      turn.push(fx.hub.publish(ch, `${ch}:${i}`));
+    }
+    await Promise.all(turn);
+    await first.waitFor(n);
+    await first.close();
+    const history = first.events.map((e) => ({ data: e.data }));
+    for (const k of [0, 3, 777, 1500]) {
+      const s = await open(fx, channels, first.events[k]!.id);
+      const expected = history.slice(k + 1);
+      await s.waitFor(expected.length, 20_000);
+      const live = `${channels[2]}:live-${k}`;
+      await fx.hub.publish(channels[2]!, live);
+      await s.waitFor((e) => e.data === live);
+      expect(s.events).toHaveLength(expected.length + 1);
+      expect(perChannel(s.events)).toEqual(perChannel([...expected, { data: live }]));
+      expect(s.raw()).not.toContain('reset');
+      await s.close();
+      await until(() => fx.hub.stats().connections === 0, 'the stream to close');
+      history.push({ data: live });
+    }
+  },
+);
 
 test('a render-time cursor over three partitions loses nothing published between render and connect', async () => {
   const { fx, channels } = await setup();
