@@ -655,14 +655,24 @@ describe('a Redis user with only the permissions the README lists', () => {
       await rec.has(e3.id);
       expect(warnings.withCode('SSE_RELAY_EVICTION_POLICY')).toEqual([]);
       warnings.restore();
+      // another language's publisher with the same user: the public function, and what it runs
+      const other = client(url);
+      const [epoch, seq] = (await other.call('FCALL', 'sse_relay_publish_v1', '1', b.keyOf('a'), 'four')) as string[];
+      await rec.has(`${epoch}.${seq}`);
+      expect(rec.events.at(-1)!.data).toBe('four');
       // without one of them (XADD): the publish is refused with Redis' reason
       await admin.call('ACL', 'SETUSER', user, '-xadd');
-      const err = await b.publish('a', { data: 'four' }, 10).then(
+      const err = await b.publish('a', { data: 'five' }, 10).then(
         () => undefined,
         (e: unknown) => e as SseRelayError,
       );
       expect(err).toMatchObject({ code: 'ERR_BROKER_UNAVAILABLE' });
       expect(err!.message).toMatch(/can't run this command/);
+      // and the public function without EXISTS: Redis' reason too, not a "moving" TRYAGAIN
+      await admin.call('ACL', 'SETUSER', user, '+xadd', '-exists');
+      await expect(other.call('FCALL', 'sse_relay_publish_v1', '1', b.keyOf('a'), 'six')).rejects.toThrow(
+        /^ERR The user executing the script can't run this command/,
+      );
     } finally {
       await admin.call('ACL', 'DELUSER', user);
     }

@@ -616,6 +616,50 @@ describe('faults', () => {
     ]);
   });
 
+  test('the one-key FCALL sent on by ASK to the importing master before the partition has moved: refused whole (TRYAGAIN), nothing created there', async () => {
+    const b = broker({ prefix: prefix() });
+    const [ch] = onePerPartition(b, 'mig2');
+    const key = b.keyOf(ch!);
+    const base = key.slice(0, key.indexOf('}') + 1);
+    const slot = keySlot(key);
+    await b.publish('warm', { data: 'x' }, 10);
+    const src = cluster.client(await cluster.masterOf(slot));
+    for (let i = 0; i < 5; i++) await src.call('FCALL', 'sse_relay_publish_v1', '1', key, `e${i}`);
+    const [epochBefore, headBefore] = (await src.call('HMGET', base, 'e', 's')) as [string, string];
+    const m = await startMigration(slot);
+    /** What a cluster client does after an ASK: ASKING, then the command, on the importing master. */
+    const asking = async (...args: string[]): Promise<unknown> => {
+      const replies = (await m.dst
+        .pipeline()
+        .call('ASKING')
+        .call(args[0]!, ...args.slice(1))
+        .exec())!;
+      expect(replies[0]).toEqual([null, 'OK']);
+      const [err, reply] = replies[1]!;
+      if (err !== null) throw err;
+      return reply;
+    };
+    try {
+      // The channel's stream has moved, the partition's state (B, B!d) has not: the source asks
+      // the caller to go on to the importing master, which must not start a partition of its own.
+      await m.move([key]);
+      await expect(src.call('FCALL', 'sse_relay_publish_v1', '1', key, 'e5')).rejects.toThrow(/^ASK /);
+      await expect(asking('FCALL', 'sse_relay_publish_v1', '1', key, 'e5')).rejects.toThrow(
+        /TRYAGAIN sse-relay: the partition is moving/,
+      );
+      expect(await asking('EXISTS', base)).toBe(0);
+      expect(await asking('XLEN', key)).toBe(5);
+    } finally {
+      await m.finish();
+    }
+    // moved whole: the call goes through on the new master, in the same epoch, after the five
+    expect(await m.dst.call('FCALL', 'sse_relay_publish_v1', '1', key, 'e5')).toEqual([
+      epochBefore,
+      String(Number(headBefore) + 1),
+    ]);
+    expect(await m.dst.call('XLEN', key)).toBe(6);
+  });
+
   test('a slot migrated to another master while streams are live: exactly once in order, no reset', async () => {
     const { acked, recs, channels } = await underFault(async (chans) => {
       const b = brokers[brokers.length - 1]!;

@@ -181,10 +181,18 @@ local function trim_touched(B, n, touched)
   end
 end
 
--- Whether a key of this call's slot that the call did not declare can be used here now.
-local function reachable(key)
-  local r = redis.pcall('EXISTS', key)
-  return not (type(r) == 'table' and r.err)
+-- nil when keys of this call's slot, some of which the call did not declare, can all be used here
+-- now; else the error to reply with. One multi-key EXISTS: while the slot migrates, the node it is
+-- leaving refuses it (ASK) when one of them has gone, and the node it is going to, reached by
+-- ASKING, refuses it (TRYAGAIN) when one of them has not arrived yet; a single-key EXISTS would be
+-- served there and read as absent. Any other refusal (an ACL without EXISTS) is replied as it is.
+local function unreachable(...)
+  local r = redis.pcall('EXISTS', ...)
+  if not (type(r) == 'table' and r.err) then return nil end
+  if string.find(r.err, 'non local key', 1, true) then
+    return redis.error_reply('TRYAGAIN sse-relay: the partition is moving to another node; try again')
+  end
+  return r
 end
 
 local function valid_channel(ch)
@@ -222,11 +230,11 @@ local function publish(keys, args)
     return bad('history must be an integer 0..1000000')
   end
   local B = prefix .. '{' .. tag .. '}'
-  -- This call declares one key and reaches two more of its slot (B, B!d): asked first, so that
-  -- while the slot migrates a call is refused whole (TRYAGAIN) instead of failing half-way.
-  if not reachable(B) or not reachable(B .. '!d') then
-    return redis.error_reply('TRYAGAIN sse-relay: the partition is moving to another node; try again')
-  end
+  -- This call declares one key and reaches two more of its slot (B, B!d): all three asked first,
+  -- so that while the slot migrates a call is refused whole (TRYAGAIN) instead of failing
+  -- half-way, or starting a partition of its own on the node the slot is going to.
+  local refused = unreachable(B, B .. '!d', keys[1])
+  if refused then return refused end
   local e, s, b = begin(B, '', 0, '')
   local ukeyname
   if ukey ~= '' then
