@@ -108,9 +108,8 @@ export class Subscriptions {
       todo.map((part) => {
         const sub = part.sub!;
         const generation = sub.generation;
-        return part
-          .recover(() => !this.closed && part.sub === sub && sub.generation === generation)
-          .catch(() => this.scheduleRecovery());
+        // a failed catch-up leaves needRecovery set: it is retried below
+        return part.recover(() => !this.closed && part.sub === sub && sub.generation === generation).catch(noop);
       }),
     );
     if (this.parts.some((p) => p.needRecovery)) this.scheduleRecovery();
