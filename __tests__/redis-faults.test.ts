@@ -1,6 +1,7 @@
 /**
  * RedisBroker under real faults, each on a redis-server of its own: Redis
- * rewinding to an older snapshot, a replica promoted behind its master and
+ * rewinding to an older snapshot (also written past the lost positions by a
+ * writer that never saw them), a replica promoted behind its master and
  * written first by a broker that never saw the lost writes, a half-open
  * subscriber connection, a
  * half-open command connection, a frozen
@@ -117,6 +118,48 @@ describe('Redis rewinds to an older snapshot (SAVE, more publishes, SIGKILL, res
     const r = await sub.replay(['a', 'b', 'c'], at(lastBefore.seq));
     expect(r.heads.get(0)!.epoch).toBe(after[0]!.epoch);
     expect(r.heads.get(0)!.epoch === lastBefore.epoch).toBe(false);
+  });
+
+  test('a writer that never saw the lost events writes past them before the listener is back: the positions it delivered name other events; one reset, then live', async () => {
+    let s = await server();
+    const { port, dir } = s;
+    const px = await proxy(port);
+    const p = prefix();
+    const pub = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
+    const sub = broker({ url: px.url, prefix: p, commandTimeout: 1000 });
+    const rec = await listenAB(sub);
+    const saved: BrokerEvent[] = [];
+    await publishAB(pub, saved, 0, 10);
+    expect(await client(s.url).call('SAVE')).toBe('OK');
+    const lost: BrokerEvent[] = []; // acknowledged and delivered, then lost with the crash
+    await publishAB(pub, lost, 10, 13);
+    await rec.until(hasAll(rec, [...saved, ...lost]), 'everything before the crash');
+    px.retarget(await freePort()); // the listener cannot come back until it is pointed back
+    await s.kill();
+    untrack(s);
+    s = await server({ port, dir });
+    // A writer that never saw seqs 11..13 (a new process, or another language's FCALL) writes
+    // past them: the head is beyond every position the listener had, so no floor shows it.
+    const fresh = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
+    const reused: BrokerEvent[] = [];
+    await publishAB(fresh, reused, 100, 106);
+    expect(reused.slice(0, 3).map((e) => [e.epoch, e.seq])).toEqual(lost.map((e) => [e.epoch, e.seq]));
+    px.retarget(port);
+    await rec.until(() => rec.resets.length === 2, 'the listener back, with one reset per channel', 15_000);
+    expect(sub.stats().reused).toBe(1);
+    const after: BrokerEvent[] = [];
+    await publishAB(fresh, after, 200, 204);
+    await rec.until(hasAll(rec, after), 'the events published after the reset');
+    const head = { partition: 0, epoch: after[0]!.epoch, seq: reused.at(-1)!.seq };
+    expect(rec.resets.map((r) => [r.channel, r.head])).toEqual([
+      ['a', head],
+      ['b', head],
+    ]);
+    expect(head.epoch === lost[0]!.epoch).toBe(false); // a new numbering: the old ids resume nowhere
+    // the reused positions are behind the reset (the page refetches its state); nothing else came
+    expectExactlyOnceInOrder(rec, [...saved, ...lost, ...after]);
+    const resume = await fresh.replay(['a', 'b'], at(lost.at(-1)!.seq));
+    expect(resume.heads.get(0)!.epoch).toBe(head.epoch);
   });
 
   test('a resuming client nobody else saw: the id is ahead of the head in the same epoch, fence() starts a new epoch', async () => {

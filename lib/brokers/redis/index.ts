@@ -36,6 +36,8 @@ export interface RedisBrokerStats {
   recoveries: number;
   /** `onReset` calls made (per listener and channel). */
   resets: number;
+  /** Catch-ups that found positions delivered here naming other events (Redis lost writes and reused their seqs). */
+  reused: number;
 }
 
 function noop(): void {}
@@ -49,7 +51,7 @@ export class RedisBroker implements Broker {
   private readonly store: Store;
   private readonly parts: Partition[] = [];
   private readonly live: Subscriptions;
-  private readonly counters: Counters = { invalid: 0, duplicates: 0, recoveries: 0, resets: 0 };
+  private readonly counters: Counters = { invalid: 0, duplicates: 0, recoveries: 0, resets: 0, reused: 0 };
   private readonly prefix: string;
   private readonly timeout: number;
   private readonly maxData: number;
@@ -119,6 +121,11 @@ export class RedisBroker implements Broker {
     );
     const io = {
       read: this.store.read.bind(this.store),
+      holds: this.store.holds.bind(this.store),
+      // A floor above any head: Redis starts a new epoch unless it numbers the partition otherwise already.
+      renumber: async (p: number, epoch: string) => {
+        await this.store.read(p, [], '', { epoch, seq: Number.MAX_SAFE_INTEGER });
+      },
       requestRecovery: () => this.live.requestRecovery(),
     };
     for (const k of keys) this.parts.push(new Partition(k, this.partitions, io, this.counters));

@@ -9,6 +9,14 @@
  * read of the head: Redis ran the publish before it sent the message, so a
  * message that arrived before that read was sent and is still above the head
  * was never stored: it is counted invalid and moves nothing.
+ *
+ * A catch-up first checks that Redis still holds the last few events
+ * delivered here at their positions. A Redis that restarted having lost
+ * acknowledged writes (appendfsync everysec, an older snapshot) gives their
+ * seqs out again; when a writer that never saw them wrote first, the head is
+ * back where it was and only the events at those positions tell. Then the
+ * partition is moved to a new epoch: every stream on it gets one `reset`, and
+ * no id of the old numbering resumes anywhere.
  */
 import type { BrokerEvent, BrokerListener, PartitionPosition, Position } from '../broker';
 import type { ReadReply } from './codec';
@@ -25,10 +33,18 @@ export interface Counters {
   duplicates: number;
   recoveries: number;
   resets: number;
+  reused: number;
 }
+
+/** Events delivered here that a catch-up checks Redis still holds (the newest this many). */
+export const RECENT = 4;
 
 export interface PartitionIO {
   read(p: number, channels: readonly { name: string; after: number }[], expected: string): Promise<ReadReply>;
+  /** False when Redis holds another event (or, with older entries of its channel kept, none) at one of these positions. */
+  holds(p: number, events: readonly BrokerEvent[]): Promise<boolean>;
+  /** Moves the partition to a new epoch if Redis still numbers it in `epoch`. */
+  renumber(p: number, epoch: string): Promise<void>;
   /** Asks for a catch-up pass (sync) of this partition. */
   requestRecovery(part: Partition): void;
 }
@@ -60,6 +76,8 @@ export class Partition {
   /** Epoch of what was delivered, and the newest seq delivered in it. */
   liveEpoch: string | undefined = undefined;
   last = 0;
+  /** The newest events delivered in liveEpoch (at most RECENT), oldest first. */
+  private recent: BrokerEvent[] = [];
   phase = LIVE;
   needRecovery = false;
   private buffer: { chan: Chan; event: BrokerEvent }[] = [];
@@ -124,6 +142,7 @@ export class Partition {
       return;
     }
     this.last = event.seq;
+    if (this.recent.push(event) > RECENT) this.recent.shift();
     for (const listener of chan.listeners) call(() => listener.onEvent(event));
   }
 
@@ -192,6 +211,12 @@ export class Partition {
 
   /** One snapshot of every subscribed channel after what it has seen, then the buffered live messages. */
   async recover(isCurrent: () => boolean): Promise<void> {
+    const recent = this.recent.filter((e) => e.epoch === this.liveEpoch);
+    if (this.liveEpoch !== undefined && recent.length > 0 && !(await this.io.holds(this.index, recent))) {
+      // Positions delivered here now name other events: the numbering went back and was reused.
+      this.counters.reused++;
+      await this.io.renumber(this.index, this.liveEpoch);
+    }
     const chans = [...this.chans.values()].filter((c) => c.subscribed && c.armed && c.listeners.size > 0);
     const afters = chans.map((c) => Math.max(c.floor, this.last));
     this.buffer = [];
@@ -239,7 +264,10 @@ export class Partition {
     }
     events.sort((a, b) => a.seq - b.seq);
     this.liveEpoch = snap.epoch;
-    if (rebased) this.last = 0;
+    if (rebased) {
+      this.last = 0;
+      this.recent = [];
+    }
     this.buffer = [];
     this.phase = LIVE;
     this.needRecovery = false;

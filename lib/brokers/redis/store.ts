@@ -15,7 +15,7 @@ import { SseRelayError } from '../../errors';
 import type { CommandConnection } from './client';
 import { BadReply, closedError, isReplyError, unavailable } from './failures';
 import { Batcher, type Pending, type Round } from './batcher';
-import { packEvents, parseBatch, parseRead, type ReadReply } from './codec';
+import { decodeEntry, packEvents, parseBatch, parseRead, type ReadReply } from './codec';
 import type { PartitionKeys } from './partitions';
 import { EXPIRED, FN_BATCH, FN_READ } from './scripts';
 
@@ -251,6 +251,35 @@ export class Store {
       this.hooks.seen(p, parsed.epoch, parsed.head);
       return parsed;
     }
+  }
+
+  /**
+   * Whether Redis still holds `events` (delivered from partition `p`) at their positions:
+   * false when a position holds another event, or holds none while an older entry of the
+   * channel is still kept (trimming takes the oldest first, so the position went to another
+   * channel). A position Redis has nothing about (trimmed, history 0, data lost) is no proof.
+   */
+  async holds(p: number, events: readonly BrokerEvent[]): Promise<boolean> {
+    if (this.closed) throw closedError();
+    const k = this.keys[p]!;
+    const deadline = Date.now() + this.timeout;
+    await this.ready(deadline);
+    const replies = await Promise.all(
+      events.map((e) =>
+        this.conn
+          .call(deadline, ['XREVRANGE', k.channel(e.channel), `${e.seq}-0`, '-', 'COUNT', 1], k.slot)
+          .catch((err: unknown) => {
+            throw this.closed ? closedError() : unavailable(err);
+          }),
+      ),
+    );
+    return events.every((e, i) => {
+      const reply = replies[i];
+      if (!Array.isArray(reply) || reply.length === 0) return true;
+      const held = decodeEntry(e.channel, p, this.keys.length, e.epoch, reply[0]);
+      if (held === undefined) return true; // not ours to judge: counted where it is read
+      return held.seq === e.seq && held.data === e.data && held.event === e.event && held.coalesce === e.coalesce;
+    });
   }
 
   close(): void {
