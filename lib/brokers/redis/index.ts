@@ -36,7 +36,7 @@ export interface RedisBrokerStats {
   recoveries: number;
   /** `onReset` calls made (per listener and channel). */
   resets: number;
-  /** Catch-ups that found positions delivered here naming other events (Redis lost writes and reused their seqs). */
+  /** Catch-ups that found events delivered here gone from their positions or replaced (Redis went back), and started a new epoch. */
   reused: number;
 }
 
