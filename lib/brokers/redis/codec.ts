@@ -246,3 +246,31 @@ export function packEvents(
   const out = at === bytes ? buf : buf.subarray(0, at);
   return out;
 }
+
+/** Where an event was delivered, and a fingerprint of it (see fingerprint()). */
+export interface DeliveredMark {
+  readonly channel: string;
+  readonly epoch: string;
+  readonly seq: number;
+  readonly print: string;
+}
+
+/** Data up to this many characters is kept whole in a fingerprint; longer data is sampled. */
+const WHOLE = 4096;
+
+/**
+ * What tells one event from another, without keeping big data: the event name, the
+ * coalesce key and the data itself, or, past WHOLE characters, the data's length and an
+ * FNV-1a hash of 256 characters spread over it (O(1) per event, so two long payloads that
+ * differ only between the samples look the same).
+ */
+export function fingerprint(ev: Pick<BrokerEvent, 'data' | 'event' | 'coalesce'>): string {
+  const head = `${ev.event ?? '\0'}\n${ev.coalesce ?? '\0'}\n`;
+  const d = ev.data;
+  if (d.length <= WHOLE) return head + d;
+  let h = 0x811c9dc5;
+  const step = d.length / 256;
+  for (let i = 0; i < 256; i++) h = Math.imul(h ^ d.charCodeAt(Math.floor(i * step)), 0x01000193);
+  h = Math.imul(h ^ d.charCodeAt(d.length - 1), 0x01000193);
+  return `${head}\0${d.length}:${h >>> 0}`;
+}

@@ -19,8 +19,8 @@
  * no id of the old numbering resumes anywhere.
  */
 import type { BrokerEvent, BrokerListener, PartitionPosition, Position } from '../broker';
-import type { ReadReply } from './codec';
-import { decodeEntry } from './codec';
+import type { DeliveredMark, ReadReply } from './codec';
+import { decodeEntry, fingerprint } from './codec';
 import type { PartitionKeys } from './partitions';
 import type { Subscriber } from './subscriber';
 
@@ -42,7 +42,7 @@ export const RECENT = 4;
 export interface PartitionIO {
   read(p: number, channels: readonly { name: string; after: number }[], expected: string): Promise<ReadReply>;
   /** False when Redis holds another event (or, with older entries of its channel kept, none) at one of these positions. */
-  holds(p: number, events: readonly BrokerEvent[]): Promise<boolean>;
+  holds(p: number, marks: readonly DeliveredMark[]): Promise<boolean>;
   /** Moves the partition to a new epoch if Redis still numbers it in `epoch`. */
   renumber(p: number, epoch: string): Promise<void>;
   /** Asks for a catch-up pass (sync) of this partition. */
@@ -76,8 +76,8 @@ export class Partition {
   /** Epoch of what was delivered, and the newest seq delivered in it. */
   liveEpoch: string | undefined = undefined;
   last = 0;
-  /** The newest events delivered in liveEpoch (at most RECENT), oldest first. */
-  private recent: BrokerEvent[] = [];
+  /** Where the newest events delivered were (at most RECENT), oldest first. */
+  private recent: DeliveredMark[] = [];
   phase = LIVE;
   needRecovery = false;
   private buffer: { chan: Chan; event: BrokerEvent }[] = [];
@@ -142,7 +142,8 @@ export class Partition {
       return;
     }
     this.last = event.seq;
-    if (this.recent.push(event) > RECENT) this.recent.shift();
+    const mark = { channel: event.channel, epoch: event.epoch, seq: event.seq, print: fingerprint(event) };
+    if (this.recent.push(mark) > RECENT) this.recent.shift();
     for (const listener of chan.listeners) call(() => listener.onEvent(event));
   }
 

@@ -15,7 +15,15 @@ import { SseRelayError } from '../../errors';
 import type { CommandConnection } from './client';
 import { BadReply, closedError, isReplyError, unavailable } from './failures';
 import { Batcher, type Pending, type Round } from './batcher';
-import { decodeEntry, packEvents, parseBatch, parseRead, type ReadReply } from './codec';
+import {
+  decodeEntry,
+  fingerprint,
+  packEvents,
+  parseBatch,
+  parseRead,
+  type DeliveredMark,
+  type ReadReply,
+} from './codec';
 import type { PartitionKeys } from './partitions';
 import { EXPIRED, FN_BATCH, FN_READ } from './scripts';
 
@@ -254,31 +262,31 @@ export class Store {
   }
 
   /**
-   * Whether Redis still holds `events` (delivered from partition `p`) at their positions:
-   * false when a position holds another event, or holds none while an older entry of the
-   * channel is still kept (trimming takes the oldest first, so the position went to another
-   * channel). A position Redis has nothing about (trimmed, history 0, data lost) is no proof.
+   * Whether Redis still holds the events delivered at `marks` (of partition `p`): false when
+   * a position holds another event, or holds none while an older entry of the channel is still
+   * kept (trimming takes the oldest first, so the position went to another channel). A
+   * position Redis has nothing about (trimmed, history 0, data lost) is no proof either way.
    */
-  async holds(p: number, events: readonly BrokerEvent[]): Promise<boolean> {
+  async holds(p: number, marks: readonly DeliveredMark[]): Promise<boolean> {
     if (this.closed) throw closedError();
     const k = this.keys[p]!;
     const deadline = Date.now() + this.timeout;
     await this.ready(deadline);
     const replies = await Promise.all(
-      events.map((e) =>
+      marks.map((m) =>
         this.conn
-          .call(deadline, ['XREVRANGE', k.channel(e.channel), `${e.seq}-0`, '-', 'COUNT', 1], k.slot)
+          .call(deadline, ['XREVRANGE', k.channel(m.channel), `${m.seq}-0`, '-', 'COUNT', 1], k.slot)
           .catch((err: unknown) => {
             throw this.closed ? closedError() : unavailable(err);
           }),
       ),
     );
-    return events.every((e, i) => {
+    return marks.every((m, i) => {
       const reply = replies[i];
       if (!Array.isArray(reply) || reply.length === 0) return true;
-      const held = decodeEntry(e.channel, p, this.keys.length, e.epoch, reply[0]);
+      const held = decodeEntry(m.channel, p, this.keys.length, m.epoch, reply[0]);
       if (held === undefined) return true; // not ours to judge: counted where it is read
-      return held.seq === e.seq && held.data === e.data && held.event === e.event && held.coalesce === e.coalesce;
+      return held.seq === m.seq && fingerprint(held) === m.print;
     });
   }
 
