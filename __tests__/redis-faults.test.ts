@@ -52,9 +52,15 @@ async function listenAB(b: RedisBroker): Promise<Recorder> {
   return rec;
 }
 
-/** Events d<from>..d<to - 1>, published by `b` alternately on 'b' and 'a', appended to `acked`. */
-async function publishAB(b: RedisBroker, acked: BrokerEvent[], from: number, to: number): Promise<void> {
-  for (let i = from; i < to; i++) acked.push(await b.publish(i % 2 ? 'a' : 'b', { data: 'd' + i }, 1000));
+/** Events d<from>..d<to - 1> (or `data(i)`), published by `b` alternately on 'b' and 'a', appended to `acked`. */
+async function publishAB(
+  b: RedisBroker,
+  acked: BrokerEvent[],
+  from: number,
+  to: number,
+  data = (i: number) => 'd' + i,
+): Promise<void> {
+  for (let i = from; i < to; i++) acked.push(await b.publish(i % 2 ? 'a' : 'b', { data: data(i) }, 1000));
 }
 
 const hasAll = (rec: Recorder, acked: readonly BrokerEvent[]) => (): boolean => {
@@ -120,47 +126,53 @@ describe('Redis rewinds to an older snapshot (SAVE, more publishes, SIGKILL, res
     expect(r.heads.get(0)!.epoch === lastBefore.epoch).toBe(false);
   });
 
-  test('a writer that never saw the lost events writes past them before the listener is back: the positions it delivered name other events; one reset, then live', async () => {
-    let s = await server();
-    const { port, dir } = s;
-    const px = await proxy(port);
-    const p = prefix();
-    const pub = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
-    const sub = broker({ url: px.url, prefix: p, commandTimeout: 1000 });
-    const rec = await listenAB(sub);
-    const saved: BrokerEvent[] = [];
-    await publishAB(pub, saved, 0, 10);
-    expect(await client(s.url).call('SAVE')).toBe('OK');
-    const lost: BrokerEvent[] = []; // acknowledged and delivered, then lost with the crash
-    await publishAB(pub, lost, 10, 13);
-    await rec.until(hasAll(rec, [...saved, ...lost]), 'everything before the crash');
-    px.retarget(await freePort()); // the listener cannot come back until it is pointed back
-    await s.kill();
-    untrack(s);
-    s = await server({ port, dir });
-    // A writer that never saw seqs 11..13 (a new process, or another language's FCALL) writes
-    // past them: the head is beyond every position the listener had, so no floor shows it.
-    const fresh = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
-    const reused: BrokerEvent[] = [];
-    await publishAB(fresh, reused, 100, 106);
-    expect(reused.slice(0, 3).map((e) => [e.epoch, e.seq])).toEqual(lost.map((e) => [e.epoch, e.seq]));
-    px.retarget(port);
-    await rec.until(() => rec.resets.length === 2, 'the listener back, with one reset per channel', 15_000);
-    expect(sub.stats().reused).toBe(1);
-    const after: BrokerEvent[] = [];
-    await publishAB(fresh, after, 200, 204);
-    await rec.until(hasAll(rec, after), 'the events published after the reset');
-    const head = { partition: 0, epoch: after[0]!.epoch, seq: reused.at(-1)!.seq };
-    expect(rec.resets.map((r) => [r.channel, r.head])).toEqual([
-      ['a', head],
-      ['b', head],
-    ]);
-    expect(head.epoch === lost[0]!.epoch).toBe(false); // a new numbering: the old ids resume nowhere
-    // the reused positions are behind the reset (the page refetches its state); nothing else came
-    expectExactlyOnceInOrder(rec, [...saved, ...lost, ...after]);
-    const resume = await fresh.replay(['a', 'b'], at(lost.at(-1)!.seq));
-    expect(resume.heads.get(0)!.epoch).toBe(head.epoch);
-  });
+  test.each([
+    ['short events', (i: number) => 'd' + i],
+    ['70 KiB events that differ in one character', (i: number) => `d${i}`.padEnd(70 * 1024, '.')],
+  ])(
+    'a writer that never saw the lost events writes past them before the listener is back: the positions it delivered name other events; one reset, then live (%s)',
+    async (_kind, data) => {
+      let s = await server();
+      const { port, dir } = s;
+      const px = await proxy(port);
+      const p = prefix();
+      const pub = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
+      const sub = broker({ url: px.url, prefix: p, commandTimeout: 1000 });
+      const rec = await listenAB(sub);
+      const saved: BrokerEvent[] = [];
+      await publishAB(pub, saved, 0, 10, data);
+      expect(await client(s.url).call('SAVE')).toBe('OK');
+      const lost: BrokerEvent[] = []; // acknowledged and delivered, then lost with the crash
+      await publishAB(pub, lost, 10, 13, data);
+      await rec.until(hasAll(rec, [...saved, ...lost]), 'everything before the crash');
+      px.retarget(await freePort()); // the listener cannot come back until it is pointed back
+      await s.kill();
+      untrack(s);
+      s = await server({ port, dir });
+      // A writer that never saw seqs 11..13 (a new process, or another language's FCALL) writes
+      // past them: the head is beyond every position the listener had, so no floor shows it.
+      const fresh = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
+      const reused: BrokerEvent[] = [];
+      await publishAB(fresh, reused, 100, 106, data);
+      expect(reused.slice(0, 3).map((e) => [e.epoch, e.seq])).toEqual(lost.map((e) => [e.epoch, e.seq]));
+      px.retarget(port);
+      await rec.until(() => rec.resets.length === 2, 'the listener back, with one reset per channel', 15_000);
+      expect(sub.stats().reused).toBe(1);
+      const after: BrokerEvent[] = [];
+      await publishAB(fresh, after, 200, 204, data);
+      await rec.until(hasAll(rec, after), 'the events published after the reset');
+      const head = { partition: 0, epoch: after[0]!.epoch, seq: reused.at(-1)!.seq };
+      expect(rec.resets.map((r) => [r.channel, r.head])).toEqual([
+        ['a', head],
+        ['b', head],
+      ]);
+      expect(head.epoch === lost[0]!.epoch).toBe(false); // a new numbering: the old ids resume nowhere
+      // the reused positions are behind the reset (the page refetches its state); nothing else came
+      expectExactlyOnceInOrder(rec, [...saved, ...lost, ...after]);
+      const resume = await fresh.replay(['a', 'b'], at(lost.at(-1)!.seq));
+      expect(resume.heads.get(0)!.epoch).toBe(head.epoch);
+    },
+  );
 
   test('a resuming client nobody else saw: the id is ahead of the head in the same epoch, fence() starts a new epoch', async () => {
     let s = await server();

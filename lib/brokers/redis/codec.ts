@@ -3,6 +3,7 @@
  * read back from Redis (anyone can write to our keys and SPUBLISH to our
  * channels, so nothing read is trusted before it is checked).
  */
+import { createHash } from 'node:crypto';
 import { EPOCH, formatEventId } from '../../positions';
 import type { BrokerEvent, PublishInput } from '../broker';
 import { checkOptions } from '../../options';
@@ -255,22 +256,17 @@ export interface DeliveredMark {
   readonly print: string;
 }
 
-/** Data up to this many characters is kept whole in a fingerprint; longer data is sampled. */
-const WHOLE = 4096;
+/** Data up to this many characters is kept whole in a fingerprint; longer data is hashed. */
+const WHOLE = 64 * 1024;
 
 /**
- * What tells one event from another, without keeping big data: the event name, the
- * coalesce key and the data itself, or, past WHOLE characters, the data's length and an
- * FNV-1a hash of 256 characters spread over it (O(1) per event, so two long payloads that
- * differ only between the samples look the same).
+ * What tells one event from another: the event name, the coalesce key and the data itself,
+ * or, past WHOLE characters, the data's length and MD5 (so a broker keeps at most RECENT x
+ * 64 KiB per partition for it, and hashes only events bigger than that).
  */
 export function fingerprint(ev: Pick<BrokerEvent, 'data' | 'event' | 'coalesce'>): string {
   const head = `${ev.event ?? '\0'}\n${ev.coalesce ?? '\0'}\n`;
   const d = ev.data;
   if (d.length <= WHOLE) return head + d;
-  let h = 0x811c9dc5;
-  const step = d.length / 256;
-  for (let i = 0; i < 256; i++) h = Math.imul(h ^ d.charCodeAt(Math.floor(i * step)), 0x01000193);
-  h = Math.imul(h ^ d.charCodeAt(d.length - 1), 0x01000193);
-  return `${head}\0${d.length}:${h >>> 0}`;
+  return `${head}\0${d.length}:${createHash('md5').update(d).digest('base64')}`;
 }
