@@ -14,7 +14,8 @@
 // Options (each also as an environment variable):
 //   --quick                a ~1-minute smoke run (smaller counts)         BENCH_QUICK=1
 //   --only a,b             only these scenarios (--list names them)        BENCH_ONLY=a,b
-//   --servers a,b          only these servers (raw, better-sse, sse-relay, sse-relay-redis)  BENCH_SERVERS=a,b
+//   --servers a,b          only these servers (raw, better-sse, sse-relay, sse-relay-redis;  BENCH_SERVERS=a,b
+//                          raw-direct, a control, only when named)
 //   --cluster nodes|auto|none  publish-rate on a Redis Cluster too (default auto: one of its own)
 //                          (127.0.0.1:port,...) or "auto" (3 masters started here)  BENCH_REDIS_CLUSTER
 //   --flood-events N       events in the flood (default 1,000,000)        BENCH_FLOOD_EVENTS
@@ -47,6 +48,9 @@ const SCENARIOS = [
   'tracing',
 ].map((name) => require(`./scenarios/${name}`));
 const SERVERS = ['raw', 'better-sse', 'sse-relay', 'sse-relay-redis'];
+// Also accepted by --servers, never run by default: raw-direct, a control (raw written with
+// sse-relay's direct-path write pattern, see bench/server.js), not a contender.
+const ALL_SERVERS = ['raw', 'raw-direct', 'better-sse', 'sse-relay', 'sse-relay-redis'];
 const RESULTS = path.join(__dirname, 'results');
 
 // ---- options ----------------------------------------------------------------------
@@ -54,7 +58,10 @@ const RESULTS = path.join(__dirname, 'results');
 const OPTIONS = {
   quick: { flag: true, env: 'BENCH_QUICK', help: 'a ~1-minute smoke run (smaller counts)' },
   only: { env: 'BENCH_ONLY', help: 'comma-separated scenarios to run' },
-  servers: { env: 'BENCH_SERVERS', help: `comma-separated servers (${SERVERS.join(', ')})` },
+  servers: {
+    env: 'BENCH_SERVERS',
+    help: `comma-separated servers (${SERVERS.join(', ')}; raw-direct only when named)`,
+  },
   cluster: {
     env: 'BENCH_REDIS_CLUSTER',
     help: 'publish-rate on a Redis Cluster: 127.0.0.1:port,..., auto (default: one of its own) or none',
@@ -141,14 +148,16 @@ function parseArgs(argv) {
   }
   const servers = list(out.servers);
   for (const s of servers) {
-    if (!SERVERS.includes(s))
-      throw new RangeError(`bench: unknown server "${s}"${didYouMean(s, SERVERS)}; servers: ${SERVERS.join(', ')}`);
+    if (!ALL_SERVERS.includes(s))
+      throw new RangeError(
+        `bench: unknown server "${s}"${didYouMean(s, ALL_SERVERS)}; servers: ${ALL_SERVERS.join(', ')}`,
+      );
   }
   return {
     ...out,
     quick: out.quick === true,
     only,
-    servers: servers.length > 0 ? SERVERS.filter((s) => servers.includes(s)) : SERVERS,
+    servers: servers.length > 0 ? ALL_SERVERS.filter((s) => servers.includes(s)) : SERVERS,
   };
 }
 

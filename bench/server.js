@@ -1,6 +1,6 @@
 'use strict';
 // One server under test, in its own process. argv: <kind> <json options>
-//   kind: raw | better-sse | sse-relay | sse-relay-redis | publisher-redis
+//   kind: raw | raw-direct | better-sse | sse-relay | sse-relay-redis | publisher-redis
 //   options: { redisUrl, channels, hubOptions, env } (hubOptions: extra createHub options; env: extra
 //   environment, both for A/B rows and experiments)
 // Every GET is an event stream on the channel "bench" (channels > 1, sse-relay
@@ -18,6 +18,7 @@ const CHANNEL = 'bench';
 const CHANNELS = Array.from({ length: options.channels || 1 }, (_, i) => (i === 0 ? CHANNEL : `${CHANNEL}.${i}`));
 const EVENT = 'tick';
 const now = () => process.hrtime.bigint();
+const CRLF = Buffer.from('\r\n', 'latin1');
 
 const STREAM_HEADERS = {
   'Content-Type': 'text/event-stream; charset=utf-8',
@@ -46,6 +47,32 @@ if (kind === 'raw') {
   publishOne = (data, seq) => {
     const frame = Buffer.from('id: ' + seq + '\nevent: ' + EVENT + '\ndata: ' + data + '\n\n');
     for (const res of clients) res.write(frame);
+  };
+  subscribers = () => clients.size;
+} else if (kind === 'raw-direct') {
+  // A control, not a contender (opt-in: --servers raw,raw-direct,...): raw, but written the way
+  // sse-relay's direct path writes (lib/stream/direct.ts): the frames of one turn joined into one
+  // HTTP/1.1 chunk, encoded once, one socket.write per client at the end of the turn. Same bytes on
+  // the wire as raw; it tells what the write pattern alone does to a row (e.g. the kernel's socket
+  // buffers on loopback, which no writableNeedDrain check sees).
+  const clients = new Set();
+  handle = (req, res) => {
+    res.writeHead(200, STREAM_HEADERS);
+    res.flushHeaders();
+    req.socket.setNoDelay(true);
+    clients.add(res);
+    res.on('close', () => clients.delete(res));
+  };
+  let frames = [];
+  const writeTurn = () => {
+    const body = Buffer.concat(frames);
+    frames = [];
+    const chunk = Buffer.concat([Buffer.from(body.length.toString(16) + '\r\n', 'latin1'), body, CRLF]);
+    for (const res of clients) res.socket.write(chunk);
+  };
+  publishOne = (data, seq) => {
+    if (frames.length === 0) process.nextTick(writeTurn);
+    frames.push(Buffer.from('id: ' + seq + '\nevent: ' + EVENT + '\ndata: ' + data + '\n\n'));
   };
   subscribers = () => clients.size;
 } else if (kind === 'better-sse') {
