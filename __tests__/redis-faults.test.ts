@@ -63,6 +63,42 @@ async function publishAB(
   for (let i = from; i < to; i++) acked.push(await b.publish(i % 2 ? 'a' : 'b', { data: data(i) }, 1000));
 }
 
+/**
+ * A Redis SAVEd after `saved` published, then killed and restarted from that dump after `lost`
+ * published (acknowledged and delivered, then lost with the crash). The listener (on 'a' and
+ * 'b', through a proxy) is held off from the restart until `back()`; `fresh` is a new broker on
+ * the restarted Redis that never saw the lost positions.
+ */
+async function crashBehindSnapshot(
+  saved: (pub: RedisBroker) => Promise<BrokerEvent[]>,
+  lost: (pub: RedisBroker) => Promise<BrokerEvent[]>,
+): Promise<{
+  rec: Recorder;
+  sub: RedisBroker;
+  fresh: RedisBroker;
+  saved: BrokerEvent[];
+  lost: BrokerEvent[];
+  back(): void;
+}> {
+  let s = await server();
+  const { port, dir } = s;
+  const px = await proxy(port);
+  const p = prefix();
+  const pub = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
+  const sub = broker({ url: px.url, prefix: p, commandTimeout: 1000 });
+  const rec = await listenAB(sub);
+  const kept = await saved(pub);
+  expect(await client(s.url).call('SAVE')).toBe('OK');
+  const gone = await lost(pub);
+  await rec.until(hasAll(rec, [...kept, ...gone]), 'everything before the crash');
+  px.retarget(await freePort());
+  await s.kill();
+  untrack(s);
+  s = await server({ port, dir });
+  const fresh = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
+  return { rec, sub, fresh, saved: kept, lost: gone, back: () => px.retarget(port) };
+}
+
 const hasAll = (rec: Recorder, acked: readonly BrokerEvent[]) => (): boolean => {
   const got = new Set(rec.ids());
   return acked.every((e) => got.has(e.id));
@@ -132,30 +168,18 @@ describe('Redis rewinds to an older snapshot (SAVE, more publishes, SIGKILL, res
   ])(
     'a writer that never saw the lost events writes past them before the listener is back: the positions it delivered name other events; one reset, then live (%s)',
     async (_kind, data) => {
-      let s = await server();
-      const { port, dir } = s;
-      const px = await proxy(port);
-      const p = prefix();
-      const pub = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
-      const sub = broker({ url: px.url, prefix: p, commandTimeout: 1000 });
-      const rec = await listenAB(sub);
-      const saved: BrokerEvent[] = [];
-      await publishAB(pub, saved, 0, 10, data);
-      expect(await client(s.url).call('SAVE')).toBe('OK');
-      const lost: BrokerEvent[] = []; // acknowledged and delivered, then lost with the crash
-      await publishAB(pub, lost, 10, 13, data);
-      await rec.until(hasAll(rec, [...saved, ...lost]), 'everything before the crash');
-      px.retarget(await freePort()); // the listener cannot come back until it is pointed back
-      await s.kill();
-      untrack(s);
-      s = await server({ port, dir });
+      const ab = (from: number, to: number) => async (b: RedisBroker) => {
+        const out: BrokerEvent[] = [];
+        await publishAB(b, out, from, to, data);
+        return out;
+      };
+      const { rec, sub, fresh, saved, lost, back } = await crashBehindSnapshot(ab(0, 10), ab(10, 13));
       // A writer that never saw seqs 11..13 (a new process, or another language's FCALL) writes
       // past them: the head is beyond every position the listener had, so no floor shows it.
-      const fresh = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
       const reused: BrokerEvent[] = [];
       await publishAB(fresh, reused, 100, 106, data);
       expect(reused.slice(0, 3).map((e) => [e.epoch, e.seq])).toEqual(lost.map((e) => [e.epoch, e.seq]));
-      px.retarget(port);
+      back();
       await rec.until(() => rec.resets.length === 2, 'the listener back, with one reset per channel', 15_000);
       expect(sub.stats().reused).toBe(1);
       const after: BrokerEvent[] = [];
@@ -173,6 +197,30 @@ describe('Redis rewinds to an older snapshot (SAVE, more publishes, SIGKILL, res
       expect(resume.heads.get(0)!.epoch).toBe(head.epoch);
     },
   );
+
+  test("the lost events were a channel's first (nothing of it left, not even B!d's note): the other channel's reused positions are not skipped either", async () => {
+    const on = (channel: string, tag: string, n: number) => async (b: RedisBroker) => {
+      const out: BrokerEvent[] = [];
+      for (let i = 0; i < n; i++) out.push(await b.publish(channel, { data: tag + i }, 1000));
+      return out;
+    };
+    // 'a' has its first events after the snapshot
+    const { rec, fresh, saved, lost, back } = await crashBehindSnapshot(on('b', 'b', 5), on('a', 'a', 3));
+    const reused: BrokerEvent[] = [];
+    for (let i = 0; i < 5; i++) reused.push(await fresh.publish('b', { data: 'B' + i }, 1000));
+    expect(reused[0]!.seq).toBe(lost[0]!.seq);
+    back();
+    // 'b's listener had seen the partition up to the last 'a' event: without the check it would
+    // take b's reused seqs as delivered and skip them
+    await rec.until(() => rec.resets.length === 2, 'the listener back, with one reset per channel', 15_000);
+    const after = [await fresh.publish('b', { data: 'after' }, 1000)];
+    await rec.has(after[0]!.id);
+    expect(rec.resets.map((r) => r.head)).toEqual([
+      { partition: 0, epoch: after[0]!.epoch, seq: reused.at(-1)!.seq },
+      { partition: 0, epoch: after[0]!.epoch, seq: reused.at(-1)!.seq },
+    ]);
+    expectExactlyOnceInOrder(rec, [...saved, ...lost, ...after]);
+  });
 
   test('a resuming client nobody else saw: the id is ahead of the head in the same epoch, fence() starts a new epoch', async () => {
     let s = await server();

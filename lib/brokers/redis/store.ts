@@ -264,27 +264,33 @@ export class Store {
   /**
    * Whether Redis still holds the events delivered at `marks` (of partition `p`): false when
    * a position holds another event, or holds none while an older entry of the channel is still
-   * kept (trimming takes the oldest first, so the position went to another channel). A
-   * position Redis has nothing about (trimmed, history 0, data lost) is no proof either way.
+   * kept (trimming takes the oldest first, so the position went to another channel), or when
+   * nothing of the channel is left at or before it, not even B!d's note that it had a stream
+   * or its trim mark (so the channel's history in this epoch is gone with a rewind). A trimmed
+   * or history-0 channel leaves that trace, and is no proof either way.
    */
   async holds(p: number, marks: readonly DeliveredMark[]): Promise<boolean> {
     if (this.closed) throw closedError();
     const k = this.keys[p]!;
     const deadline = Date.now() + this.timeout;
     await this.ready(deadline);
+    const ask = (args: (string | number)[]): Promise<unknown> =>
+      this.conn.call(deadline, args, k.slot).catch((err: unknown) => {
+        throw this.closed ? closedError() : unavailable(err);
+      });
     const replies = await Promise.all(
       marks.map((m) =>
-        this.conn
-          .call(deadline, ['XREVRANGE', k.channel(m.channel), `${m.seq}-0`, '-', 'COUNT', 1], k.slot)
-          .catch((err: unknown) => {
-            throw this.closed ? closedError() : unavailable(err);
-          }),
+        Promise.all([
+          ask(['XREVRANGE', k.channel(m.channel), `${m.seq}-0`, '-', 'COUNT', 1]),
+          ask(['HMGET', k.dropped, m.channel, '+' + m.channel]),
+        ]),
       ),
     );
     return marks.every((m, i) => {
-      const reply = replies[i];
-      if (!Array.isArray(reply) || reply.length === 0) return true;
-      const held = decodeEntry(m.channel, p, this.keys.length, m.epoch, reply[0]);
+      const [entries, trace] = replies[i]!;
+      if (!Array.isArray(entries) || entries.length === 0)
+        return Array.isArray(trace) && trace.some((t) => t !== null && t !== undefined);
+      const held = decodeEntry(m.channel, p, this.keys.length, m.epoch, entries[0]);
       if (held === undefined) return true; // not ours to judge: counted where it is read
       return held.seq === m.seq && fingerprint(held) === m.print;
     });
