@@ -49,6 +49,32 @@ describe('allowedOrigins', () => {
     },
   );
 
+  test.each([
+    ['the headers option', { Vary: 'Accept-Encoding' }, undefined, 'Accept-Encoding, Origin'],
+    ['an earlier middleware', {}, 'Cookie', 'Cookie, Origin'],
+    ['both', { vary: 'Accept-Encoding, cookie' }, 'Cookie', 'Cookie, Accept-Encoding, Origin'],
+    ['the headers option, naming Origin already', { Vary: 'origin' }, undefined, 'origin'],
+    ['the headers option, as *', { Vary: '*' }, undefined, '*'],
+  ])(
+    'Vary set by %s: the stream head names Origin as well, in one Vary header, with or without an Origin',
+    async (_by, headers, earlier, expected) => {
+      const mw = useSse({ allowedOrigins: ['https://app.example'], headers });
+      const app = express();
+      if (earlier !== undefined)
+        app.use((_req, res, next) => {
+          res.setHeader('Vary', earlier);
+          next();
+        });
+      app.get('/s', mw, (_req, res) => void res.sse.send('hello'));
+      const { server } = await serve(app);
+      for (const origin of ['https://app.example', undefined]) {
+        const s = await open(server, '/s', origin === undefined ? {} : { Origin: origin });
+        await expectAdmitted(s);
+        expect(s.headers.vary).toBe(expected);
+      }
+    },
+  );
+
   test('a check function that throws refuses (403)', async () => {
     const mw = useSse({
       allowedOrigins: () => {

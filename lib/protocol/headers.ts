@@ -25,8 +25,13 @@ export class StreamHead {
   readonly http1: OutgoingHttpHeaders;
   readonly http2: OutgoingHttpHeaders;
 
+  /** The `Vary` of the `headers` option, merged with `Origin` when origins are checked. */
+  readonly vary: string | undefined;
+
   constructor(readonly extra: HeaderList) {
     const own = Object.fromEntries(extra);
+    const vary = extra.find(([name]) => name.toLowerCase() === 'vary');
+    this.vary = vary === undefined ? undefined : varyWithOrigin(vary[1], false);
     this.http1 = Object.freeze({ ...STREAM_HEADERS, ...HTTP1_HEADERS, ...own }) as OutgoingHttpHeaders;
     this.http2 = Object.freeze({ ...STREAM_HEADERS, ...own }) as OutgoingHttpHeaders;
   }
@@ -49,4 +54,22 @@ export function corsHeaders(allowedOrigin: string | undefined): Record<string, s
     'Access-Control-Allow-Origin': allowedOrigin,
     'Access-Control-Allow-Credentials': 'true',
   };
+}
+
+/**
+ * A `Vary` value that names `Origin` as well as whatever `current` (set by the app, an
+ * earlier middleware or the `headers` option) already names: one header, never replaced.
+ */
+export function varyWithOrigin(
+  current: number | string | readonly (string | undefined)[] | undefined,
+  origin = true,
+): string {
+  const text = Array.isArray(current) ? current.filter((v) => v !== undefined).join(',') : (current ?? '');
+  const names: string[] = [];
+  for (const n of String(text).split(',')) {
+    const name = n.trim();
+    if (name !== '' && !names.some((m) => m.toLowerCase() === name.toLowerCase())) names.push(name);
+  }
+  if (origin && !names.some((n) => n === '*' || n.toLowerCase() === 'origin')) names.push('Origin');
+  return names.join(', ');
 }

@@ -15,7 +15,7 @@ import {
   encodeFrame,
   encodeRetry,
 } from '../protocol/encode';
-import { HTTP1_HEADERS, STREAM_HEADERS, corsHeaders } from '../protocol/headers';
+import { HTTP1_HEADERS, STREAM_HEADERS, corsHeaders, varyWithOrigin } from '../protocol/headers';
 import { RETRY, isHttp2, jitter, queryOf, refuse } from '../http';
 import type { Admission, DropReason } from './admission';
 import type { SendOptions, SseStream } from './api';
@@ -132,12 +132,15 @@ export class Connection implements SseStream, QueueOwner, Ticking {
     }
     for (const name in STREAM_HEADERS) res.setHeader(name, STREAM_HEADERS[name]!);
     if (!isHttp2(req)) for (const name in HTTP1_HEADERS) res.setHeader(name, HTTP1_HEADERS[name]!);
+    const vary = res.getHeader('Vary');
     if (opts.originAllowed !== undefined) {
       const origin = this.admission.origin(req);
       const cors = corsHeaders(origin === false ? undefined : origin);
       for (const name in cors) res.setHeader(name, cors[name]!);
     }
     for (const [name, value] of head.extra) res.setHeader(name, value);
+    // Vary names Origin too, whoever else set it (the app, a middleware, the headers option)
+    if (opts.originAllowed !== undefined) res.setHeader('Vary', varyWithOrigin([String(vary ?? ''), head.vary]));
     res.writeHead(200);
     res.flushHeaders();
   }
