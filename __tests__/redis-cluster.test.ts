@@ -616,6 +616,24 @@ describe('faults', () => {
     ]);
   });
 
+  test("the one-key FCALL with another partition's tag: refused, naming the channel's key, which then goes through", async () => {
+    const b = broker({ prefix: prefix() });
+    const [ch0, ch1] = onePerPartition(b, 'tag');
+    const right = b.keyOf(ch0!);
+    const other = b.keyOf(ch1!);
+    const wrong = other.slice(0, other.indexOf('}') + 1) + ':' + ch0;
+    await b.publish('warm', { data: 'x' }, 10);
+    const node = cluster.client(await cluster.masterOf(keySlot(wrong)));
+    await expect(node.call('FCALL', 'sse_relay_publish_v1', '1', wrong, 'x')).rejects.toThrow(
+      new RegExp(`^ERR sse-relay: channel ${ch0} belongs to key ${right.replace(/[.{}]/g, '\\$&')}$`),
+    );
+    const own = cluster.client(await cluster.masterOf(keySlot(right)));
+    expect(await own.call('FCALL', 'sse_relay_publish_v1', '1', right, 'x')).toEqual([
+      expect.any(String),
+      expect.stringMatching(/^[1-9]\d*$/),
+    ]);
+  });
+
   test('the one-key FCALL sent on by ASK to the importing master before the partition has moved: refused whole (TRYAGAIN), nothing created there', async () => {
     const b = broker({ prefix: prefix() });
     const [ch] = onePerPartition(b, 'mig2');

@@ -104,6 +104,8 @@ test('bad input is refused with a clear error and nothing stored', async () => {
   await b.publish('a', { data: 'loaded' }, 10); // the broker has loaded the library
   const before = await admin.dbsize();
   const head = (await b.replay(['a'], undefined)).heads.get(0)!;
+  const eight = broker({ url: s.url, prefix: p, partitions: 8 });
+  const esc = (t: string): string => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const cases: [string[], RegExp][] = [
     [[`${p}{0}:bad channel`, 'x'], /invalid channel name/],
     [[`${p}{0}:${'x'.repeat(201)}`, 'x'], /invalid channel name/],
@@ -117,8 +119,17 @@ test('bad input is refused with a clear error and nothing stored', async () => {
     [[`${p}{0}:a`, 'x', '', '', 'many'], /history must be an integer/],
     [[`${p}{0}:a`], /expects the data argument/],
     [[`${p}a`, 'x'], /the key must be <prefix>\{<tag>\}:<channel>/],
-    [[`${p}{nope}:a`, 'x'], /unknown partition tag/],
-    [[`${p}{8.0.1260}:a`, 'x'], /channel a belongs to key .*\{8\.\d+\.\d+\}:a/],
+    // a tag of no layout, or of another layout than the one in use here: the right key named
+    [[`${p}{nope}:a`, 'x'], new RegExp(`channel a belongs to key ${esc(p)}\\{0\\}:a$`)],
+    [[`${p}{8.0.1260}:a`, 'x'], new RegExp(`channel a belongs to key ${esc(p)}\\{0\\}:a$`)],
+    // the key 'a' would have with 8 partitions, while this Redis is used with one
+    [[eight.keyOf('a'), 'x'], new RegExp(`channel a belongs to key ${esc(p)}\\{0\\}:a$`)],
+    [
+      [`${p}new{nope}:zz`, 'x'],
+      new RegExp(
+        `unknown partition tag \\{nope\\}: channel zz belongs to key ${esc(p)}new\\{0\\}:zz on one Redis, ${esc(p)}new\\{8\\.\\d\\.\\d+\\}:zz on a cluster$`,
+      ),
+    ],
   ];
   for (const [args, message] of cases) {
     let reply: unknown;

@@ -195,6 +195,18 @@ local function unreachable(...)
   return r
 end
 
+-- The key of channel ch under prefix in the layout (number of partitions) in use here: the first
+-- whose partition state for ch exists (on a cluster only ch's slot can be asked, and that is the
+-- given layout's), else the layout of n partitions (nil when n is nil).
+local function right_key(prefix, ch, n)
+  local h = fnv(ch)
+  for m = 1, #TAGS_BY do
+    local base = prefix .. '{' .. TAGS_BY[m][h % m + 1] .. '}'
+    if redis.pcall('EXISTS', base) == 1 then return base .. ':' .. ch end
+  end
+  if n then return prefix .. '{' .. TAGS_BY[n][h % n + 1] .. '}:' .. ch end
+end
+
 local function valid_channel(ch)
   return #ch >= 1 and #ch <= 200 and string.find(ch, '^[A-Za-z0-9_.:%-]+$') ~= nil
 end
@@ -207,10 +219,14 @@ local function publish(keys, args)
   if not tag then return bad('the key must be <prefix>{<tag>}:<channel>') end
   if not valid_channel(ch) then return bad('invalid channel name (^[A-Za-z0-9_.:-]{1,200}$)') end
   local t = TAGS[tag]
-  if not t then return bad('unknown partition tag {' .. tag .. '}') end
-  local want = TAGS_BY[t[1]][fnv(ch) % t[1] + 1]
-  if want ~= tag then
-    return bad('channel ' .. ch .. ' belongs to key ' .. prefix .. '{' .. want .. '}:' .. ch)
+  if not t then
+    local right = right_key(prefix, ch, nil)
+    if right then return bad('channel ' .. ch .. ' belongs to key ' .. right) end
+    return bad('unknown partition tag {' .. tag .. '}: channel ' .. ch .. ' belongs to key ' .. prefix .. '{0}:' .. ch
+      .. ' on one Redis, ' .. prefix .. '{' .. TAGS_BY[8][fnv(ch) % 8 + 1] .. '}:' .. ch .. ' on a cluster')
+  end
+  if TAGS_BY[t[1]][fnv(ch) % t[1] + 1] ~= tag then
+    return bad('channel ' .. ch .. ' belongs to key ' .. right_key(prefix, ch, t[1]))
   end
   local data, ev, co = args[1], args[2] or '', args[3] or ''
   local hist, ukey, maxb = args[4] or '', args[5] or '', args[6] or ''
@@ -235,6 +251,11 @@ local function publish(keys, args)
   -- half-way, or starting a partition of its own on the node the slot is going to.
   local refused = unreachable(B, B .. '!d', keys[1])
   if refused then return refused end
+  if redis.call('EXISTS', B) == 0 then
+    -- a partition never written: not when another layout's key of this channel is in use here
+    local right = right_key(prefix, ch, t[1])
+    if right ~= keys[1] then return bad('channel ' .. ch .. ' belongs to key ' .. right) end
+  end
   local e, s, b = begin(B, '', 0, '')
   local ukeyname
   if ukey ~= '' then
