@@ -65,11 +65,27 @@ describe('sse-relay --help and usage errors', () => {
     [['publish', 'a', 'x', '--redis', 'redis://h', '--token', 't'], '--token applies to --url only'],
     [
       ['publish', 'a', 'x', '--redis', 'redis://h', '--history=-1'],
-      '--history must be an integer of at least 0, got "-1"',
+      '--history must be an integer from 0 to 1000000, got "-1"',
     ],
     [
       ['publish', 'a', 'x', '--redis', 'redis://h', '--history', 'ten'],
-      '--history must be an integer of at least 0, got "ten"',
+      '--history must be an integer from 0 to 1000000, got "ten"',
+    ],
+    [
+      ['publish', 'a', 'x', '--redis', 'redis://h', '--history', '1000001'],
+      '--history must be an integer from 0 to 1000000, got "1000001"',
+    ],
+    [
+      ['publish', 'a', 'x', '--redis', 'redis://h', '--timeout', '3600001'],
+      '--timeout must be an integer from 1 to 3600000, got "3600001"',
+    ],
+    [
+      ['publish', 'a', 'x', '--redis', 'redis://h', '--idempotency-key', 'two words'],
+      '--idempotency-key must be 1 to 200 visible ASCII characters (no spaces)',
+    ],
+    [
+      ['publish', 'a', 'x', '--url', 'http://h/', '--idempotency-key', 'k'.repeat(201)],
+      '--idempotency-key must be 1 to 200 visible ASCII characters (no spaces)',
     ],
     [['publish', 'a', 'x', '--redis', 'http://h'], '--redis must be a redis:// or rediss:// URL'],
     [['publish', 'a', 'x', '--url', 'ftp://h'], '--url must be an http:// or https:// URL'],

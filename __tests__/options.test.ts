@@ -60,10 +60,35 @@ test.each([
   ['history', { history: -1 }, RangeError],
   ['history', { history: 1.5 }, RangeError],
   ['history', { history: '5' }, TypeError],
+  ['history', { history: 1_000_001 }, RangeError],
   ['reauthorizeEvery', { reauthorizeEvery: 0 }, RangeError],
   ['reauthorizeTimeout', { reauthorizeTimeout: -5 }, RangeError],
 ])('createHub option %s: %p throws %p', (_name, options, error) => {
   expect(() => createHub({ authorize, ...(options as object) })).toThrow(error as ErrorConstructor);
+});
+
+test('createHub history: 0..1,000,000, as every broker takes', () => {
+  expect(() => createHub({ authorize, history: 1_000_000 })).not.toThrow();
+  expect(() => createHub({ authorize, history: 1_000_001 })).toThrow(
+    'sse-relay: option history must be an integer from 0 to 1000000, got 1000001',
+  );
+});
+
+test.each([
+  ['x'.repeat(201), RangeError, 'must be at most 200 characters, got 201'],
+  ['a\nb', TypeError, 'must not contain CR, LF or NUL'],
+  ['', TypeError, 'must be a non-empty string'],
+  [7, TypeError, 'must be a non-empty string'],
+])('hub.publish idempotencyKey %p: %p, nothing published, on every broker', async (key, error, message) => {
+  const hub = createHub({ authorize });
+  try {
+    await expect(hub.publish('a', 'x', { idempotencyKey: key as string })).rejects.toThrow(error as ErrorConstructor);
+    await expect(hub.publish('a', 'x', { idempotencyKey: key as string })).rejects.toThrow(message);
+    expect(hub.stats().published).toBe(0);
+    await expect(hub.publish('a', 'x', { idempotencyKey: 'k'.repeat(200) })).resolves.toMatch(/./);
+  } finally {
+    await hub.close();
+  }
 });
 
 test.each([

@@ -283,6 +283,7 @@ describe.each(HOSTS)('the publish endpoint under %s', (host) => {
       json({ channel: 'a', data: 'x', coalesce: '' }),
       json({ channel: 'a', data: 'x', evnt: 'typo' }),
       json({ channel: 'a', data: 'x' }, { 'Idempotency-Key': 'has space' }),
+      json({ channel: 'a', data: 'x' }, { 'Idempotency-Key': 'k'.repeat(201) }),
       form('channel=a&channel=b&data=x'),
       form('channel=a'),
       form('channel=a&data=x&extra=1'),

@@ -105,6 +105,18 @@ export function fn<T>(name: string, value: unknown): T {
   return value as T;
 }
 
+/** An idempotencyKey: 1 to `max` characters, no CR, LF or NUL. */
+export function checkIdempotencyKey(value: unknown, max: number): string {
+  const key = nonEmptyString('idempotencyKey', value);
+  if (/[\r\n\0]/.test(key)) {
+    throw new TypeError(`sse-relay: option idempotencyKey must not contain CR, LF or NUL, got ${show(key)}`);
+  }
+  if (key.length > max) {
+    throw new RangeError(`sse-relay: option idempotencyKey must be at most ${max} characters, got ${key.length}`);
+  }
+  return key;
+}
+
 /** A non-empty string. */
 export function nonEmptyString(name: string, value: unknown): string {
   if (typeof value !== 'string' || value === '') {

@@ -147,6 +147,12 @@ export interface Broker {
 /** Most partitions a broker may have: keeps every id within 128 characters. */
 export const MAX_PARTITIONS = 8;
 
+/** The most events of history a channel may keep, on every broker. */
+export const MAX_HISTORY = 1_000_000;
+
+/** The longest `idempotencyKey`, on every broker (what RedisBroker keys take). */
+export const MAX_IDEMPOTENCY_KEY = 200;
+
 /** The id of one event (`BrokerEvent.id`, what `hub.publish` resolves with). */
 export { formatEventId } from '../positions';
 

@@ -136,7 +136,8 @@ export class MemoryBroker implements Broker {
 
   private store(channel: string, input: PublishInput, history: number): BrokerEvent {
     if (this.closed) throw new SseRelayError('ERR_BROKER_CLOSED', 'sse-relay: the broker is closed');
-    const key = input.idempotencyKey;
+    // Per channel, as on Redis: the same key on two channels is two publishes.
+    const key = input.idempotencyKey === undefined ? undefined : channel + '\n' + input.idempotencyKey;
     if (key !== undefined) {
       const seen = this.remembered(key);
       if (seen !== undefined) return seen;

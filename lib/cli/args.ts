@@ -110,13 +110,23 @@ function nameOption(name: string, value: string | undefined): string | undefined
   return value;
 }
 
-function intOption(name: string, value: string | undefined, fallback: number, min: number): number {
+function idempotencyOption(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  if (!IDEMPOTENCY_KEY.test(value))
+    throw new UsageError('--idempotency-key must be 1 to 200 visible ASCII characters (no spaces)');
+  return value;
+}
+
+function intOption(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;
-  if (!/^[0-9]{1,15}$/.test(value) || Number(value) < min) {
-    throw new UsageError(`--${name} must be an integer of at least ${min}, got ${JSON.stringify(value)}`);
+  if (!/^[0-9]{1,15}$/.test(value) || Number(value) < min || Number(value) > max) {
+    throw new UsageError(`--${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
   }
   return Number(value);
 }
+
+/** What an Idempotency-Key may be on every path (the endpoint's header, RedisBroker's key). */
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
 
 function redisOption(value: string): string {
   let url: URL;
@@ -179,7 +189,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
     if (command === undefined && values.help !== true) throw new UsageError('missing <command>');
     return { command: 'help' };
   }
-  const timeout = intOption('timeout', values.timeout, 5000, 1);
+  const timeout = intOption('timeout', values.timeout, 5000, 1, 3_600_000);
   switch (command) {
     case 'publish': {
       only(
@@ -200,7 +210,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
         target = {
           redis: redisTarget(values)!,
           prefix: values.prefix,
-          history: intOption('history', values.history, 1000, 0),
+          history: intOption('history', values.history, 1000, 0, 1_000_000),
         };
       } else {
         if (values.history !== undefined || values.prefix !== undefined) {
@@ -217,7 +227,7 @@ export function parseCommand(argv: readonly string[], env: NodeJS.ProcessEnv): C
         data,
         event: nameOption('event', values.event),
         coalesce: nameOption('coalesce', values.coalesce),
-        idempotencyKey: nameOption('idempotency-key', values['idempotency-key']),
+        idempotencyKey: idempotencyOption(values['idempotency-key']),
         target,
         timeout,
       };

@@ -5,12 +5,19 @@
  * reauthorize, stream).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { MAX_PARTITIONS, type Broker, type BrokerEvent, type PublishInput } from '../brokers/broker';
+import {
+  MAX_HISTORY,
+  MAX_IDEMPOTENCY_KEY,
+  MAX_PARTITIONS,
+  type Broker,
+  type BrokerEvent,
+  type PublishInput,
+} from '../brokers/broker';
 import { MemoryBroker } from '../brokers/memory';
 import { SseRelayError } from '../errors';
 import type { AnyEvents, EventMap } from '../events';
 import { RETRY, jitter, refuse, type Handler, type NextFunction } from '../http';
-import { checkOptions, nonEmptyString, nonNegativeInt, positiveInt, show } from '../options';
+import { checkIdempotencyKey, checkOptions, intInRange, nonEmptyString, positiveInt, show } from '../options';
 import { formatCursor } from '../positions';
 import { checkFieldValue, dataToText, encodeData, encodeFrame, encodeRetry } from '../protocol/encode';
 import { publishTraced, tracePublish } from '../diagnostics';
@@ -107,7 +114,7 @@ class HubImpl implements Hub, OpenContext {
     if (typeof o.authorize !== 'function') {
       throw new TypeError('sse-relay: createHub option authorize must be a function (req, channel) => boolean');
     }
-    const history = o.history === undefined ? 1000 : nonNegativeInt('history', o.history);
+    const history = o.history === undefined ? 1000 : intInRange('history', o.history, 0, MAX_HISTORY);
     const every = o.reauthorizeEvery ?? false;
     if (every !== false) positiveInt('reauthorizeEvery', every);
     const timeout =
@@ -174,7 +181,7 @@ class HubImpl implements Hub, OpenContext {
     const event = o.event === undefined ? undefined : checkFieldValue('event', o.event);
     const coalesce = o.coalesce === undefined ? undefined : nonEmptyString('coalesce', o.coalesce);
     const idempotencyKey =
-      o.idempotencyKey === undefined ? undefined : nonEmptyString('idempotencyKey', o.idempotencyKey);
+      o.idempotencyKey === undefined ? undefined : checkIdempotencyKey(o.idempotencyKey, MAX_IDEMPOTENCY_KEY);
     const text = dataToText(data, this.admission.opts.serialize);
     // The largest frame any stream could get (the longest id, the event line, every line's `data: `):
     // built only when a cheap bound says it might be over the limit.

@@ -49,7 +49,9 @@ export function checkFieldValue(field: 'event' | 'id', value: unknown): string {
 /** Throws RangeError unless `ms` is a non-negative safe integer. */
 export function checkRetry(ms: unknown, what = 'retry'): number {
   if (typeof ms !== 'number' || !Number.isSafeInteger(ms) || ms < 0) {
-    throw new RangeError(`sse-relay: ${what} must be a non-negative integer (ms), got ${String(ms)}`);
+    throw new RangeError(
+      `sse-relay: ${what} must be a non-negative integer (ms), got ${typeof ms === 'string' ? JSON.stringify(ms) : String(ms)}`,
+    );
   }
   return ms;
 }

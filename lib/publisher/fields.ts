@@ -18,8 +18,8 @@ export interface PublishFields {
 
 const FIELDS = new Set(['channel', 'data', 'event', 'coalesce']);
 const FIELD_BREAK = /[\r\n\0]/;
-/** An Idempotency-Key: 1 to 255 visible ASCII characters (a quoted structured-field string is unquoted). */
-const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+/** An Idempotency-Key: 1 to 200 visible ASCII characters, as every broker takes (a quoted structured-field string is unquoted). */
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { EPOCH, formatEventId } from '../../positions';
-import type { BrokerEvent, PublishInput } from '../broker';
+import { MAX_HISTORY, MAX_IDEMPOTENCY_KEY, type BrokerEvent, type PublishInput } from '../broker';
 import { checkOptions } from '../../options';
 import type { PartitionKeys } from './partitions';
 
@@ -56,12 +56,15 @@ export function checkPublish(input: PublishInput, history: number, maxDataBytes:
     );
   }
   const key = input.idempotencyKey;
-  if (key !== undefined && (typeof key !== 'string' || key === '' || key.length > 200 || FIELD_BREAK.test(key))) {
+  if (
+    key !== undefined &&
+    (typeof key !== 'string' || key === '' || key.length > MAX_IDEMPOTENCY_KEY || FIELD_BREAK.test(key))
+  ) {
     throw new TypeError(
       `sse-relay: RedisBroker.publish input.idempotencyKey must be a string of 1..200 characters without CR, LF or NUL, got ${JSON.stringify(key)}`,
     );
   }
-  if (typeof history !== 'number' || !Number.isSafeInteger(history) || history < 0 || history > 1_000_000) {
+  if (typeof history !== 'number' || !Number.isSafeInteger(history) || history < 0 || history > MAX_HISTORY) {
     throw new RangeError(
       `sse-relay: RedisBroker.publish history must be an integer 0..1000000, got ${String(history)}`,
     );

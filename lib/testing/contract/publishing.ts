@@ -70,6 +70,12 @@ export function publishingTests({ broker, fence }: ContractContext): void {
     expect(rec.events.filter((e) => e.channel === a).map((e) => e.data)).toEqual(['once', 'twin', 'other key']);
     const r = await b.replay([a!], new Map([[p, start.seq]]));
     expect(r.events.map((e) => e.data)).toEqual(['once', 'twin', 'other key']);
+    // Keys are per channel: the same key on another channel is another publish.
+    const elsewhere = await b.publish(f!, { data: 'same key, other channel', idempotencyKey: key }, 10);
+    expect(elsewhere.channel).toBe(f);
+    expect(elsewhere.seq).toBeGreaterThan(other.seq);
+    await fence(b, rec, f!);
+    expect(rec.events.some((e) => e.channel === f && e.data === 'same key, other channel')).toBe(true);
   });
   test('close: idempotent; publish and subscribe reject afterwards', async () => {
     const b = await broker();
