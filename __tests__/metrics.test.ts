@@ -231,8 +231,11 @@ test('HEAD has the headers and no body; other methods get 405 or go to next()', 
 
 test('bad options are refused at factory time', () => {
   expect(() => metricsHandler({ channelLabels: 'namespace' } as never)).toThrow(
-    new TypeError('sse-relay: unknown metricsHandler option "channelLabels" (did you mean "channelLabel"?)'),
+    new TypeError(
+      'sse-relay: unknown metricsHandler option "channelLabels" (did you mean "channelLabel"?); known: channelLabel, channelLabelName',
+    ),
   );
+  expect(() => metricsHandler({ chanelLabel: 'namespace' } as never)).toThrow(/\(did you mean "channelLabel"\?\)/);
   expect(() => metricsHandler({ channelLabel: 'prefix' as never })).toThrow(TypeError);
   expect(() => metricsHandler({ channelLabelName: 'ns' })).toThrow(TypeError);
   expect(() => metricsHandler(null as never)).toThrow(TypeError);

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { collect, namespaceOf, setChannelLabel, type MetricsSnapshot } from './registry';
 import { CONTENT_TYPE, FAMILIES, render } from './text';
+import { checkOptions } from '../options';
 
 export { Counters, type DropCounts, type ReplayCounts, type RefusedCounts, type LabelCounts } from './counters';
 export { Histogram, LATENCY_BUCKETS } from './histogram';
@@ -33,12 +34,6 @@ export interface MetricsHandlerOptions {
 
 const KNOWN = ['channelLabel', 'channelLabelName'];
 
-function didYouMean(key: string): string {
-  const lower = key.toLowerCase();
-  const near = KNOWN.find((k) => k.toLowerCase() === lower || k.toLowerCase().startsWith(lower.slice(0, 6)));
-  return near === undefined ? '' : ` (did you mean ${JSON.stringify(near)}?)`;
-}
-
 /** The Prometheus text exposition of every hub and `sse()` middleware in this process. */
 export function metricsText(): string {
   return render(collect());
@@ -59,14 +54,7 @@ export function metricsSnapshot(): MetricsSnapshot {
 export function metricsHandler(
   options: MetricsHandlerOptions = {},
 ): (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => void {
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw new TypeError('sse-relay: metricsHandler options must be an object');
-  }
-  for (const key of Object.keys(options)) {
-    if (!KNOWN.includes(key))
-      throw new TypeError(`sse-relay: unknown metricsHandler option ${JSON.stringify(key)}${didYouMean(key)}`);
-  }
-  const { channelLabel, channelLabelName } = options;
+  const { channelLabel, channelLabelName } = checkOptions('metricsHandler', options, KNOWN);
   if (channelLabel !== undefined) {
     if (channelLabel !== 'namespace' && typeof channelLabel !== 'function') {
       throw new TypeError(
