@@ -3,13 +3,15 @@
  * being published: the replay comes from the Redis streams page by page as the
  * socket drains, and the events published meanwhile follow it. What a user
  * relies on: every event after the client's id exactly once, in order, no
- * reset, and the process's memory bounded by pages, not by the backlog.
+ * reset, and the process's memory bounded by pages, not by the backlog; and
+ * when Redis loses everything between two pages, one reset, never a gap.
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { RedisBroker } from '../lib';
 import { cleanup, defer } from './helpers/cleanup';
 import { KiB, MiB } from './helpers/data';
+import { HeldReplay } from './helpers/held-replay';
 import { countingClient, seqOf, startHub, type HubServer } from './helpers/hub-server';
 import { startRedis } from './helpers/redis-server';
 import { until } from './helpers/wait';
@@ -75,4 +77,31 @@ test('10 readers resume over 20,000 events (20 MiB) in Redis while 500 more are 
   }
   await until(() => fx.hub.stats().replays.complete === 10, 'the replays counted complete');
   expect(fx.hub.stats()).toMatchObject({ dropped: 0, replays: { complete: 10, reset: 0 } });
+});
+
+test('Redis restarted without persistence between two pages of a replay: the events up to there, one reset at the new head, then live', async () => {
+  let redis = await startRedis();
+  const { port } = redis;
+  defer(() => redis.stop());
+  const held = new HeldReplay(new RedisBroker({ url: redis.url, prefix: 'rw:', commandTimeout: 2000 }), { page: 2 });
+  const fx = await startHub({ history: 5000, broker: held.broker });
+  defer(() => fx.close());
+  const backlog = await publishMany(fx, 'feed', 0, 1200);
+  const client = await countingClient(fx.port, '/events/feed', { 'Last-Event-ID': backlog[0]! });
+  defer(() => client.close());
+  await held.asked; // the first page is written; the hub asks for the second
+  await redis.stop();
+  redis = await startRedis({ port }); // empty: a new epoch, no history
+  await held.snapshot();
+  held.answer();
+  await until(() => client.events.includes('reset'), 'the reset', 20_000);
+  const at = client.events.indexOf('reset');
+  const live = await fx.hub.publish('feed', kib(9999));
+  await client.waitFor(at + 2, 20_000);
+  expect(at).toBeGreaterThan(0);
+  expect(at).toBeLessThan(backlog.length - 1);
+  expect(client.ids.slice(0, at)).toEqual(backlog.slice(1, at + 1)); // no gap before it
+  expect(client.events.slice(at)).toEqual(['reset', 'message']); // one reset, then live only
+  expect(client.ids.at(-1)).toBe(live);
+  expect(client.ids[at]!.split('.')[0] === backlog[0]!.split('.')[0]).toBe(false); // the new epoch's position
 });
