@@ -33,17 +33,22 @@ let subscribers; // () => number
 let delivered = () => Infinity; // frames handed to streams (for the Redis in-flight gate)
 let hub;
 
-if (kind === 'raw') {
-  // The baseline: plain node:http, each event encoded once into a Buffer and
-  // written to every response.
-  const clients = new Set();
-  handle = (req, res) => {
+/** The raw servers' stream handler: the head flushed at once, Nagle off, the response kept in `clients`. */
+function rawHandler(clients) {
+  return (req, res) => {
     res.writeHead(200, STREAM_HEADERS);
     res.flushHeaders();
     req.socket.setNoDelay(true);
     clients.add(res);
     res.on('close', () => clients.delete(res));
   };
+}
+
+if (kind === 'raw') {
+  // The baseline: plain node:http, each event encoded once into a Buffer and
+  // written to every response.
+  const clients = new Set();
+  handle = rawHandler(clients);
   publishOne = (data, seq) => {
     const frame = Buffer.from('id: ' + seq + '\nevent: ' + EVENT + '\ndata: ' + data + '\n\n');
     for (const res of clients) res.write(frame);
@@ -56,13 +61,7 @@ if (kind === 'raw') {
   // the wire as raw; it tells what the write pattern alone does to a row (e.g. the kernel's socket
   // buffers on loopback, which no writableNeedDrain check sees).
   const clients = new Set();
-  handle = (req, res) => {
-    res.writeHead(200, STREAM_HEADERS);
-    res.flushHeaders();
-    req.socket.setNoDelay(true);
-    clients.add(res);
-    res.on('close', () => clients.delete(res));
-  };
+  handle = rawHandler(clients);
   let frames = [];
   const writeTurn = () => {
     const body = Buffer.concat(frames);
