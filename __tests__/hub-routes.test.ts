@@ -28,6 +28,18 @@ describe.each(BROKERS)('with %s', (_name, make) => {
       expect(fx.hub.stats()).toMatchObject({ connections: 1, channels: 2, published: 5, delivered: 4 });
     });
 
+    test('up to 256 channel names per stream; a name given twice is subscribed once', async () => {
+      const fx = await start();
+      const names = Array.from({ length: 255 }, (_, i) => `c${i}`);
+      const s = await stream('/events?' + [...names, 'c0'].map((c) => `channel=${c}`).join('&'));
+      expect(fx.authorized).toHaveLength(255);
+      await fx.hub.publish('c0', 'first');
+      await fx.hub.publish('c254', 'last');
+      await s.waitFor(2);
+      expect(s.events.map((e) => e.data)).toEqual(['first', 'last']);
+      expect(fx.hub.stats()).toMatchObject({ connections: 1, channels: 255 });
+    });
+
     test('path form takes one percent-decoded segment; select may be async', async () => {
       const fx = await start();
       const s = await stream('/events/order%3A7');
@@ -50,6 +62,7 @@ describe.each(BROKERS)('with %s', (_name, make) => {
       ['/events?channel=a&channel=%3Cscript%3E'],
       ['/events/a%2Fb/c'],
       ['/events/%E0%A4%A'],
+      ['/events?' + Array.from({ length: 257 }, (_, i) => `channel=c${i}`).join('&')],
     ])('%s -> 400 before authorize runs', async (path) => {
       const fx = await start();
       const res = await request(path);
