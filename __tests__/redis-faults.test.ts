@@ -72,6 +72,7 @@ async function publishAB(
 async function crashBehindSnapshot(
   saved: (pub: RedisBroker) => Promise<BrokerEvent[]>,
   lost: (pub: RedisBroker) => Promise<BrokerEvent[]>,
+  listener: 'url' | 'ioredis6' = 'url',
 ): Promise<{
   rec: Recorder;
   sub: RedisBroker;
@@ -85,7 +86,10 @@ async function crashBehindSnapshot(
   const px = await proxy(port);
   const p = prefix();
   const pub = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
-  const sub = broker({ url: px.url, prefix: p, commandTimeout: 1000 });
+  const sub =
+    listener === 'url'
+      ? broker({ url: px.url, prefix: p, commandTimeout: 1000 })
+      : broker({ redis: client6(px.url), prefix: p, commandTimeout: 1000 });
   const rec = await listenAB(sub);
   const kept = await saved(pub);
   expect(await client(s.url).call('SAVE')).toBe('OK');
@@ -162,18 +166,19 @@ describe('Redis rewinds to an older snapshot (SAVE, more publishes, SIGKILL, res
     expect(r.heads.get(0)!.epoch === lastBefore.epoch).toBe(false);
   });
 
-  test.each([
-    ['short events', (i: number) => 'd' + i],
-    ['70 KiB events that differ in one character', (i: number) => `d${i}`.padEnd(70 * 1024, '.')],
+  test.each<[string, (i: number) => string, 'url' | 'ioredis6']>([
+    ['short events', (i) => 'd' + i, 'url'],
+    ['70 KiB events that differ in one character', (i) => `d${i}`.padEnd(70 * 1024, '.'), 'url'],
+    ["short events, the listener on the caller's ioredis 6 client (RESP3)", (i) => 'd' + i, 'ioredis6'],
   ])(
     'a writer that never saw the lost events writes past them before the listener is back: the positions it delivered name other events; one reset, then live (%s)',
-    async (_kind, data) => {
+    async (_kind, data, listener) => {
       const ab = (from: number, to: number) => async (b: RedisBroker) => {
         const out: BrokerEvent[] = [];
         await publishAB(b, out, from, to, data);
         return out;
       };
-      const { rec, sub, fresh, saved, lost, back } = await crashBehindSnapshot(ab(0, 10), ab(10, 13));
+      const { rec, sub, fresh, saved, lost, back } = await crashBehindSnapshot(ab(0, 10), ab(10, 13), listener);
       // A writer that never saw seqs 11..13 (a new process, or another language's FCALL) writes
       // past them: the head is beyond every position the listener had, so no floor shows it.
       const reused: BrokerEvent[] = [];
