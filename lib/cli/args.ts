@@ -2,6 +2,7 @@
  * The command line of `sse-relay`: parsing, checks and the help text. Pure:
  * nothing here touches the network or the process.
  */
+import { IDEMPOTENCY_KEY } from '../publisher/fields';
 import { parseArgs } from 'node:util';
 import { CHANNEL_NAME } from '../channel-name';
 
@@ -124,9 +125,6 @@ function intOption(name: string, value: string | undefined, fallback: number, mi
   }
   return Number(value);
 }
-
-/** What an Idempotency-Key may be on every path (the endpoint's header, RedisBroker's key). */
-const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
 
 function redisOption(value: string): string {
   let url: URL;

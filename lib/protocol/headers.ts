@@ -25,13 +25,13 @@ export class StreamHead {
   readonly http1: OutgoingHttpHeaders;
   readonly http2: OutgoingHttpHeaders;
 
-  /** The `Vary` of the `headers` option, merged with `Origin` when origins are checked. */
-  readonly vary: string | undefined;
+  /** The `Vary` of the `headers` option (merged with `Origin` when origins are checked). */
+  readonly vary: string | readonly string[] | undefined;
 
   constructor(readonly extra: HeaderList) {
     const own = Object.fromEntries(extra);
     const vary = extra.find(([name]) => name.toLowerCase() === 'vary');
-    this.vary = vary === undefined ? undefined : varyWithOrigin(vary[1], false);
+    this.vary = vary === undefined ? undefined : typeof vary[1] === 'number' ? String(vary[1]) : vary[1];
     this.http1 = Object.freeze({ ...STREAM_HEADERS, ...HTTP1_HEADERS, ...own }) as OutgoingHttpHeaders;
     this.http2 = Object.freeze({ ...STREAM_HEADERS, ...own }) as OutgoingHttpHeaders;
   }
@@ -43,33 +43,29 @@ export class StreamHead {
 }
 
 /**
- * CORS headers for a stream when an origin allow-list is configured: `Vary:
- * Origin` always, and for an allowed cross-origin request that exact origin
- * with credentials (never `*`, never a blind echo: the caller checked it).
+ * CORS headers for an allowed cross-origin request when an origin allow-list
+ * is configured: that exact origin with credentials (never `*`, never a blind
+ * echo: the caller checked it). `Vary: Origin` goes with every such stream,
+ * merged by varyWithOrigin().
  */
 export function corsHeaders(allowedOrigin: string | undefined): Record<string, string> {
-  if (allowedOrigin === undefined) return { Vary: 'Origin' };
-  return {
-    Vary: 'Origin',
-    'Access-Control-Allow-Origin': allowedOrigin,
-    'Access-Control-Allow-Credentials': 'true',
-  };
+  if (allowedOrigin === undefined) return {};
+  return { 'Access-Control-Allow-Origin': allowedOrigin, 'Access-Control-Allow-Credentials': 'true' };
 }
 
 /**
  * A `Vary` value that names `Origin` as well as whatever `current` (set by the app, an
  * earlier middleware or the `headers` option) already names: one header, never replaced.
  */
-export function varyWithOrigin(
-  current: number | string | readonly (string | undefined)[] | undefined,
-  origin = true,
-): string {
-  const text = Array.isArray(current) ? current.filter((v) => v !== undefined).join(',') : (current ?? '');
+export function varyWithOrigin(...current: (number | string | readonly string[] | undefined)[]): string {
   const names: string[] = [];
-  for (const n of String(text).split(',')) {
-    const name = n.trim();
-    if (name !== '' && !names.some((m) => m.toLowerCase() === name.toLowerCase())) names.push(name);
+  for (const value of current) {
+    if (value === undefined) continue;
+    for (const n of (Array.isArray(value) ? value.join(',') : String(value)).split(',')) {
+      const name = n.trim();
+      if (name !== '' && !names.some((m) => m.toLowerCase() === name.toLowerCase())) names.push(name);
+    }
   }
-  if (origin && !names.some((n) => n === '*' || n.toLowerCase() === 'origin')) names.push('Origin');
+  if (!names.some((n) => n === '*' || n.toLowerCase() === 'origin')) names.push('Origin');
   return names.join(', ');
 }

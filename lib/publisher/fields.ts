@@ -4,6 +4,7 @@
  * `coalesce?`, nothing else. Any problem is one generic `undefined` (a 400):
  * the response never says which field, so it can never echo input.
  */
+import { MAX_IDEMPOTENCY_KEY } from '../brokers/broker';
 import { TextDecoder } from 'node:util';
 import { CHANNEL_NAME } from '../channel-name';
 import type { BodyKind } from './body';
@@ -18,8 +19,8 @@ export interface PublishFields {
 
 const FIELDS = new Set(['channel', 'data', 'event', 'coalesce']);
 const FIELD_BREAK = /[\r\n\0]/;
-/** An Idempotency-Key: 1 to 200 visible ASCII characters, as every broker takes (a quoted structured-field string is unquoted). */
-const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
+/** An Idempotency-Key: 1 to MAX_IDEMPOTENCY_KEY visible ASCII characters, as every broker takes (the endpoint unquotes a quoted one; the CLI checks the same). */
+export const IDEMPOTENCY_KEY = new RegExp(`^[\\x21-\\x7e]{1,${MAX_IDEMPOTENCY_KEY}}$`);
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 

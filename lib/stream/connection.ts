@@ -140,7 +140,7 @@ export class Connection implements SseStream, QueueOwner, Ticking {
     }
     for (const [name, value] of head.extra) res.setHeader(name, value);
     // Vary names Origin too, whoever else set it (the app, a middleware, the headers option)
-    if (opts.originAllowed !== undefined) res.setHeader('Vary', varyWithOrigin([String(vary ?? ''), head.vary]));
+    if (opts.originAllowed !== undefined) res.setHeader('Vary', varyWithOrigin(vary, head.vary));
     res.writeHead(200);
     res.flushHeaders();
   }
