@@ -402,7 +402,7 @@ describe('Redis frozen or paused while two brokers publish', () => {
     ['DEBUG SLEEP', async (_s, admin) => void (await admin.call('DEBUG', 'SLEEP', '1.2'))],
   ];
   for (const [name, fault] of faults) {
-    test(`${name}: acknowledged events exactly once in order on 1- and 3-channel listeners; a rejected publish is never delivered later`, async () => {
+    test(`${name}: acknowledged events exactly once in order on 1- and 3-channel listeners; a not-published one never delivered, an unknown one at most once`, async () => {
       const s = await server({ args: ['--enable-debug-command', 'yes'] });
       const admin = client(s.url);
       const p = prefix();
@@ -459,18 +459,24 @@ describe('Redis frozen or paused while two brokers publish', () => {
         expect(r.three.resets).toEqual([]);
         const delivered = r.three.events.map((e) => e.data);
         expect(delivered.filter((d) => notPublished.includes(d))).toEqual([]);
-        // a publish whose outcome was unknown: stored at most once; the Redis-side deadline makes it not stored here
-        expect(delivered.filter((d) => unknown.includes(d))).toEqual([]);
-        expectExactlyOnceInOrder(r.three, acked);
+        // a publish whose outcome was unknown: stored at most once. Mostly not at all (the Redis-side
+        // deadline is 5 ms before the broker gives up), but one Redis ran just in time and whose reply
+        // came after that is stored, and then delivered like any other event, once.
+        const maybe = r.three.events.filter((e) => unknown.includes(e.data));
+        expectExactlyOnceInOrder(r.three, acked, maybe);
         expectExactlyOnceInOrder(
           r.one,
           acked.filter((e) => e.channel === 'x'),
+          maybe.filter((e) => e.channel === 'x'),
         );
       }
-      // history agrees: nothing rejected was stored
+      // history agrees: nothing not-published was stored, an unknown one at most once
       const all = await brokers[0]!.replay(channels, at(0));
-      expect(all.events.map((e) => e.data).filter((d) => notPublished.includes(d) || unknown.includes(d))).toEqual([]);
-      expect(all.events).toHaveLength(acked.length);
+      const stored = all.events.map((e) => e.data);
+      expect(stored.filter((d) => notPublished.includes(d))).toEqual([]);
+      const maybeStored = stored.filter((d) => unknown.includes(d));
+      expect(new Set(maybeStored).size).toBe(maybeStored.length);
+      expect(all.events).toHaveLength(acked.length + maybeStored.length);
     });
   }
 });
