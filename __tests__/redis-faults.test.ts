@@ -227,6 +227,48 @@ describe('Redis rewinds to an older snapshot (SAVE, more publishes, SIGKILL, res
     expectExactlyOnceInOrder(rec, [...saved, ...lost, ...after]);
   });
 
+  test("the listener's streams left before the crash and come back to the same broker after a writer reused the lost seqs: the positions it delivered are checked before it subscribes again; one new epoch, so the resume is not vouched for", async () => {
+    let s = await server();
+    const { port, dir } = s;
+    const px = await proxy(port);
+    const p = prefix();
+    const pub = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
+    const sub = broker({ url: px.url, prefix: p, commandTimeout: 1000 });
+    const rec = await listenAB(sub);
+    const saved: BrokerEvent[] = [];
+    await publishAB(pub, saved, 0, 10);
+    expect(await client(s.url).call('SAVE')).toBe('OK');
+    const lost: BrokerEvent[] = [];
+    await publishAB(pub, lost, 10, 13);
+    await rec.until(hasAll(rec, [...saved, ...lost]), 'everything before the crash');
+    // the client goes away: nothing of the partition is subscribed while Redis is away
+    await sub.unsubscribe('a', rec);
+    await sub.unsubscribe('b', rec);
+    await until(() => sub.stats().subscribed === 0, 'the listener gone');
+    px.retarget(await freePort());
+    await s.kill();
+    untrack(s);
+    s = await server({ port, dir });
+    const fresh = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
+    const reused: BrokerEvent[] = [];
+    await publishAB(fresh, reused, 100, 106);
+    expect(reused.slice(0, 3).map((e) => [e.epoch, e.seq])).toEqual(lost.map((e) => [e.epoch, e.seq]));
+    px.retarget(port);
+    // the client comes back to the same process, resuming after the last event it saw
+    const back = await listenAB(sub);
+    const resume = await sub.replay(['a', 'b'], at(lost.at(-1)!.seq));
+    expect(resume.heads.get(0)!.epoch === lost[0]!.epoch).toBe(false); // the hub resets it, not a silent gap
+    expect(resume.heads.get(0)!.seq).toBe(reused.at(-1)!.seq);
+    expect(sub.stats().reused).toBe(1);
+    // live again, from the new numbering, with no reset for the streams that just subscribed
+    const after: BrokerEvent[] = [];
+    await publishAB(fresh, after, 200, 204);
+    await back.until(hasAll(back, after), 'the events published after');
+    expect(after[0]!.epoch).toBe(resume.heads.get(0)!.epoch);
+    expect(back.resets).toEqual([]);
+    expectExactlyOnceInOrder(back, after);
+  });
+
   test('a resuming client nobody else saw: the id is ahead of the head in the same epoch, fence() starts a new epoch', async () => {
     let s = await server();
     const { port, dir } = s;

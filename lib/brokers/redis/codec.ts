@@ -3,7 +3,6 @@
  * read back from Redis (anyone can write to our keys and SPUBLISH to our
  * channels, so nothing read is trusted before it is checked).
  */
-import { createHash } from 'node:crypto';
 import { EPOCH, formatEventId } from '../../positions';
 import { MAX_HISTORY, MAX_IDEMPOTENCY_KEY, type BrokerEvent, type PublishInput } from '../broker';
 import { checkOptions } from '../../options';
@@ -249,27 +248,4 @@ export function packEvents(
   }
   const out = at === bytes ? buf : buf.subarray(0, at);
   return out;
-}
-
-/** Where an event was delivered, and a fingerprint of it (see fingerprint()). */
-export interface DeliveredMark {
-  readonly channel: string;
-  readonly epoch: string;
-  readonly seq: number;
-  readonly print: string;
-}
-
-/** Data up to this many characters is kept whole in a fingerprint; longer data is hashed. */
-const WHOLE = 64 * 1024;
-
-/**
- * What tells one event from another: the event name, the coalesce key and the data itself,
- * or, past WHOLE characters, the data's length and MD5 (so a broker keeps at most RECENT x
- * 64 KiB per partition for it, and hashes only events bigger than that).
- */
-export function fingerprint(ev: Pick<BrokerEvent, 'data' | 'event' | 'coalesce'>): string {
-  const head = `${ev.event ?? '\0'}\n${ev.coalesce ?? '\0'}\n`;
-  const d = ev.data;
-  if (d.length <= WHOLE) return head + d;
-  return `${head}\0${d.length}:${createHash('md5').update(d).digest('base64')}`;
 }

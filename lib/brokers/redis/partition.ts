@@ -10,17 +10,16 @@
  * message that arrived before that read was sent and is still above the head
  * was never stored: it is counted invalid and moves nothing.
  *
- * A catch-up first checks that Redis still holds the last few events
- * delivered here at their positions. A Redis that restarted having lost
- * acknowledged writes (appendfsync everysec, an older snapshot) gives their
- * seqs out again; when a writer that never saw them wrote first, the head is
- * back where it was and only the events at those positions tell. Then the
+ * A catch-up, and a partition that had no channel subscribed getting one
+ * again, first check that Redis still holds the last few events delivered
+ * here at their positions (delivered.ts); when they name other events the
  * partition is moved to a new epoch: every stream on it gets one `reset`, and
  * no id of the old numbering resumes anywhere.
  */
 import type { BrokerEvent, BrokerListener, PartitionPosition, Position } from '../broker';
-import type { DeliveredMark, ReadReply } from './codec';
-import { decodeEntry, fingerprint } from './codec';
+import type { ReadReply } from './codec';
+import { decodeEntry } from './codec';
+import { Delivered, type DeliveredMark } from './delivered';
 import type { PartitionKeys } from './partitions';
 import type { Subscriber } from './subscriber';
 
@@ -35,9 +34,6 @@ export interface Counters {
   resets: number;
   reused: number;
 }
-
-/** Events delivered here that a catch-up checks Redis still holds (the newest this many). */
-export const RECENT = 4;
 
 export interface PartitionIO {
   read(p: number, channels: readonly { name: string; after: number }[], expected: string): Promise<ReadReply>;
@@ -76,8 +72,8 @@ export class Partition {
   /** Epoch of what was delivered, and the newest seq delivered in it. */
   liveEpoch: string | undefined = undefined;
   last = 0;
-  /** Where the newest events delivered were (at most RECENT), oldest first. */
-  private recent: DeliveredMark[] = [];
+  /** Where the newest events delivered were. */
+  private readonly delivered = new Delivered();
   phase = LIVE;
   needRecovery = false;
   private buffer: { chan: Chan; event: BrokerEvent }[] = [];
@@ -142,8 +138,7 @@ export class Partition {
       return;
     }
     this.last = event.seq;
-    const mark = { channel: event.channel, epoch: event.epoch, seq: event.seq, print: fingerprint(event) };
-    if (this.recent.push(mark) > RECENT) this.recent.shift();
+    this.delivered.note(event);
     for (const listener of chan.listeners) call(() => listener.onEvent(event));
   }
 
@@ -210,14 +205,38 @@ export class Partition {
     }
   }
 
+  /**
+   * Whether Redis still holds the newest events delivered here at their positions (see
+   * delivered.ts). When they name other events (the numbering went back and was given out again), the
+   * partition moves to a new epoch; true then.
+   */
+  async checkDelivered(): Promise<boolean> {
+    const epoch = this.liveEpoch;
+    const recent = epoch === undefined ? [] : this.delivered.of(epoch);
+    if (epoch === undefined || recent.length === 0 || (await this.io.holds(this.index, recent))) return false;
+    this.counters.reused++;
+    this.delivered.clear();
+    await this.io.renumber(this.index, epoch);
+    return true;
+  }
+
+  /**
+   * Before a partition none of whose streams is live here (nothing subscribed, no catch-up
+   * due) subscribes again: no catch-up checked it if Redis went back meanwhile, so check now.
+   * Moved to a new epoch: nobody here was live on the old one, so its delivered state goes too.
+   */
+  async checkIdle(): Promise<void> {
+    if (this.needRecovery) return; // the catch-up checks
+    for (const chan of this.chans.values()) if (chan.subscribed) return;
+    if (await this.checkDelivered()) {
+      this.liveEpoch = undefined;
+      this.last = 0;
+    }
+  }
+
   /** One snapshot of every subscribed channel after what it has seen, then the buffered live messages. */
   async recover(isCurrent: () => boolean): Promise<void> {
-    const recent = this.recent.filter((e) => e.epoch === this.liveEpoch);
-    if (this.liveEpoch !== undefined && recent.length > 0 && !(await this.io.holds(this.index, recent))) {
-      // Positions delivered here now name other events: the numbering went back and was reused.
-      this.counters.reused++;
-      await this.io.renumber(this.index, this.liveEpoch);
-    }
+    await this.checkDelivered();
     const chans = [...this.chans.values()].filter((c) => c.subscribed && c.armed && c.listeners.size > 0);
     const afters = chans.map((c) => Math.max(c.floor, this.last));
     this.buffer = [];
@@ -267,7 +286,7 @@ export class Partition {
     this.liveEpoch = snap.epoch;
     if (rebased) {
       this.last = 0;
-      this.recent = [];
+      this.delivered.clear();
     }
     this.buffer = [];
     this.phase = LIVE;

@@ -15,15 +15,8 @@ import { SseRelayError } from '../../errors';
 import type { CommandConnection } from './client';
 import { BadReply, closedError, isReplyError, unavailable } from './failures';
 import { Batcher, type Pending, type Round } from './batcher';
-import {
-  decodeEntry,
-  fingerprint,
-  packEvents,
-  parseBatch,
-  parseRead,
-  type DeliveredMark,
-  type ReadReply,
-} from './codec';
+import { decodeEntry, packEvents, parseBatch, parseRead, type ReadReply } from './codec';
+import { fingerprint, type DeliveredMark } from './delivered';
 import type { PartitionKeys } from './partitions';
 import { EXPIRED, FN_BATCH, FN_READ } from './scripts';
 

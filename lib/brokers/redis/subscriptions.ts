@@ -153,6 +153,7 @@ export class Subscriptions {
       }
     }
     if (want.length > 0) {
+      await part.checkIdle();
       const head = await this.store.read(part.index, [], '');
       if (part.liveEpoch === undefined) part.liveEpoch = head.epoch;
       else if (head.epoch !== part.liveEpoch) part.startRecovery();

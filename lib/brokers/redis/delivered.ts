@@ -1,0 +1,55 @@
+/**
+ * Where a partition's newest events were delivered, with a fingerprint of
+ * each, so that Redis can be asked whether those positions still hold those
+ * events (Store.holds). A Redis that restarted having lost acknowledged
+ * writes (appendfsync everysec, an older snapshot) gives their seqs out
+ * again; when a writer that never saw them wrote first, the head is back
+ * where it was and only the events at those positions tell.
+ */
+import { createHash } from 'node:crypto';
+import type { BrokerEvent } from '../broker';
+
+/** Events delivered that are checked (the newest this many). */
+export const RECENT = 4;
+
+/** Where an event was delivered, and a fingerprint of it (see fingerprint()). */
+export interface DeliveredMark {
+  readonly channel: string;
+  readonly epoch: string;
+  readonly seq: number;
+  readonly print: string;
+}
+
+/** Data up to this many characters is kept whole in a fingerprint; longer data is hashed. */
+const WHOLE = 64 * 1024;
+
+/**
+ * What tells one event from another: the event name, the coalesce key and the data itself,
+ * or, past WHOLE characters, the data's length and MD5 (so a broker keeps at most RECENT x
+ * 64 KiB per partition for it, and hashes only events bigger than that).
+ */
+export function fingerprint(ev: Pick<BrokerEvent, 'data' | 'event' | 'coalesce'>): string {
+  const head = `${ev.event ?? '\0'}\n${ev.coalesce ?? '\0'}\n`;
+  const d = ev.data;
+  if (d.length <= WHOLE) return head + d;
+  return `${head}\0${d.length}:${createHash('md5').update(d).digest('base64')}`;
+}
+
+/** The newest RECENT positions delivered, oldest first. */
+export class Delivered {
+  private recent: DeliveredMark[] = [];
+
+  note(event: BrokerEvent): void {
+    const mark = { channel: event.channel, epoch: event.epoch, seq: event.seq, print: fingerprint(event) };
+    if (this.recent.push(mark) > RECENT) this.recent.shift();
+  }
+
+  /** Those of `epoch`. */
+  of(epoch: string): DeliveredMark[] {
+    return this.recent.filter((m) => m.epoch === epoch);
+  }
+
+  clear(): void {
+    this.recent = [];
+  }
+}
