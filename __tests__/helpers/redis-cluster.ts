@@ -2,11 +2,12 @@
  * A real Redis Cluster on loopback ports for tests: 6 redis-servers
  * (`--cluster-enabled yes`, each with its own temp dir), `redis-cli --cluster
  * create ... --cluster-replicas 1` (3 masters, 1 replica each), ready once
- * every node reports `cluster_state:ok` and agrees on all 16384 slots. Stopped
- * (every process, every dir) by `stop()`.
+ * every node reports `cluster_state:ok` and agrees on all 16384 slots. A node can be
+ * SIGKILLed and started again on its own dir (`crash`), a master with no failover
+ * meanwhile. Stopped (every process, every dir) by `stop()`.
  */
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import Redis from 'ioredis';
 import { freePort, startRedis, type RedisServer } from './redis-server';
 
@@ -27,8 +28,36 @@ export interface RedisCluster {
   client(port: number): Redis;
   /** Resolves once every running node reports cluster_state:ok and the same slot owners, and every replica is in sync. */
   waitHealthy(ms?: number): Promise<void>;
+  /** Ports of the running replicas of master `port`. */
+  replicasOf(port: number): Promise<number[]>;
+  /**
+   * SIGKILLs node `port` (no save at exit: its dir keeps nodes.conf and the dump.rdb it last
+   * SAVEd). A master's replicas are first told not to take over, so it stays the master of its
+   * slots however long it is down. `restart()` starts it again on the same port and dir, with
+   * the data of that dump, resolves once the cluster is healthy again (a restarted master's
+   * replicas resynced from it), and then lets those replicas fail over again; once restarted,
+   * it resolves at once.
+   */
+  crash(port: number): Promise<CrashedNode>;
   stop(): Promise<void>;
 }
+
+export interface CrashedNode {
+  readonly port: number;
+  restart(): Promise<void>;
+}
+
+/** Every node's arguments (a restarted node gets the same). */
+const NODE_ARGS = [
+  '--cluster-enabled',
+  'yes',
+  '--cluster-config-file',
+  'nodes.conf',
+  '--cluster-node-timeout',
+  '1000',
+  '--enable-debug-command',
+  'yes',
+];
 
 function redisCli(): string {
   for (const c of [process.env.REDIS_CLI_BIN, '/usr/bin/redis-cli', '/usr/local/bin/redis-cli'])
@@ -55,25 +84,16 @@ export async function startCluster(): Promise<RedisCluster> {
   }
   const nodes: ClusterNodeInfo[] = [];
   const clients: Redis[] = [];
+  /** Dirs of restarted nodes (started on a dir given, so their stop() keeps it). */
+  const dirs: string[] = [];
   const stopAll = async (): Promise<void> => {
     for (const c of clients.splice(0)) c.disconnect();
     await Promise.all(nodes.map((n) => n.server.stop()));
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
   };
   try {
     for (const port of ports) {
-      const server = await startRedis({
-        port,
-        args: [
-          '--cluster-enabled',
-          'yes',
-          '--cluster-config-file',
-          'nodes.conf',
-          '--cluster-node-timeout',
-          '1000',
-          '--enable-debug-command',
-          'yes',
-        ],
-      });
+      const server = await startRedis({ port, args: NODE_ARGS });
       nodes.push({ port, server });
     }
     await run(
@@ -143,6 +163,41 @@ export async function startCluster(): Promise<RedisCluster> {
         if (Date.now() > deadline) throw new Error(`the Redis Cluster did not become healthy within ${ms} ms`);
         await sleep(100);
       }
+    },
+    async replicasOf(port) {
+      const out: number[] = [];
+      for (const n of alive()) {
+        const role = (await admin(n.port).call('ROLE')) as unknown[];
+        if (role[0] === 'slave' && Number(role[2]) === port) out.push(n.port);
+      }
+      return out;
+    },
+    async crash(port) {
+      const i = nodes.findIndex((n) => n.port === port);
+      const role = (await cluster.roles()).get(port);
+      if (i === -1 || role === undefined) throw new Error(`127.0.0.1:${port} is not a running node of this cluster`);
+      // A replica whose master is unreachable for cluster-node-timeout (1 s here) starts an
+      // election and takes its slots. Restarting "quickly enough" is a race on 2 shared cores,
+      // so each replica is told not to (cluster-replica-no-failover: it never starts an
+      // automatic failover), whatever the time the master stays down. The cluster reports
+      // cluster_state:fail meanwhile (its slots are served by nobody), and the restarted master
+      // is master of them again: its replicas then resync from it, the older data.
+      const held = role === 'master' ? await cluster.replicasOf(port) : [];
+      for (const r of held) await admin(r).call('CONFIG', 'SET', 'cluster-replica-no-failover', 'yes');
+      const old = nodes[i]!.server;
+      await old.kill();
+      let restarting: Promise<void> | undefined;
+      return {
+        port,
+        restart: () =>
+          (restarting ??= (async () => {
+            const server = await startRedis({ port, dir: old.dir, args: NODE_ARGS });
+            nodes[i] = { port, server };
+            dirs.push(old.dir);
+            await cluster.waitHealthy();
+            for (const r of held) await admin(r).call('CONFIG', 'SET', 'cluster-replica-no-failover', 'no');
+          })()),
+      };
     },
     stop: stopAll,
   };
