@@ -260,7 +260,8 @@ export class Store {
    * kept (trimming takes the oldest first, so the position went to another channel), or when
    * nothing of the channel is left at or before it, not even B!d's note that it had a stream
    * or its trim mark (so the channel's history in this epoch is gone with a rewind). A trimmed
-   * or history-0 channel leaves that trace, and is no proof either way.
+   * or history-0 channel leaves that trace, and is no proof either way. True when Redis numbers
+   * the partition in another epoch than the marks' already (nothing to renumber).
    */
   async holds(p: number, marks: readonly DeliveredMark[]): Promise<boolean> {
     if (this.closed) throw closedError();
@@ -271,14 +272,19 @@ export class Store {
       this.conn.call(deadline, args, k.slot).catch((err: unknown) => {
         throw this.closed ? closedError() : unavailable(err);
       });
-    const replies = await Promise.all(
-      marks.map((m) =>
-        Promise.all([
-          ask(['XREVRANGE', k.channel(m.channel), `${m.seq}-0`, '-', 'COUNT', 1]),
-          ask(['HMGET', k.dropped, m.channel, '+' + m.channel]),
-        ]),
+    const [epoch, replies] = await Promise.all([
+      ask(['HGET', k.base, 'e']),
+      Promise.all(
+        marks.map((m) =>
+          Promise.all([
+            ask(['XREVRANGE', k.channel(m.channel), `${m.seq}-0`, '-', 'COUNT', 1]),
+            ask(['HMGET', k.dropped, m.channel, '+' + m.channel]),
+          ]),
+        ),
       ),
-    );
+    ]);
+    // Another epoch already (a promotion, a rewind seen by a floor): its streams reset anyway.
+    if (marks.length === 0 || epoch !== marks[0]!.epoch) return true;
     return marks.every((m, i) => {
       const [entries, trace] = replies[i]!;
       if (!Array.isArray(entries) || entries.length === 0)
