@@ -569,6 +569,38 @@ describe('a reply lost with its connection', () => {
   }
 });
 
+describe('a reply lost, then the call asked again is refused (Redis out of memory meanwhile)', () => {
+  test("the publish rejects as 'unknown', not 'not-published': the first attempt stored it, so a retry without its key would store it twice", async () => {
+    const s = await server();
+    const px = await proxy(s.port);
+    const p = prefix();
+    const b = broker({ url: px.url, prefix: p, commandTimeout: 3000 });
+    const watcher = broker({ url: s.url, prefix: p });
+    const admin = client(s.url);
+    const warm = await b.publish('a', { data: 'warm' }, 100);
+    const [conn] = px.find('sse-relay');
+    // the broker cannot ask again until the proxy leads back to Redis (no race with its retry)
+    px.retarget(await freePort());
+    const dropped = conn!.dropReplyTo('sse_relay_batch_v2');
+    const publishing = b.publish('a', { data: 'once' }, 100).then(
+      (e) => e,
+      (e: unknown) => e as SseRelayError,
+    );
+    await dropped; // it ran: stored
+    await admin.call('CONFIG', 'SET', 'maxmemory', '1'); // (noeviction) every write refused from here
+    px.retarget(s.port);
+    const result = await publishing;
+    await admin.call('CONFIG', 'SET', 'maxmemory', '0');
+    expect(result).toBeInstanceOf(SseRelayError);
+    expect((result as SseRelayError).outcome).toBe('unknown');
+    const r = await watcher.replay(['a'], at(0));
+    expect(r.events.map((e) => [e.seq, e.data])).toEqual([
+      [warm.seq, 'warm'],
+      [warm.seq + 1, 'once'],
+    ]);
+  });
+});
+
 describe('a catch-up read whose reply is lost with its connection', () => {
   test('the catch-up is read again: every event published while the subscriber was away arrives once, in order, no reset', async () => {
     const s = await server();

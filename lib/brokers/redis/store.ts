@@ -88,6 +88,8 @@ export class Store {
     const history = items[0]!.history;
     const events = packEvents(k, items, keys, history);
     let sent = false;
+    /** An attempt was sent and its reply lost: it may have been stored, whatever later attempts hear. */
+    let lost = false;
     let failure: unknown;
     try {
       for (;;) {
@@ -130,15 +132,17 @@ export class Store {
               this.conn.libraryLost();
               continue;
             }
-            // Redis refused the call before it ran (EXPIRED, BUSY, READONLY, OOM, ...): nothing stored.
+            // Redis refused the call before it ran (EXPIRED, BUSY, READONLY, OOM, ...): nothing stored
+            // by this attempt; but an earlier one whose reply was lost may have stored it.
             throw unavailable(
               err.message.startsWith(EXPIRED) ? 'the deadline passed before Redis ran the call' : err,
-              'not-published',
+              lost ? 'unknown' : 'not-published',
             );
           }
           const outcome = sent ? 'unknown' : ((err as SseRelayError).outcome ?? 'not-published');
           if (outcome === 'unknown' && Date.now() + RETRY_DELAY_MS < deadline) {
             // The reply was lost with the connection: ask again under the same call id.
+            lost = true;
             await sleep(RETRY_DELAY_MS);
             continue;
           }
