@@ -269,6 +269,35 @@ describe('Redis rewinds to an older snapshot (SAVE, more publishes, SIGKILL, res
     expectExactlyOnceInOrder(back, after);
   });
 
+  test('a broker whose streams on the partition all left before Redis restarted empty: the next stream there gets live events only, no reset and no history from before it subscribed', async () => {
+    let s = await server();
+    const { port } = s;
+    const p = prefix();
+    const idle = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
+    const gone = new Recorder();
+    await idle.subscribe('a', gone);
+    for (let i = 0; i < 5; i++) await idle.publish('a', { data: 'old' + i }, 100);
+    await gone.until(() => gone.events.length === 5, 'the first stream');
+    await idle.unsubscribe('a', gone);
+    await until(() => idle.stats().subscribed === 0, 'nothing subscribed');
+    await s.kill();
+    untrack(s);
+    s = await server({ port }); // no persistence: a new epoch
+    const other = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
+    const meanwhile: BrokerEvent[] = [];
+    for (let i = 0; i < 30; i++) meanwhile.push(await other.publish('a', { data: 'new' + i }, 100));
+    const next = new Recorder();
+    await idle.subscribe('a', next);
+    const live = await other.publish('a', { data: 'live' }, 100);
+    await next.has(live.id);
+    expect(next.resets).toEqual([]);
+    expect(next.events.map((e) => e.data)).toEqual(['live']);
+    // and a resume from an id of the new epoch is complete there
+    const r = await idle.replay(['a'], at(meanwhile[19]!.seq));
+    expect(r.heads.get(0)!.epoch).toBe(live.epoch);
+    expect(r.events.map((e) => e.data)).toEqual([...meanwhile.slice(20).map((e) => e.data), 'live']);
+  });
+
   test('a resuming client nobody else saw: the id is ahead of the head in the same epoch, fence() starts a new epoch', async () => {
     let s = await server();
     const { port, dir } = s;

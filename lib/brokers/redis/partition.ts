@@ -223,15 +223,25 @@ export class Partition {
   /**
    * Before a partition none of whose streams is live here (nothing subscribed, no catch-up
    * due) subscribes again: no catch-up checked it if Redis went back meanwhile, so check now.
-   * Moved to a new epoch: nobody here was live on the old one, so its delivered state goes too.
+   * True when it was idle: what it delivered before concerns nobody here any more (see idle()).
    */
-  async checkIdle(): Promise<void> {
-    if (this.needRecovery) return; // the catch-up checks
-    for (const chan of this.chans.values()) if (chan.subscribed) return;
-    if (await this.checkDelivered()) {
-      this.liveEpoch = undefined;
-      this.last = 0;
-    }
+  async checkIdle(): Promise<boolean> {
+    if (this.needRecovery) return false; // the catch-up checks
+    for (const chan of this.chans.values()) if (chan.subscribed) return false;
+    await this.checkDelivered();
+    return true;
+  }
+
+  /**
+   * An idle partition subscribes again in `epoch` (Redis' now): when that is another epoch,
+   * nobody here was live on the old one, so there is nothing to catch up or reset (a new
+   * listener starts at the head; the hub replays history itself). Its delivered state goes.
+   */
+  idle(epoch: string): void {
+    if (this.liveEpoch === epoch) return;
+    this.liveEpoch = epoch;
+    this.last = 0;
+    this.delivered.clear();
   }
 
   /** One snapshot of every subscribed channel after what it has seen, then the buffered live messages. */

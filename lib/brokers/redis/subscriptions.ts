@@ -153,9 +153,10 @@ export class Subscriptions {
       }
     }
     if (want.length > 0) {
-      await part.checkIdle();
+      const idle = await part.checkIdle();
       const head = await this.store.read(part.index, [], '');
-      if (part.liveEpoch === undefined) part.liveEpoch = head.epoch;
+      if (idle) part.idle(head.epoch);
+      else if (part.liveEpoch === undefined) part.liveEpoch = head.epoch;
       else if (head.epoch !== part.liveEpoch) part.startRecovery();
       await sub.subscribe(
         want.map((c) => c.topic),
