@@ -37,8 +37,12 @@ function spin(ms: number): void {
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-/** Lets the loop wait on a timer: afterwards the process counts as idle. */
-const idle = (): Promise<void> => sleep(20);
+/**
+ * Lets the loop wait on a timer: afterwards the process counts as idle. (Idle means: at least
+ * half of the time since the last write-out spent waiting; 100 ms of waiting outweighs the test's
+ * own work since then even on a loaded machine, where 20 ms once did not. Still well inside WINDOW.)
+ */
+const idle = (): Promise<void> => sleep(100);
 
 /** The data of every frame-carrying write on the server's sockets, in order. */
 interface Writes {
