@@ -132,6 +132,58 @@ test('Redis restarted without persistence: streams get one reset, then the new e
   expect(old.events[0]!.event).toBe('reset');
 });
 
+test('a stream over four partitions, Redis restarted without persistence: ONE reset (not one per partition), then every event published after the restart; its id resumes with no second reset', async () => {
+  const redis = await startRedis();
+  redisServers.push(redis);
+  const broker = new RedisBroker({ url: redis.url, prefix: 't4:', partitions: 4 });
+  const hub = createHub({ authorize: () => true, broker });
+  hubs.push(hub);
+  const server = await app(hub);
+  const channels: string[] = [];
+  for (let i = 0; channels.length < 4 && i < 1000; i++) {
+    const c = `c${i}`;
+    if (!channels.some((x) => broker.partitionOf(x) === broker.partitionOf(c))) channels.push(c);
+  }
+  expect(channels).toHaveLength(4);
+  const path = '/events?' + channels.map((c) => `channel=${c}`).join('&');
+  const s = await openStream({ server, path });
+  streams.push(s);
+  await until(() => hub.stats().connections === 1, 'a live stream');
+  for (const c of channels) await hub.publish(c, `before ${c}`);
+  await s.waitFor(4);
+
+  await redis.stop({ keepDir: true });
+  const again = await startRedis({ port: redis.port, dir: redis.dir });
+  redisServers = [again];
+  await until(async () => {
+    try {
+      await hub.publish(channels[0]!, 'probe');
+      return true;
+    } catch {
+      return false; // ERR_BROKER_UNAVAILABLE until the command connection is back
+    }
+  }, 'publish after the restart');
+  for (let i = 0; i < 3; i++) for (const c of channels) await hub.publish(c, `after${i} ${c}`);
+  // (a stream over several partitions is sent cursors over all of them, not the events' own ids)
+  await s.waitFor((e) => e.data === `after2 ${channels[3]}`, 10000);
+  const tail = s.events.slice(4);
+  expect(tail.filter((e) => e.event === 'reset')).toHaveLength(1);
+  const reset = tail.find((e) => e.event === 'reset')!;
+  // everything published after the restart arrives, once, in order per channel, after the reset
+  const got = tail.slice(tail.indexOf(reset) + 1).filter((e) => e.data !== 'probe');
+  for (const c of channels) {
+    expect(got.filter((e) => e.data.endsWith(' ' + c)).map((e) => e.data)).toEqual(
+      [0, 1, 2].map((i) => `after${i} ${c}`),
+    );
+  }
+  // the reset's id resumes: no second reset, then live
+  const resumed = await openStream({ server, path }, { headers: { 'Last-Event-ID': reset.id } });
+  streams.push(resumed);
+  await hub.publish(channels[3]!, 'live');
+  await resumed.waitFor((e) => e.data === 'live', 10000);
+  expect(resumed.events.filter((e) => e.event === 'reset')).toEqual([]);
+});
+
 test("a channel's stream deleted from outside (DEL, eviction): a resume over it gets one reset, a resume from the partition's head none", async () => {
   const redis = await startRedis();
   redisServers.push(redis);

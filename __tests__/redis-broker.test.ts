@@ -549,7 +549,12 @@ describe('validation', () => {
     await admin.xadd(topic(p, 'h'), `${e1.seq}-5`, 'd', 'not ours'); // id not <seq>-0
     await admin.xadd(topic(p, 'h'), `${e1.seq + 1000}-0`, 'nodata', 'x'); // no data field, beyond the head
     const r = await b.replay(['h'], before);
-    expect(r).toEqual({ complete: true, events: [e1], heads: new Map([[0, { epoch: e1.epoch, seq: e1.seq }]]) });
+    expect(r).toEqual({
+      complete: true,
+      events: [e1],
+      heads: new Map([[0, { epoch: e1.epoch, seq: e1.seq }]]),
+      bases: new Map([[0, 0]]),
+    });
     expect(b.stats().invalid).toBe(2);
     // the next publish cannot append behind the forged id: the stream starts again and says so
     const e2 = await b.publish('h', { data: '2' }, 10);
@@ -558,6 +563,7 @@ describe('validation', () => {
       complete: true,
       events: [e2],
       heads: new Map([[0, { epoch: e2.epoch, seq: e2.seq }]]),
+      bases: new Map([[0, 0]]),
     });
     // a key of another type under our name is replaced the same way
     await admin.set(topic(p, 't'), 'a string');

@@ -104,6 +104,13 @@ export interface ReplayResult {
   readonly more?: boolean;
   /** Every partition of `channels` -> its newest position at the moment of the snapshot. */
   readonly heads: ReadonlyMap<number, Position>;
+  /**
+   * Optional: every partition of `channels` -> the seq its current epoch began after (its
+   * events all have greater seqs; 0 for an epoch that began with the partition). A stream
+   * moved to a new epoch by one partition's reset starts the others there too, so their
+   * resets of the same fault say nothing new (one `reset`, not one per partition).
+   */
+  readonly bases?: ReadonlyMap<number, number>;
 }
 
 export interface Broker {

@@ -4,7 +4,7 @@
  * encoded once and handed to the stream layer's fan-out. A new epoch on a
  * partition, or a broker's `onReset`, becomes ONE `reset` event per stream.
  */
-import type { BrokerEvent, BrokerListener, PartitionPosition, Position } from '../brokers/broker';
+import type { BrokerEvent, BrokerListener, PartitionPosition, Position, ReplayResult } from '../brokers/broker';
 import { encodeData, encodeEvent, encodeFrame } from '../protocol/encode';
 import { EPOCH, formatEventId, isSinglePartitionId } from '../positions';
 import { resetSent } from '../diagnostics';
@@ -40,12 +40,17 @@ export class Delivery implements BrokerListener {
     for (let i = 0; i < sent.length; i++) this.counters.observeLatency((now - sent[i]!) / 1000);
   };
 
+  /** This turn's heads reads, one per set of partitions (see regroup). */
+  private readonly reading = new Map<string, Promise<ReplayResult | undefined>>();
+
   constructor(
     /** The streams of a channel here. */
     private readonly streamsOf: (channel: string) => ReadonlySet<HubStream> | undefined,
     private readonly partitionCount: number,
     /** The hub's counters (shared with its streams' admission). */
     private readonly counters: Counters,
+    /** The broker's heads (and epochs' bases) of the partitions of `channels` now: replay with no position. */
+    private readonly heads?: (channels: readonly string[]) => Promise<ReplayResult>,
   ) {
     this.goodEpochs = new Array<string | undefined>(partitionCount).fill(undefined);
   }
@@ -144,8 +149,66 @@ export class Delivery implements BrokerListener {
       return;
     for (const s of set) {
       if (s.buffer !== null) s.pendingResets.push({ partition: p, head });
+      else if (s.partitions.length > 1 && this.heads !== undefined) this.regroup(s, { partition: p, head });
       else this.reset(s, p, head);
     }
+  }
+
+  /**
+   * A broker reset of one partition of a stream over several: a fault (a restart, a failover)
+   * usually starts a new epoch on several of them, each reset in its own catch-up, and the
+   * stream would get a `reset` per partition. Instead its live events are held and its
+   * partitions' epochs read (once per set of partitions per turn, however many streams);
+   * every partition the broker numbers in another epoch now is moved to where that epoch
+   * began, and ONE reset is sent, then what was held. The other partitions' resets of that
+   * fault then move nothing and send nothing (see resetAll()), and their events since the
+   * fault still arrive. A failed read: the reset as it came.
+   */
+  private regroup(s: HubStream, first: { partition: number; head: Position }): void {
+    s.buffer = [];
+    s.pendingResets.push(first);
+    const key = s.partitions.join(',');
+    let read = this.reading.get(key);
+    if (read === undefined) {
+      read = this.heads!(s.channels).then(
+        (heads) => heads,
+        () => undefined,
+      );
+      if (this.reading.size === 0) setImmediate(() => this.reading.clear()); // shared within this turn only
+      this.reading.set(key, read);
+    }
+    void read.then((now) => {
+      if (s.conn.closed || s.buffer === null) return;
+      const moves: { partition: number; head: Position }[] = [];
+      for (const q of s.partitions) {
+        const head = now?.heads?.get(q);
+        if (head === undefined || head === null || head.epoch === s.epochs[q]) continue;
+        const base = now?.bases?.get(q);
+        const seq = Number.isSafeInteger(base) && base! >= 0 && base! <= head.seq ? base! : 0;
+        moves.push({ partition: q, head: { epoch: head.epoch, seq } });
+      }
+      // these first: a broker reset that came after the read was sent may be newer
+      s.pendingResets.unshift(...moves);
+      this.release(s);
+    });
+  }
+
+  /** A stream's held resets (as ONE reset), then its held events, then live. */
+  release(s: HubStream): void {
+    this.resetAll(s, s.pendingResets, 'broker');
+    s.pendingResets = [];
+    const held = s.buffer;
+    s.buffer = null;
+    if (held === null) return;
+    let text = '';
+    for (const ev of held) {
+      if (text !== '' && this.startsEpoch(s, ev)) {
+        s.conn.push(text);
+        text = '';
+      }
+      text += this.deliverOwn(s, ev);
+    }
+    if (text !== '') s.conn.push(text);
   }
 
   /** Writes an event that was buffered or replayed during set-up (frames of its own). */
@@ -188,7 +251,27 @@ export class Delivery implements BrokerListener {
 
   /** Tells the page it missed events (refetch your state); later resumes start from `head`. */
   reset(s: HubStream, p: number, head: Position, cause: 'resume' | 'broker' = 'broker'): void {
-    if (s.epochs[p] !== head.epoch || head.seq > s.seqs[p]!) s.place(p, head);
+    this.resetAll(s, [{ partition: p, head }], cause);
+  }
+
+  /**
+   * Moves the stream to each of `heads` that is ahead of it (another epoch, or further on)
+   * and tells the page ONCE. A broker's reset that moves nothing is not sent: the stream has
+   * everything up to there already (a resume's reset always is).
+   */
+  private resetAll(
+    s: HubStream,
+    heads: readonly { partition: number; head: Position }[],
+    cause: 'resume' | 'broker',
+  ): void {
+    let moved = cause === 'resume';
+    for (const { partition: q, head } of heads) {
+      if (s.epochs[q] !== head.epoch || head.seq > s.seqs[q]!) {
+        s.place(q, head);
+        moved = true;
+      }
+    }
+    if (!moved) return;
     if (!s.positioned) return; // set-up gives every partition a position and sends the reset then
     const id = s.id();
     if (s.resetAt === id) return; // already told at this position

@@ -127,7 +127,12 @@ class HubImpl implements Hub, OpenContext {
     this.partitionCount = partitions;
     this.partitionOf = partitionOf;
     this.admission = new Admission(resolveOptions(o.sse, 'createHub sse'), 'hub');
-    this.delivery = new Delivery((channel) => this.channels.of(channel), partitions, this.admission.counters);
+    this.delivery = new Delivery(
+      (channel) => this.channels.of(channel),
+      partitions,
+      this.admission.counters,
+      (channels) => this.broker.replay(channels, undefined),
+    );
     this.channels = new Channels(broker, this.delivery, (group) => this.delivery.fanOut.forget(group));
     this.reauth = new Reauthorizer(this.authorize, every === false ? 0 : every, timeout, () => this.streams);
     this.open.refused = (res, status) => {

@@ -219,20 +219,8 @@ async function writePaced(hub: OpenContext, s: HubStream, events: readonly Broke
   if (text !== '') s.conn.write(text);
 }
 
-/** Set-up done: resets that arrived meanwhile, then what was buffered, then live. */
+/** Set-up done: resets that arrived meanwhile (as one), then what was buffered, then live. */
 function goLive(hub: OpenContext, s: HubStream): void {
-  for (const { partition, head } of s.pendingResets) hub.delivery.reset(s, partition, head);
-  s.pendingResets = [];
-  const buffered = s.buffer!;
-  s.buffer = null;
-  let text = '';
-  for (const ev of buffered) {
-    if (text !== '' && hub.delivery.startsEpoch(s, ev)) {
-      s.conn.push(text);
-      text = '';
-    }
-    text += hub.delivery.deliverOwn(s, ev);
-  }
-  if (text !== '') s.conn.push(text);
+  hub.delivery.release(s);
   hub.reauth.track(s);
 }

@@ -36,6 +36,7 @@ export async function replay(
     }),
   );
   const heads = new Map<number, Position>();
+  const bases = new Map<number, number>();
   const events: BrokerEvent[] = [];
   let complete = true;
   let more = false;
@@ -43,6 +44,7 @@ export async function replay(
   order.forEach((p, i) => {
     const r = replies[i]!;
     heads.set(p, { epoch: r.epoch, seq: r.head });
+    bases.set(p, r.base);
     if (after === undefined) return;
     const seq = after.get(p);
     if (seq === undefined || seq > r.head || seq < r.base) {
@@ -77,6 +79,6 @@ export async function replay(
     room -= part.length;
     events.push(...part);
   });
-  if (!complete) return { complete, events: [], heads };
-  return limit === undefined ? { complete, events, heads } : { complete, events, heads, more };
+  if (!complete) return { complete, events: [], heads, bases };
+  return limit === undefined ? { complete, events, heads, bases } : { complete, events, heads, bases, more };
 }
