@@ -24,7 +24,7 @@ export type { SendOptions, SseStream } from './api';
 import { directSocket } from './direct';
 import { checkFrameSize } from './options';
 import { joinClock, leaveClock, type Ticking } from './ticker';
-import { WriteQueue, type QueueOwner } from './write-queue';
+import { WriteQueue, type QueueOwner, type Upstream } from './write-queue';
 import { streamClosed, streamDropped, streamOpened } from '../diagnostics';
 
 type State = 'new' | 'admitted' | 'open' | 'closed';
@@ -54,6 +54,8 @@ export class Connection implements SseStream, QueueOwner, Ticking {
   private openedAt = 0;
   /** Called once when the stream ends, for any reason (the hub unsubscribes here). */
   onEnd: ((conn: Connection) => void) | undefined = undefined;
+  /** What waits for this stream before its queue: part of its backlog (maxBufferedBytes). */
+  upstream: Upstream | undefined = undefined;
 
   constructor(
     readonly req: IncomingMessage,
@@ -254,6 +256,16 @@ export class Connection implements SseStream, QueueOwner, Ticking {
     if (!res.writableEnded && !res.destroyed) res.end(rest + last);
   }
 
+  /** Characters waiting for this stream in `upstream` (the queue counts them as held). */
+  get waitingChars(): number {
+    return this.upstream === undefined ? 0 : this.upstream.waitingChars;
+  }
+
+  /** More waits in `upstream`: the backlog rule runs now, as for a held frame. */
+  backlogGrew(): void {
+    if (this.state === 'open') this.queue!.checkBacklog(performance.now());
+  }
+
   // ---- events from the socket, the queue and the clock -----------------------
 
   drained(): void {
@@ -269,7 +281,7 @@ export class Connection implements SseStream, QueueOwner, Ticking {
   cut(reason: DropReason): void {
     if (this.state !== 'open') return;
     this.admission.counters.dropped[reason]++;
-    streamDropped(this.admission.kind, this.req, this.channels, reason, this.res.writableLength);
+    streamDropped(this.admission.kind, this.req, this.channels, reason, this.res.writableLength + this.waitingChars);
     this.finish();
     this.res.destroy();
   }

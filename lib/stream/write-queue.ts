@@ -8,10 +8,11 @@
  * keeping up is written at once, whatever its size (publishers are made to
  * yield by the turn, not by cutting readers). While the socket is backed up,
  * later frames are held here. A client is cut when its backlog (Node's buffer
- * plus what is held) stays over `maxBufferedBytes` with no progress for
- * STALL_GRACE_MS, or when what is held alone passes HARD_FACTOR x
- * `maxBufferedBytes`. Memory per client is so bounded by one turn's output
- * plus HARD_FACTOR x maxBufferedBytes.
+ * plus what is held, plus what waits for it before the queue: a hub stream's
+ * live events while its resume is replayed) stays over `maxBufferedBytes`
+ * with no progress for STALL_GRACE_MS, or when what is held (and waits)
+ * alone passes HARD_FACTOR x `maxBufferedBytes`. Memory per client is so
+ * bounded by one turn's output plus HARD_FACTOR x maxBufferedBytes.
  *
  * Every write goes through `res.write`, or, where that is safe, straight to
  * the socket with the same chunk framing and the same backpressure
@@ -39,6 +40,14 @@ export interface QueueOwner {
   gone(): void;
   /** A frame replaced a held one with the same key. */
   coalesced(): void;
+  /** Characters that wait for this stream before they reach the queue: counted as held. */
+  readonly waitingChars: number;
+}
+
+/** Where a stream's frames wait before they reach its queue (a hub stream's set-up buffer). */
+export interface Upstream {
+  /** What waits there now, in characters. */
+  readonly waitingChars: number;
 }
 
 export class WriteQueue implements Flushable, HeldSink {
@@ -202,7 +211,7 @@ export class WriteQueue implements Flushable, HeldSink {
   checkBacklog(now: number): void {
     if (this.closed) return;
     const max = this.maxBufferedBytes;
-    const held = this.held === null ? 0 : this.held.size;
+    const held = (this.held === null ? 0 : this.held.size) + this.owner.waitingChars;
     if (held > HARD_FACTOR * max) return this.owner.cut('backlog');
     const length = this.res.writableLength;
     if (length + held <= max) {
