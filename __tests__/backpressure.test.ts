@@ -1,17 +1,21 @@
 /**
  * Backpressure on real sockets: what one turn produces for readers that keep
  * up is delivered (never a cut), a client that stops reading is cut with
- * bounded memory and then catches up over a big history, replays are written
- * page by page as the socket drains (30 concurrent resumes over 20 MiB do not
- * multiply memory), and an event too large to deliver is refused when it is
- * published or sent, with a RangeError that says why.
+ * bounded memory and then catches up over a big history, a resuming client
+ * that stops reading is cut the same way for the live events that wait for
+ * it while its replay is written, replays are written page by page as the
+ * socket drains (30 concurrent resumes over 20 MiB do not multiply memory),
+ * and an event too large to deliver is refused when it is published or sent,
+ * with a RangeError that says why.
  *
  * 50 healthy readers beside one that stops reading: slow-clients.test.ts;
  * a socket that never drains: drain-timeout.test.ts.
  */
 import express from 'express';
+import diagnosticsChannel from 'node:diagnostics_channel';
 import type { AddressInfo } from 'node:net';
-import { MemoryBroker, sse } from '../lib';
+import { DIAGNOSTICS_CHANNELS as CHANNELS, MemoryBroker, sse, type StreamDropMessage } from '../lib';
+import { HARD_FACTOR } from '../lib/stream/write-queue';
 import { closeServer, openStream } from '../lib/testing';
 import { cleanup, defer } from './helpers/cleanup';
 import { KiB, MiB } from './helpers/data';
@@ -79,6 +83,102 @@ test('a client that stops reading is cut for its backlog, then resumes over a 20
   expect(back.ids[back.ids.length - 1]).toBe(rest[rest.length - 1]);
   expect(fx.hub.stats()).toMatchObject({ droppedBy: { backlog: 1, drain: 0 }, replays: { complete: 1, reset: 0 } });
 }, 120_000);
+
+describe('a resuming client that stops reading: what waits for it while its replay is written counts toward maxBufferedBytes', () => {
+  const BIG = 32 * KiB;
+  const BATCH = 50;
+  const big = (i: number): string => `big${i}`.padEnd(BIG, '.');
+
+  /**
+   * One event, then 500 of 32 KiB (then `small` of 1 KiB). A client resuming
+   * from the first one gets those 500 as its first replay page: 16 MiB, more
+   * than the kernel's socket buffers take for a client that stops reading (4
+   * MiB measured here on loopback), so its stream stays in that page, and
+   * every event published after its head arrived waits for it in the hub.
+   */
+  async function history(fx: HubServer, small: number): Promise<{ start: string; bigs: string[]; smalls: string[] }> {
+    const [start] = await publishMany(fx, 'feed', 1);
+    const bigs: string[] = [];
+    for (let i = 0; i < 500; i += BATCH) {
+      bigs.push(...(await Promise.all(Array.from({ length: BATCH }, (_, j) => fx.hub.publish('feed', big(i + j))))));
+    }
+    return { start: start!, bigs, smalls: await publishMany(fx, 'feed', small) };
+  }
+
+  /** Publishes 1 KiB events, BATCH per turn (yielding to socket I/O between), until `done()` or `max` events. */
+  async function flood(fx: HubServer, max: number, done: () => boolean): Promise<string[]> {
+    const ids: string[] = [];
+    while (!done() && ids.length < max) {
+      const n = Math.min(BATCH, max - ids.length);
+      ids.push(...(await publishMany(fx, 'feed', n, n)));
+      await new Promise((r) => setImmediate(r));
+    }
+    return ids;
+  }
+
+  test('under a flood it is cut for its backlog before 4x maxBufferedBytes waited for it, and resumes from its last id with every event once; a client that reads through a 20 MiB resume meanwhile gets every event once, in order, and is not cut', async () => {
+    const fx = await hubServer(30_000);
+    const { start, bigs, smalls } = await history(fx, 20_000);
+    const stuck = await countingClient(fx.port, '/events/feed', { 'Last-Event-ID': start });
+    stuck.pause();
+    defer(() => stuck.close());
+    const reader = await countingClient(fx.port, '/events/feed', { 'Last-Event-ID': bigs[bigs.length - 1]! });
+    defer(() => reader.close());
+
+    const drops: StreamDropMessage[] = [];
+    const onDrop = (m: unknown): void => void drops.push(m as StreamDropMessage);
+    diagnosticsChannel.subscribe(CHANNELS.streamDrop, onDrop);
+    defer(() => diagnosticsChannel.unsubscribe(CHANNELS.streamDrop, onDrop));
+
+    // Everything published from now on waits for the stuck stream (it is in its first replay page).
+    const cut = (): boolean => fx.hub.stats().droppedBy.backlog > 0;
+    const live = await flood(fx, (16 * MiB) / KiB, cut);
+    expect(fx.hub.stats().droppedBy).toEqual({ backlog: 1, drain: 0, error: 0 });
+    // Cut once what waited passed the bound (and not before it passed maxBufferedBytes): memory bounded.
+    expect(live.length * KiB).toBeGreaterThan(MiB);
+    expect(live.length * KiB).toBeLessThanOrEqual(HARD_FACTOR * MiB + BATCH * KiB);
+    // What the hub held for it when it cut it: the socket's last piece (64 KiB and a frame) and what waited.
+    expect(drops.map((d) => d.reason)).toEqual(['backlog']);
+    expect(drops[0]!.bufferedBytes).toBeGreaterThan(MiB);
+    expect(drops[0]!.bufferedBytes).toBeLessThanOrEqual(HARD_FACTOR * MiB + 128 * KiB);
+
+    // It reads what reached it, sees the end, and resumes from the last event it got, as EventSource does.
+    stuck.resume();
+    await stuck.ended;
+    expect(stuck.ids.length).toBeLessThan(bigs.length); // it was cut during its replay, not once live
+    const back = await countingClient(fx.port, '/events/feed', { 'Last-Event-ID': stuck.ids.at(-1) ?? start });
+    defer(() => back.close());
+    const after = await flood(fx, 100, () => false);
+
+    const total = bigs.length + smalls.length + live.length + after.length; // after `start`
+    await back.waitFor(total - stuck.ids.length, 60_000);
+    const got = [...stuck.ids, ...back.ids];
+    expectConsecutive(got, seqOf(start) + 1, total);
+    expect(got[got.length - 1]).toBe(after[after.length - 1]);
+    expect([...stuck.events, ...back.events].every((e) => e === 'message')).toBe(true); // no reset
+
+    await reader.waitFor(smalls.length + live.length + after.length, 60_000);
+    expectConsecutive(reader.ids, seqOf(smalls[0]!), smalls.length + live.length + after.length);
+    expect(reader.events.every((e) => e === 'message')).toBe(true);
+    expect(fx.hub.stats()).toMatchObject({
+      connections: 2,
+      droppedBy: { backlog: 1, drain: 0, error: 0 },
+      replays: { reset: 0 },
+    });
+  }, 120_000);
+
+  test('with nothing more arriving, a backlog over maxBufferedBytes with no byte leaving is cut within the stall grace, as a live one is', async () => {
+    const fx = await hubServer(5000);
+    const { start } = await history(fx, 0);
+    const stuck = await countingClient(fx.port, '/events/feed', { 'Last-Event-ID': start });
+    stuck.pause();
+    defer(() => stuck.close());
+    const live = await flood(fx, (3 * MiB) / (2 * KiB), () => false); // 1.5 MiB, under HARD_FACTOR x
+    expect(live).toHaveLength(1536);
+    await until(() => fx.hub.stats().droppedBy.backlog === 1, 'the stalled resume to be cut for its backlog');
+    expect(fx.hub.stats()).toMatchObject({ connections: 0, droppedBy: { backlog: 1, drain: 0, error: 0 } });
+  });
+});
 
 test('30 concurrent resumes over a 20 MiB history are written as the sockets drain: bounded memory, every event once in order', async () => {
   const fx = await hubServer(30_000);

@@ -90,7 +90,7 @@ export class Delivery implements BrokerListener {
     let data: string | undefined;
     for (const s of set) {
       if (s.buffer !== null) {
-        s.buffer.push(ev);
+        s.hold(ev);
         continue;
       }
       if (!this.advance(s, ev)) {

@@ -6,10 +6,17 @@
 import type { BrokerEvent, Position } from '../brokers/broker';
 import { formatCursor } from '../positions';
 import type { Connection } from '../stream/connection';
+import type { Upstream } from '../stream/write-queue';
 
-export class HubStream {
-  /** Events that arrived while the stream was being set up; null once live. */
+/** What a buffered event is counted for besides its data: its other fields and the object, roughly. */
+const EVENT_OVERHEAD = 64;
+
+export class HubStream implements Upstream {
+  /** Events that arrived while the stream was being set up (add with `hold`); null once live. */
   buffer: BrokerEvent[] | null = [];
+  /** The buffer `chars` counts (a new buffer counts from 0), and what it holds in characters. */
+  private counted: BrokerEvent[] | null = null;
+  private chars = 0;
   /** partition -> epoch of the position reached (undefined: not known yet). */
   readonly epochs: (string | undefined)[];
   /** partition -> newest seq written to this stream: anything at or below it is a duplicate. */
@@ -34,6 +41,28 @@ export class HubStream {
   ) {
     this.epochs = new Array<string | undefined>(partitionCount).fill(undefined);
     this.seqs = new Array<number>(partitionCount).fill(0);
+    conn.upstream = this;
+  }
+
+  /**
+   * Buffers an event that arrived during set-up. What waits here is part of
+   * the stream's backlog: a client that stops reading while its replay is
+   * written is cut for it as a live one is (lib/stream/write-queue.ts).
+   */
+  hold(ev: BrokerEvent): void {
+    const buffer = this.buffer!;
+    if (buffer !== this.counted) {
+      this.counted = buffer;
+      this.chars = 0;
+    }
+    buffer.push(ev);
+    this.chars += ev.data.length + EVENT_OVERHEAD;
+    this.conn.backlogGrew();
+  }
+
+  /** What waits in `buffer`, in characters (0 once live, and for a buffer nothing was held in yet). */
+  get waitingChars(): number {
+    return this.buffer !== null && this.buffer === this.counted ? this.chars : 0;
   }
 
   /** Whether every partition of the stream has a known epoch (an id can be built). */
