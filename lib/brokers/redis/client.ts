@@ -4,7 +4,8 @@
  * any number of waiting operations), failing fast while Redis refuses
  * connections, bounded calls that say whether their outcome is known, the
  * Function library (loaded on connect, reloaded when Redis lost it) and the
- * offset between this clock and Redis' (for deadlines Redis enforces).
+ * offset between this clock and Redis' (for deadlines Redis enforces). A
+ * READONLY reply on one Redis goes to switchover.ts.
  */
 import type { Cluster, Redis } from 'ioredis';
 import type { Writable } from 'node:stream';
@@ -12,6 +13,7 @@ import { closedError, isReplyError, refusedError, unavailable } from './failures
 import { isCluster, quit, type AnyClient } from './ioredis';
 import { LIBRARY_SOURCE } from './scripts';
 import { ServerCheck } from './server-check';
+import { Switchover, type Socket } from './switchover';
 
 function noop(): void {}
 
@@ -33,6 +35,7 @@ export class CommandConnection {
   private offsetError = Infinity;
   private closed = false;
   private readonly check = new ServerCheck();
+  private readonly switchover: Switchover | undefined;
 
   private readonly onReady = (): void => {
     this.refused = false;
@@ -62,8 +65,20 @@ export class CommandConnection {
     readonly client: AnyClient,
     private readonly owned: boolean,
     private readonly timeout: number,
+    /** One Redis: after a READONLY reply, the first function call that succeeds (see switchover.ts). */
+    onPromoted: () => void = noop,
   ) {
     this.cluster = isCluster(client);
+    // (on a cluster a demoted master answers MOVED, which the Cluster client follows)
+    if (!this.cluster) {
+      this.switchover = new Switchover(
+        owned,
+        () => this.socket(),
+        () => {
+          if (!this.closed) onPromoted();
+        },
+      );
+    }
     client.on('ready', this.onReady);
     client.on('error', this.onError);
     client.on('end', this.onEnd);
@@ -199,6 +214,7 @@ export class CommandConnection {
 
   private send(deadline: number, args: readonly (string | number | Buffer)[], slot: number): Promise<unknown> {
     // ioredis flattens an array argument and turns numbers into strings: no copy per argument here.
+    const sent = this.switchover !== undefined ? this.socket() : undefined;
     const command = this.client.call(String(args[0]), args.slice(1));
     return new Promise((resolve, reject) => {
       let settled = false;
@@ -227,9 +243,11 @@ export class CommandConnection {
       this.inflight.add(w);
       command.then(
         (value) => {
+          this.switchover?.ran(args[0] === 'FCALL'); // our functions write: Redis refuses them on a replica
           if (finish()) resolve(value);
         },
         (err: unknown) => {
+          if (isReplyError(err) && !this.closed) this.switchover?.refused(err, sent);
           if (!finish()) return;
           if (this.closed) reject(closedError());
           else if (isReplyError(err)) reject(err);
@@ -237,6 +255,10 @@ export class CommandConnection {
         },
       );
     });
+  }
+
+  private socket(): Socket | undefined {
+    return (this.client as unknown as { stream?: Socket }).stream;
   }
 
   /**

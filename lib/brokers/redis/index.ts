@@ -105,7 +105,11 @@ export class RedisBroker implements Broker {
       };
       client = (o.url === undefined ? new Redis(opts) : new Redis(o.url, opts)) as Redis;
     }
-    this.conn = new CommandConnection(client, o.redis === undefined, this.timeout);
+    // After a switchover behind one address the subscriber connections are on the old master too
+    // (SSUBSCRIBE and PING work on a replica, so nothing tells them): reopened, they follow the address.
+    this.conn = new CommandConnection(client, o.redis === undefined, this.timeout, () => {
+      for (const sub of this.live.subs.values()) sub.reset();
+    });
     this.partitions = o.partitions ?? (this.conn.cluster ? 8 : 1);
     const keys: PartitionKeys[] = [];
     for (let p = 0; p < this.partitions; p++) keys.push(new PartitionKeys(this.prefix, p, this.partitions));
