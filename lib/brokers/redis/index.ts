@@ -130,7 +130,7 @@ export class RedisBroker implements Broker {
       renumber: async (p: number, epoch: string) => {
         await this.store.read(p, [], '', { epoch, seq: Number.MAX_SAFE_INTEGER });
       },
-      requestRecovery: () => this.live.requestRecovery(),
+      requestRecovery: (part: Partition) => this.live.requestRecovery(part),
     };
     for (const k of keys) this.parts.push(new Partition(k, this.partitions, io, this.counters));
     this.live = new Subscriptions(

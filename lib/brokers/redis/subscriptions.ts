@@ -1,12 +1,14 @@
 /**
  * Live delivery: which channels are SSUBSCRIBEd on which subscriber connection
  * (at most one per master node; one in all on a single Redis), kept in line
- * with the listeners by one serial queue of passes, so concurrent subscribe and
- * unsubscribe calls always leave Redis in the state the listeners ask for.
+ * with the listeners by a serial queue of passes per partition, so concurrent
+ * subscribe and unsubscribe calls always leave Redis in the state the listeners
+ * ask for, and a partition whose master is down (a shard of a cluster) neither
+ * fails nor holds up the others' subscriptions and catch-ups.
  * SSUBSCRIBE/SUNSUBSCRIBE go in one command per partition (one slot each) per
- * pass. A pass also re-routes partitions whose slot moved (failover, migration:
- * checked on every lost connection and every health-check interval) and runs
- * the catch-ups the partitions asked for.
+ * pass. A pass also re-routes its partition when its slot moved (failover,
+ * migration: checked on every lost connection and every health-check interval)
+ * and runs the catch-up the partition asked for.
  */
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import type { BrokerListener } from '../broker';
@@ -35,8 +37,10 @@ export class Subscriptions {
   private readonly byTopic = new Map<string, { part: Partition; chan: Chan }>();
   private readonly topology: Topology | undefined;
   private closed = false;
-  private chain: Promise<void> = Promise.resolve();
-  private queued: Promise<void> | undefined = undefined;
+  /** Per partition: the pass running or last run, and the one queued behind it (joined by later calls). */
+  private readonly queues = new Map<Partition, { chain: Promise<void>; queued?: Promise<void> }>();
+  /** Partitions whose pass is running: their subscriber connection is not collected meanwhile. */
+  private readonly busy = new Set<Partition>();
   private retryTimer: NodeJS.Timeout | undefined = undefined;
   private topologyTimer: NodeJS.Timeout | undefined = undefined;
 
@@ -70,11 +74,11 @@ export class Subscriptions {
     const added = !chan.listeners.has(listener);
     chan.listeners.add(listener);
     try {
-      await this.sync();
+      await this.sync(part);
     } catch (err) {
       if (added) {
         chan.listeners.delete(listener);
-        if (chan.listeners.size === 0) this.sync().catch(noop);
+        if (chan.listeners.size === 0) this.sync(part).catch(noop);
       }
       throw this.closed ? closedError() : unavailable(err);
     }
@@ -85,35 +89,41 @@ export class Subscriptions {
     const chan = part.chans.get(channel);
     if (chan === undefined || !chan.listeners.delete(listener)) return;
     if (chan.listeners.size > 0 || this.closed) return;
-    await this.sync().catch(noop); // a failed SUNSUBSCRIBE resets the connection, which drops it anyway
+    await this.sync(part).catch(noop); // a failed SUNSUBSCRIBE resets the connection, which drops it anyway
   }
 
-  sync(): Promise<void> {
-    if (this.queued !== undefined) return this.queued;
-    const pass = this.chain.then(() => {
-      this.queued = undefined;
-      return this.pass();
+  /** Queues a pass of `part` (or joins the one queued); resolves once its channels are as its listeners ask. */
+  sync(part: Partition): Promise<void> {
+    let q = this.queues.get(part);
+    if (q === undefined) this.queues.set(part, (q = { chain: Promise.resolve() }));
+    if (q.queued !== undefined) return q.queued;
+    const queue = q;
+    const pass = queue.chain.then(() => {
+      queue.queued = undefined;
+      return this.pass(part);
     });
-    this.queued = pass;
-    this.chain = pass.then(noop, noop);
+    queue.queued = pass;
+    queue.chain = pass.then(noop, noop);
     return pass;
   }
 
-  private async pass(): Promise<void> {
+  private async pass(part: Partition): Promise<void> {
     if (this.closed) throw closedError();
-    if (this.topology !== undefined && this.parts.some((p) => p.hasListeners())) await this.topology.ensure();
-    await Promise.all(this.parts.map((part) => this.reconcile(part)));
-    const todo = this.parts.filter((p) => p.needRecovery && p.sub?.ready);
-    await Promise.all(
-      todo.map((part) => {
-        const sub = part.sub!;
+    this.busy.add(part);
+    try {
+      if (this.topology !== undefined && this.parts.some((p) => p.hasListeners())) await this.topology.ensure();
+      await this.reconcile(part);
+      if (part.needRecovery && part.sub?.ready) {
+        const sub = part.sub;
         const generation = sub.generation;
         // a failed catch-up leaves needRecovery set: it is retried below
-        return part.recover(() => !this.closed && part.sub === sub && sub.generation === generation).catch(noop);
-      }),
-    );
-    if (this.parts.some((p) => p.needRecovery)) this.scheduleRecovery();
-    this.collectSubscribers();
+        await part.recover(() => !this.closed && part.sub === sub && sub.generation === generation).catch(noop);
+      }
+    } finally {
+      this.busy.delete(part);
+      if (part.needRecovery) this.scheduleRecovery();
+      this.collectSubscribers();
+    }
   }
 
   /** SSUBSCRIBE channels that gained listeners, SUNSUBSCRIBE those that lost them, on the partition's node. */
@@ -212,14 +222,10 @@ export class Subscriptions {
           for (const part of this.parts) if (part.sub === s) part.connectionLost();
         },
         ready: (s) => {
-          if (
-            this.parts.some(
-              (p) =>
-                p.sub === s &&
-                (p.needRecovery || [...p.chans.values()].some((c) => c.listeners.size > 0 && !c.subscribed)),
-            )
-          ) {
-            this.sync().catch(() => this.scheduleRecovery());
+          for (const p of this.parts) {
+            if (p.sub !== s) continue;
+            if (p.needRecovery || [...p.chans.values()].some((c) => c.listeners.size > 0 && !c.subscribed))
+              this.sync(p).catch(() => this.scheduleRecovery());
           }
         },
         moved: (s) => {
@@ -233,10 +239,10 @@ export class Subscriptions {
     return sub;
   }
 
-  /** Closes subscriber connections no partition uses any more. */
+  /** Closes subscriber connections no partition uses any more (nor is in a pass on). */
   private collectSubscribers(): void {
     for (const [node, sub] of this.subs) {
-      if (!this.parts.some((p) => p.sub === sub && p.hasListeners())) {
+      if (!this.parts.some((p) => p.sub === sub && (p.hasListeners() || this.busy.has(p)))) {
         for (const p of this.parts) if (p.sub === sub) p.sub = undefined;
         this.subs.delete(node);
         void sub.close();
@@ -255,16 +261,17 @@ export class Subscriptions {
     entry.part.message(entry.chan, event);
   }
 
-  requestRecovery(): void {
+  /** A pass of each of `parts`, on its own: one that fails does not hold up the others. */
+  requestRecovery(...parts: Partition[]): void {
     if (this.closed) return;
-    this.sync().catch(() => this.scheduleRecovery());
+    for (const p of parts) this.sync(p).catch(() => this.scheduleRecovery());
   }
 
   private scheduleRecovery(): void {
     if (this.retryTimer !== undefined || this.closed) return;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
-      if (this.parts.some((p) => p.needRecovery)) this.requestRecovery();
+      this.requestRecovery(...this.parts.filter((p) => p.needRecovery));
     }, RECOVERY_RETRY_MS);
     this.retryTimer.unref();
   }
@@ -272,8 +279,9 @@ export class Subscriptions {
   private checkTopology(): void {
     if (this.closed || this.topology === undefined || !this.parts.some((p) => p.hasListeners())) return;
     this.topology.refresh().then(() => {
-      if (this.parts.some((p) => p.sub !== undefined && p.sub.node !== this.topology!.nodeOf(p.keys.slot)))
-        this.requestRecovery();
+      this.requestRecovery(
+        ...this.parts.filter((p) => p.sub !== undefined && p.sub.node !== this.topology!.nodeOf(p.keys.slot)),
+      );
     }, noop);
   }
 
@@ -288,6 +296,6 @@ export class Subscriptions {
     this.byTopic.clear();
     await Promise.all([...this.subs.values()].map((s) => s.close()));
     this.subs.clear();
-    await this.chain;
+    await Promise.all([...this.queues.values()].map((q) => q.chain));
   }
 }
