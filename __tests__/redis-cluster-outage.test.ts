@@ -9,15 +9,16 @@
  * master's channels reject within about commandTimeout (ERR_BROKER_UNAVAILABLE),
  * and do not hold up the others; a new subscription on a healthy master (a new
  * channel, a new listener) goes live, and a catch-up there (its subscriber
- * connection dropped) completes; at most one subscriber connection per
- * master, no listener piling up, reconnects paced. Once it is back: the dead
- * master's channels get what was acknowledged before the crash once, then at
- * most one reset (a master with replicas restarted from an RDB dump resets by
- * design), never a silent gap; a publish that failed 'unknown' is there at most
- * once, a 'not-published' one never; later publishes on every channel arrive
- * exactly once. Twice: the listener straight to the nodes (the dead master's
- * port refuses connections), and through a proxy per node (the dead host's
- * connections are accepted and closed at once).
+ * connection dropped) completes; a process started meanwhile publishes and
+ * subscribes there; at most one subscriber connection per master, no listener
+ * piling up, reconnects paced. Once it is back: the dead master's channels get
+ * what was acknowledged before the crash once, then at most one reset (a master
+ * with replicas restarted from an RDB dump resets by design), never a silent
+ * gap; a publish that failed 'unknown' is there at most once, a 'not-published'
+ * one never; later publishes on every channel arrive exactly once. Twice: the
+ * listener straight to the nodes (the dead master's port refuses connections),
+ * and through a proxy per node (the dead host's connections are accepted and
+ * closed at once).
  */
 import type { EventEmitter } from 'node:events';
 import type { BrokerEvent, PartitionPosition } from '../lib/brokers/broker';
@@ -240,6 +241,17 @@ describe('one master down for a while, no failover (cluster-require-full-coverag
         expect(rec.resets).toEqual([]);
         expect(rec2.resets).toEqual([]);
 
+        // (e) a process started while the master is down: its first publish and subscription on the
+        // healthy masters go through
+        const newcomer = broker(p, proxied);
+        const rec3 = new Timeline();
+        const first = await newcomer.publish(healthy[1]!, { data: 'newcomer' }, 1000);
+        await newcomer.subscribe(freshHealthy, rec3);
+        const seen = await pub.publish(freshHealthy, { data: 'to the newcomer' }, 1000);
+        await rec3.until(hasAll(rec3, [seen]), "the newcomer's subscription live");
+        await rec.until(hasAll(rec, [first]), "the newcomer's publish delivered");
+        expect(rec3.events.map(show)).toEqual([show(seen)]);
+
         // (d) one subscriber connection per master at most, no listener piling up, reconnects paced
         expect(peakConnections).toBeLessThanOrEqual(masters);
         for (const peak of peaks) expect(peak()).toBeLessThan(10); // Node's MaxListeners warning
@@ -257,7 +269,7 @@ describe('one master down for a while, no failover (cluster-require-full-coverag
         await rec2.until(hasAll(rec2, [last]), 'a new channel on the restarted master');
         expect(peakConnections).toBeLessThanOrEqual(masters);
 
-        const acked = [...before, ...during, ...mixed, onNew[1]!, ...blip, ...after];
+        const acked = [...before, ...during, ...mixed, onNew[1]!, ...blip, first, ...after];
         const on = (c: string, evs: readonly BrokerEvent[]) => evs.filter((e) => e.channel === c);
         for (const c of healthy) expect([c, rec.of(c).map(show)]).toEqual([c, on(c, acked).map(show)]);
         const unknown = new Set(failed.filter((f) => f.err.outcome === 'unknown').map((f) => f.data));
@@ -276,7 +288,7 @@ describe('one master down for a while, no failover (cluster-require-full-coverag
           ]);
           expect(on(c, after).filter((e) => !next.includes(e))).toEqual([]); // nothing after it left out
         }
-        const second = [onNew[0]!, ...on(healthy[0]!, [onNew[1]!, ...blip, ...after]), last];
+        const second = [onNew[0]!, seen, ...on(healthy[0]!, [onNew[1]!, ...blip, ...after]), last];
         for (const c of [freshHealthy, healthy[0]!, freshDead])
           expect([c, rec2.of(c).map(show)]).toEqual([c, on(c, second).map(show)]);
         expect(sub.stats()).toMatchObject({ subscribed: channels.length + 2, listeners: channels.length + 3 });

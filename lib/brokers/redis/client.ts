@@ -126,7 +126,7 @@ export class CommandConnection {
     for (const w of [...this.inflight]) w.reject(closedError());
   }
 
-  /** Loads the library once per connection (FUNCTION LOAD REPLACE on every master) and measures the clock offset. */
+  /** Loads the library once per connection (FUNCTION LOAD REPLACE on every master that answers) and measures the clock offset. */
   ensureLibrary(): Promise<void> {
     this.loading ??= this.load().then(
       () => {
@@ -150,7 +150,12 @@ export class CommandConnection {
     const nodes: { call(...args: unknown[]): Promise<unknown> }[] = this.cluster
       ? (this.client as Cluster).nodes('master')
       : [this.client as Redis];
-    await Promise.all(nodes.map((n) => n.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY_SOURCE)));
+    // Loaded on every master that answers: one that is down (a shard of a cluster, not failed over)
+    // must not stop the others. Back without the library, it answers "Function not found", and the
+    // call that hears it loads it again (libraryLost).
+    const loads = await Promise.allSettled(nodes.map((n) => n.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY_SOURCE)));
+    const failed = loads.find((r) => r.status === 'rejected');
+    if (failed !== undefined && loads.every((r) => r.status === 'rejected')) throw failed.reason;
     this.check.run(nodes, (n) => {
       const o = (n as { options?: { host?: string; port?: number } }).options;
       return o?.host !== undefined ? `${o.host}:${o.port}` : 'Redis';
