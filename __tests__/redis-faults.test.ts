@@ -1,7 +1,8 @@
 /**
  * RedisBroker under real faults, each on a redis-server of its own: Redis
  * rewinding to an older snapshot (also written past the lost positions by a
- * writer that never saw them), a replica promoted behind its master and
+ * writer that never saw them), Redis restarted without persistence and then a
+ * catch-up in its new epoch, a replica promoted behind its master and
  * written first by a broker that never saw the lost writes, a half-open
  * subscriber connection, a
  * half-open command connection, a frozen
@@ -327,6 +328,53 @@ describe('Redis rewinds to an older snapshot (SAVE, more publishes, SIGKILL, res
     // the fence is idempotent: the same id again changes nothing
     await fresh.fence({ partition: 0, epoch: seen.epoch, seq: seen.seq });
     expect((await fresh.replay(['a'], undefined)).heads.get(0)).toEqual(head);
+  });
+});
+
+describe('Redis restarted without persistence, then a catch-up in its new epoch', () => {
+  test('the catch-up reads the new epoch from what the listener has of it, not from the position its channels had in the old numbering: no silent gap', async () => {
+    let s = await server();
+    const { port } = s;
+    const px = await proxy(port);
+    const p = prefix();
+    const pub = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
+    const sub = broker({ url: px.url, prefix: p, commandTimeout: 1000 });
+    const rec = await listenAB(sub);
+    const caughtUp = async (what: string): Promise<void> => {
+      const recoveries = sub.stats().recoveries;
+      px.find('sse-relay:sub')[0]!.cut();
+      await until(() => sub.stats().recoveries > recoveries, what);
+    };
+    const old: BrokerEvent[] = [];
+    await publishAB(pub, old, 0, 20);
+    await rec.until(hasAll(rec, old), 'the first epoch');
+    await caughtUp('a catch-up in the first epoch (its channels are at seq 20 there)');
+
+    // everything lost: the listener gets one reset per channel, then the new epoch's events live
+    px.retarget(await freePort());
+    await s.kill();
+    untrack(s);
+    s = await server({ port });
+    px.retarget(port);
+    await rec.until(() => rec.resets.length === 2, 'one reset per channel');
+    await until(() => (commandClient(pub) as unknown as Redis).status === 'ready', 'the publisher reconnected');
+    const fresh: BrokerEvent[] = [];
+    await publishAB(pub, fresh, 20, 24);
+    await rec.until(hasAll(rec, fresh), 'the new epoch live');
+
+    // the listener's connection lost again, held off while 20 more are published (seqs 5..24)
+    px.retarget(await freePort());
+    px.find('sse-relay:sub')[0]!.cut();
+    await publishAB(pub, fresh, 24, 44);
+    px.retarget(port);
+    await rec.has(fresh[fresh.length - 1]!.id, 10_000); // then nothing may be missing before it
+    const head = rec.resets[0]!.head;
+    expect(rec.resets.map((r) => [r.channel, r.head])).toEqual([
+      [rec.resets[0]!.channel, head],
+      [rec.resets[1]!.channel, head],
+    ]);
+    expect(fresh.every((e) => e.epoch === head.epoch && e.seq > head.seq)).toBe(true);
+    expectExactlyOnceInOrder(rec, [...old, ...fresh]);
   });
 });
 

@@ -49,7 +49,7 @@ export class Chan {
   readonly listeners = new Set<BrokerListener>();
   subscribed = false;
   armed = false;
-  /** The head read just before SSUBSCRIBE: later events of this channel have greater seqs. */
+  /** The head read just before SSUBSCRIBE, in liveEpoch (0 in a new one): later events of this channel have greater seqs. */
   floor = 0;
   constructor(
     readonly name: string,
@@ -297,6 +297,7 @@ export class Partition {
     if (rebased) {
       this.last = 0;
       this.delivered.clear();
+      for (const chan of this.chans.values()) chan.floor = 0;
     }
     this.buffer = [];
     this.phase = LIVE;
