@@ -25,9 +25,9 @@ import type { BrokerEvent, PartitionPosition } from '../lib/brokers/broker';
 import { RedisBroker } from '../lib/brokers/redis';
 import { keySlot } from '../lib/brokers/redis/partitions';
 import type { SseRelayError } from '../lib/errors';
-import { Recorder } from '../lib/testing';
 import { startCluster, type CrashedNode, type RedisCluster } from './helpers/redis-cluster';
 import { startProxy, type TcpProxy } from './helpers/tcp-proxy';
+import { hasAll, onePerPartition, publishRounds, show, throughProxies, Timeline } from './helpers/timeline';
 import { commandClient, peakListeners } from './helpers/warnings';
 
 jest.setTimeout(120_000);
@@ -62,62 +62,13 @@ function broker(prefix: string, proxied: boolean): RedisBroker {
   const options = { prefix, commandTimeout: TIMEOUT, healthCheckInterval: 500 };
   let b: RedisBroker;
   if (proxied) {
-    const natMap: Record<string, { host: string; port: number }> = {};
-    for (const [port, px] of proxies) natMap[`127.0.0.1:${port}`] = { host: '127.0.0.1', port: px.port };
-    const startup = [...proxies.values()].map((px) => ({ host: '127.0.0.1', port: px.port }));
-    b = new RedisBroker({ cluster: startup, clusterOptions: { natMap }, ...options });
+    b = new RedisBroker({ ...throughProxies(proxies), ...options });
   } else {
     b = new RedisBroker({ cluster: cluster.startup, ...options });
   }
   brokers.push(b);
   return b;
 }
-
-/** One channel name per partition of `b`. */
-function onePerPartition(b: RedisBroker, tag: string): string[] {
-  const out: string[] = new Array(b.partitions);
-  for (let i = 0; out.filter(Boolean).length < b.partitions && i < 10_000; i++) {
-    const c = `${tag}:${i}`;
-    out[b.partitionOf(c)] ??= c;
-  }
-  return out;
-}
-
-type Entry = BrokerEvent | { reset: PartitionPosition };
-
-/** A Recorder that also keeps, per channel, everything it got in the order it came: events and resets. */
-class Timeline extends Recorder {
-  private readonly log = new Map<string, Entry[]>();
-  override onEvent(event: BrokerEvent): void {
-    this.of(event.channel).push(event);
-    super.onEvent(event);
-  }
-  override onReset(channel: string, head: PartitionPosition): void {
-    this.of(channel).push({ reset: head });
-    super.onReset(channel, head);
-  }
-  of(channel: string): Entry[] {
-    let l = this.log.get(channel);
-    if (l === undefined) this.log.set(channel, (l = []));
-    return l;
-  }
-}
-
-/** An entry as a line a failing diff can be read by. */
-const show = (x: Entry): string => ('reset' in x ? `reset ${x.reset.epoch}.${x.reset.seq}` : `${x.id} ${x.data}`);
-
-/** `rounds` events on every channel, published one by one (round-robin); what was acknowledged. */
-async function publishRounds(b: RedisBroker, channels: readonly string[], tag: string, rounds: number) {
-  const out: BrokerEvent[] = [];
-  for (let r = 0; r < rounds; r++)
-    for (const c of channels) out.push(await b.publish(c, { data: `${tag}${r} ${c}` }, 1000));
-  return out;
-}
-
-const hasAll = (rec: Recorder, acked: readonly BrokerEvent[]) => (): boolean => {
-  const got = new Set(rec.ids());
-  return acked.every((e) => got.has(e.id));
-};
 
 /** The subscriber connections' clients of `b` (one per master node it has listeners on). */
 function subscriberClients(b: RedisBroker): EventEmitter[] {

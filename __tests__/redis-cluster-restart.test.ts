@@ -16,13 +16,13 @@
  * the positions it delivered is what tells).
  */
 import { Cluster } from 'ioredis';
-import type { BrokerEvent, PartitionPosition } from '../lib/brokers/broker';
+import type { BrokerEvent } from '../lib/brokers/broker';
 import { RedisBroker } from '../lib/brokers/redis';
 import { keySlot } from '../lib/brokers/redis/partitions';
-import { Recorder } from '../lib/testing';
 import { startCluster, type CrashedNode, type RedisCluster } from './helpers/redis-cluster';
 import { freePort } from './helpers/redis-server';
 import { startProxy, type TcpProxy } from './helpers/tcp-proxy';
+import { hasAll, onePerPartition, publishRounds, show, throughProxies, Timeline } from './helpers/timeline';
 import { until } from './helpers/wait';
 
 jest.setTimeout(120_000);
@@ -56,12 +56,8 @@ afterEach(async () => {
 
 /** A broker that reaches the cluster through the proxies only (natMap), so a test can hold it off one node. */
 function natBroker(prefix: string): RedisBroker {
-  const natMap: Record<string, { host: string; port: number }> = {};
-  for (const [port, px] of proxies) natMap[`127.0.0.1:${port}`] = { host: '127.0.0.1', port: px.port };
-  const first = proxies.values().next().value!;
   const b = new RedisBroker({
-    cluster: [{ host: '127.0.0.1', port: first.port }],
-    clusterOptions: { natMap },
+    ...throughProxies(proxies),
     prefix,
     commandTimeout: 1000,
     healthCheckInterval: 500,
@@ -69,52 +65,6 @@ function natBroker(prefix: string): RedisBroker {
   brokers.push(b);
   return b;
 }
-
-/** One channel name per partition of `b`. */
-function onePerPartition(b: RedisBroker, tag: string): string[] {
-  const out: string[] = new Array(b.partitions);
-  for (let i = 0; out.filter(Boolean).length < b.partitions && i < 10_000; i++) {
-    const c = `${tag}:${i}`;
-    out[b.partitionOf(c)] ??= c;
-  }
-  return out;
-}
-
-type Entry = BrokerEvent | { reset: PartitionPosition };
-
-/** A Recorder that also keeps, per channel, everything it got in the order it came: events and resets. */
-class Timeline extends Recorder {
-  private readonly log = new Map<string, Entry[]>();
-  override onEvent(event: BrokerEvent): void {
-    this.of(event.channel).push(event);
-    super.onEvent(event);
-  }
-  override onReset(channel: string, head: PartitionPosition): void {
-    this.of(channel).push({ reset: head });
-    super.onReset(channel, head);
-  }
-  of(channel: string): Entry[] {
-    let l = this.log.get(channel);
-    if (l === undefined) this.log.set(channel, (l = []));
-    return l;
-  }
-}
-
-/** An entry as a line a failing diff can be read by. */
-const show = (x: Entry): string => ('reset' in x ? `reset ${x.reset.epoch}.${x.reset.seq}` : `${x.id} ${x.data}`);
-
-/** `rounds` events on every channel, published one by one (round-robin); what was acknowledged. */
-async function publishRounds(b: RedisBroker, channels: readonly string[], tag: string, rounds: number) {
-  const out: BrokerEvent[] = [];
-  for (let r = 0; r < rounds; r++)
-    for (const c of channels) out.push(await b.publish(c, { data: `${tag}${r} ${c}` }, 1000));
-  return out;
-}
-
-const hasAll = (rec: Recorder, acked: readonly BrokerEvent[]) => (): boolean => {
-  const got = new Set(rec.ids());
-  return acked.every((e) => got.has(e.id));
-};
 
 describe('a master restarted from an older snapshot, no failover (SAVE, more publishes, SIGKILL, restart from the dump)', () => {
   test.each<[string, boolean]>([

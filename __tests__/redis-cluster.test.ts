@@ -18,6 +18,7 @@ import { killAll, run, start } from './helpers/cli-run';
 import { startCluster, type RedisCluster } from './helpers/redis-cluster';
 import { freePort } from './helpers/redis-server';
 import { startProxy, type ProxyConnection, type TcpProxy } from './helpers/tcp-proxy';
+import { onePerPartition, throughProxies } from './helpers/timeline';
 import { sleep, until } from './helpers/wait';
 
 jest.setTimeout(120_000);
@@ -100,16 +101,6 @@ async function startMigration(slot: number): Promise<Migration> {
       await until(async () => (await cluster.masterOf(slot)) === to, 'the slot owned by its new master', 10_000);
     },
   };
-}
-
-/** One channel name per partition of `b`. */
-function onePerPartition(b: RedisBroker, tag: string): string[] {
-  const out: string[] = new Array(b.partitions);
-  for (let i = 0; out.filter(Boolean).length < b.partitions && i < 10_000; i++) {
-    const c = `${tag}:${i}`;
-    out[b.partitionOf(c)] ??= c;
-  }
-  return out;
 }
 
 describe('topology', () => {
@@ -341,12 +332,8 @@ describe('behind NAT (a proxy per node, the Cluster client told by natMap)', () 
   });
   /** A broker that opens its cluster through the proxies only. */
   function natBroker(p: string): RedisBroker {
-    const natMap: Record<string, { host: string; port: number }> = {};
-    for (const [port, px] of proxies) natMap[`127.0.0.1:${port}`] = { host: '127.0.0.1', port: px.port };
-    const first = proxies.values().next().value!;
     const b = new RedisBroker({
-      cluster: [{ host: '127.0.0.1', port: first.port }],
-      clusterOptions: { natMap },
+      ...throughProxies(proxies),
       prefix: p,
       commandTimeout: 1000,
       healthCheckInterval: 500,
