@@ -154,6 +154,7 @@ async function position(hub: OpenContext, s: HubStream): Promise<void> {
       return;
     }
   }
+  if (conn.closed) return; // cut or gone mid-replay: this resume did not finish, complete or not
   replayDone(hub, s, lastEventId, replayed, true);
 }
 
