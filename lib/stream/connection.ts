@@ -15,13 +15,13 @@ import {
   encodeFrame,
   encodeRetry,
 } from '../protocol/encode';
-import { HTTP1_HEADERS, STREAM_HEADERS, corsHeaders, varyWithOrigin } from '../protocol/headers';
-import { RETRY, isHttp2, jitter, queryOf, refuse } from '../http';
+import { RETRY, jitter, queryOf, refuse } from '../http';
 import type { Admission, DropReason } from './admission';
 import type { SendOptions, SseStream } from './api';
 
 export type { SendOptions, SseStream } from './api';
 import { directSocket } from './direct';
+import { writeStreamHead } from './head';
 import { checkFrameSize } from './options';
 import { joinClock, leaveClock, type Ticking } from './ticker';
 import { WriteQueue, type QueueOwner, type Upstream } from './write-queue';
@@ -109,7 +109,7 @@ export class Connection implements SseStream, QueueOwner, Ticking {
       else if (refusal === 'per-key') refuse(res, 429, { 'Retry-After': '5' });
       else {
         // A non-200 would make EventSource give up for good; an overload is transient.
-        this.writeHead();
+        writeStreamHead(this.req, this.res, this.admission);
         res.end(encodeRetry(jitter(RETRY.overloaded)));
       }
       this.controller?.abort();
@@ -121,39 +121,13 @@ export class Connection implements SseStream, QueueOwner, Ticking {
     return true;
   }
 
-  /** Writes the 200 head with the stream headers (and CORS headers for an allowed origin). */
-  private writeHead(): void {
-    const { req, res } = this;
-    const opts = this.admission.opts;
-    const head = this.admission.head;
-    if (opts.originAllowed === undefined && res.getHeaderNames().length === 0) {
-      // Nothing set before us (a bare node:http server): one shared header object, no per-response map.
-      res.writeHead(200, head.for(req.httpVersionMajor));
-      res.flushHeaders();
-      return;
-    }
-    for (const name in STREAM_HEADERS) res.setHeader(name, STREAM_HEADERS[name]!);
-    if (!isHttp2(req)) for (const name in HTTP1_HEADERS) res.setHeader(name, HTTP1_HEADERS[name]!);
-    const vary = res.getHeader('Vary');
-    if (opts.originAllowed !== undefined) {
-      const origin = this.admission.origin(req);
-      const cors = corsHeaders(origin === false ? undefined : origin);
-      for (const name in cors) res.setHeader(name, cors[name]!);
-    }
-    for (const [name, value] of head.extra) res.setHeader(name, value);
-    // Vary names Origin too, whoever else set it (the app, a middleware, the headers option)
-    if (opts.originAllowed !== undefined) res.setHeader('Vary', varyWithOrigin(vary, head.vary));
-    res.writeHead(200);
-    res.flushHeaders();
-  }
-
   /** Writes the head of an admitted stream and starts streaming. */
   start(): void {
     if (this.state !== 'admitted') return;
     this.state = 'open';
     this.openedAt = performance.now();
     const opts = this.admission.opts;
-    this.writeHead();
+    writeStreamHead(this.req, this.res, this.admission);
     const socket = directSocket(this.req, this.res);
     this.queue = new WriteQueue(
       this.res,
