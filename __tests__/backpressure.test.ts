@@ -13,12 +13,14 @@
  */
 import express from 'express';
 import diagnosticsChannel from 'node:diagnostics_channel';
+import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DIAGNOSTICS_CHANNELS as CHANNELS, MemoryBroker, sse, type StreamDropMessage } from '../lib';
 import { HARD_FACTOR } from '../lib/stream/write-queue';
 import { closeServer, openStream } from '../lib/testing';
 import { cleanup, defer } from './helpers/cleanup';
 import { KiB, MiB } from './helpers/data';
+import { HeldReplay } from './helpers/held-replay';
 import { countingClient, seqOf, startHub, type HubServer } from './helpers/hub-server';
 import { until } from './helpers/wait';
 
@@ -166,6 +168,40 @@ describe('a resuming client that stops reading: what waits for it while its repl
       replays: { reset: 0 },
     });
   }, 120_000);
+
+  test('before its head is written (its first replay page not read yet) it is cut once what waits passes HARD_FACTOR x maxBufferedBytes: memory bounded', async () => {
+    const held = new HeldReplay(new MemoryBroker({ maxHistoryBytes: 64 * MiB }));
+    const fx = await startHub({ history: 30_000, broker: held.broker });
+    defer(() => fx.close());
+    const [start] = await publishMany(fx, 'feed', 1);
+    const req = http.get({
+      host: '127.0.0.1',
+      port: fx.port,
+      path: '/events/feed',
+      agent: false,
+      headers: { Accept: 'text/event-stream', 'Last-Event-ID': start! },
+    });
+    defer(() => req.destroy());
+    const answer = new Promise<string>((resolve) => {
+      req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+      req.on('response', (res) => resolve(`answered ${res.statusCode}`));
+    });
+    await held.asked; // subscribed; its first replay page is held: no head yet, live events wait for it
+    const cut = (): boolean => fx.hub.stats().droppedBy.backlog > 0;
+    const live = await flood(fx, (16 * MiB) / KiB, cut);
+    // what waits is counted as its data plus 64 per event: cut in the batch that passed the bound
+    const counted = (n: number): number => n * (KiB + 64);
+    expect(counted(live.length)).toBeGreaterThan(HARD_FACTOR * MiB);
+    expect(counted(live.length)).toBeLessThanOrEqual(HARD_FACTOR * MiB + counted(BATCH));
+    expect(await answer).toBe('ECONNRESET'); // no head was written: the client reconnects as from a network error
+    await held.snapshot();
+    held.answer();
+    expect(fx.hub.stats()).toMatchObject({
+      connections: 0,
+      droppedBy: { backlog: 1, drain: 0, error: 0 },
+      replays: { complete: 0, reset: 0 },
+    });
+  });
 
   test('with nothing more arriving, a backlog over maxBufferedBytes with no byte leaving is cut within the stall grace, as a live one is', async () => {
     const fx = await hubServer(5000);

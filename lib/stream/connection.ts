@@ -24,7 +24,7 @@ import { directSocket } from './direct';
 import { writeStreamHead } from './head';
 import { checkFrameSize } from './options';
 import { joinClock, leaveClock, type Ticking } from './ticker';
-import { WriteQueue, type QueueOwner, type Upstream } from './write-queue';
+import { HARD_FACTOR, WriteQueue, type QueueOwner, type Upstream } from './write-queue';
 import { streamClosed, streamDropped, streamOpened } from '../diagnostics';
 
 type State = 'new' | 'admitted' | 'open' | 'closed';
@@ -235,9 +235,15 @@ export class Connection implements SseStream, QueueOwner, Ticking {
     return this.upstream === undefined ? 0 : this.upstream.waitingChars;
   }
 
-  /** More waits in `upstream`: the backlog rule runs now, as for a held frame. */
+  /**
+   * More waits in `upstream`: the backlog rule runs now, as for a held frame. Before the head
+   * is written (a hub stream still subscribing or reading its first replay page) nothing can
+   * be leaving, so only the hard bound applies: past HARD_FACTOR x maxBufferedBytes it is cut.
+   */
   backlogGrew(): void {
     if (this.state === 'open') this.queue!.checkBacklog(performance.now());
+    else if (this.state === 'admitted' && this.waitingChars > HARD_FACTOR * this.admission.opts.maxBufferedBytes)
+      this.cut('backlog');
   }
 
   // ---- events from the socket, the queue and the clock -----------------------
@@ -253,7 +259,7 @@ export class Connection implements SseStream, QueueOwner, Ticking {
 
   /** Cuts a client that fell too far behind; it reconnects and resumes with Last-Event-ID. */
   cut(reason: DropReason): void {
-    if (this.state !== 'open') return;
+    if (this.state !== 'open' && this.state !== 'admitted') return;
     this.admission.counters.dropped[reason]++;
     streamDropped(this.admission.kind, this.req, this.channels, reason, this.res.writableLength + this.waitingChars);
     this.finish();
