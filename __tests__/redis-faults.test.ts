@@ -455,6 +455,28 @@ describe('a half-open subscriber connection', () => {
     expect(px.find('sse-relay:sub').filter((c) => !c.stalled)).toHaveLength(1);
     expect(sub.stats().connections).toBe(1);
   });
+
+  test('the same listener subscribed again while its first SSUBSCRIBE hangs (a page reloaded): the first call fails, the second goes live and the listener gets what is published', async () => {
+    const s = await server();
+    const px = await proxy(s.port);
+    const p = prefix();
+    const pub = broker({ url: s.url, prefix: p });
+    const sub = broker({ url: px.url, prefix: p, commandTimeout: 1000, healthCheckInterval: 60_000 });
+    await sub.subscribe('warm', new Recorder()); // the subscriber connection is up
+    px.find('sse-relay:sub')[0]!.stall();
+    const rec = new Recorder();
+    const first = sub.subscribe('x', rec).then(
+      () => 'live',
+      (err: SseRelayError) => err.code,
+    );
+    await new Promise((r) => setImmediate(r)); // its pass is running (stuck in SSUBSCRIBE): the next one queues
+    const second = sub.subscribe('x', rec);
+    expect(await first).toBe('ERR_BROKER_UNAVAILABLE');
+    await second;
+    const ev = await pub.publish('x', { data: 'after' }, 1000);
+    await rec.has(ev.id);
+    expect(rec.ids()).toEqual([ev.id]);
+  });
 });
 
 describe('a half-open command connection', () => {

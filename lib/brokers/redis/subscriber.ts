@@ -34,16 +34,20 @@ export class Subscriber {
 
   private readonly onMessage = (topic: string, raw: string): void => this.events.message(topic, raw);
   private readonly onClose = (): void => {
+    this.resetting = false;
     this.generation++;
     this.pingOutstanding = false;
     this.events.lost(this);
   };
   private readonly onReady = (): void => {
     this.refused = false;
+    this.resetting = false;
     this.events.ready(this);
   };
   private readonly onMoved = (): void => this.events.moved(this);
   private refused = false;
+  /** reset() destroyed the socket and ioredis has not seen the close yet: its status still says ready. */
+  private resetting = false;
   private readonly refusedWaiters = new Set<(err: Error) => void>();
   private readonly onError = (err: unknown): void => {
     if ((err as { code?: string } | undefined)?.code === 'ECONNREFUSED') {
@@ -71,7 +75,7 @@ export class Subscriber {
   }
 
   get ready(): boolean {
-    return this.client.status === 'ready';
+    return this.client.status === 'ready' && !this.resetting;
   }
 
   /** PING; a connection that does not answer within one interval is destroyed (half-open TCP). */
@@ -91,12 +95,13 @@ export class Subscriber {
   /** Destroys the socket (no FIN handshake to wait for); ioredis reconnects. */
   reset(): void {
     if (this.closed) return;
+    this.resetting = true;
     if (!destroyStream(this.client)) this.client.disconnect(true);
   }
 
   /** Resolves once ready, within `ms`; at once while Redis refuses connections. */
   waitReady(ms: number): Promise<void> {
-    if (this.client.status === 'ready') return Promise.resolve();
+    if (this.ready) return Promise.resolve();
     if (this.refused) return Promise.reject(unavailable(`Redis refused the connection (${this.node})`));
     return new Promise<void>((resolve, reject) => {
       const done = (err?: Error): void => {

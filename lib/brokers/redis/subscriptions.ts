@@ -35,6 +35,8 @@ function noop(): void {}
 export class Subscriptions {
   readonly subs = new Map<string, Subscriber>();
   private readonly byTopic = new Map<string, { part: Partition; chan: Chan }>();
+  /** Per channel: each listener's latest add() still running, and whether it added the listener (owns it). */
+  private readonly adding = new Map<Chan, Map<BrokerListener, { owns: boolean }>>();
   private readonly topology: Topology | undefined;
   private closed = false;
   /** Per partition: the pass running or last run, and the one queued behind it (joined by later calls). */
@@ -71,16 +73,25 @@ export class Subscriptions {
       part.chans.set(channel, chan);
       this.byTopic.set(chan.topic, { part, chan });
     }
-    const added = !chan.listeners.has(listener);
+    // Only the latest add of a listener decides, on failure, whether it is taken out again: an
+    // earlier one that fails after the same listener was added again (a page reloaded while its
+    // first SSUBSCRIBE hung) must not take out the one the later add is making live.
+    let adds = this.adding.get(chan);
+    if (adds === undefined) this.adding.set(chan, (adds = new Map()));
+    const mine = { owns: !chan.listeners.has(listener) || adds.get(listener)?.owns === true };
+    adds.set(listener, mine);
     chan.listeners.add(listener);
     try {
       await this.sync(part);
     } catch (err) {
-      if (added) {
+      if (adds.get(listener) === mine && mine.owns) {
         chan.listeners.delete(listener);
         if (chan.listeners.size === 0) this.sync(part).catch(noop);
       }
       throw this.closed ? closedError() : unavailable(err);
+    } finally {
+      if (adds.get(listener) === mine) adds.delete(listener);
+      if (adds.size === 0 && this.adding.get(chan) === adds) this.adding.delete(chan);
     }
     if (this.closed) throw closedError();
   }
