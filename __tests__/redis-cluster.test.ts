@@ -666,6 +666,47 @@ describe('faults', () => {
     expect(await m.dst.call('XLEN', key)).toBe(6);
   });
 
+  test('a publish held by TRYAGAIN while its slot migrates, then one published once the client knows the new master: stored and delivered in publish order', async () => {
+    // ioredis sends a TRYAGAIN'd call again after retryDelayOnTryAgain (3 s here): a window in which
+    // the client learns the slot's new master, and the partition's next call must still wait its turn.
+    const b = broker({ prefix: prefix(), commandTimeout: 10_000, clusterOptions: { retryDelayOnTryAgain: 3000 } });
+    const [ch] = onePerPartition(b, 'order');
+    const key = b.keyOf(ch!);
+    const slot = keySlot(key);
+    const rec = new Recorder();
+    await b.subscribe(ch!, rec);
+    const e0 = await b.publish(ch!, { data: 'e0' }, 100);
+    /** FCALLs the slot's master ran or refused (a TRYAGAIN before the call runs is a rejected call). */
+    const fcalls = async (): Promise<number> => {
+      const info = (await cluster.client(await cluster.masterOf(slot)).call('INFO', 'commandstats')) as string;
+      const m = /cmdstat_fcall:calls=(\d+).*?rejected_calls=(\d+)/.exec(info);
+      return m === null ? 0 : Number(m[1]) + Number(m[2]);
+    };
+    const before = await fcalls();
+    const m = await startMigration(slot);
+    let e1: Promise<BrokerEvent>;
+    try {
+      await m.move([key]); // the stream has moved, the partition's state has not: the call is refused with TRYAGAIN
+      e1 = b.publish(ch!, { data: 'e1' }, 100);
+      await until(async () => (await fcalls()) > before, 'the first call tried on the old master');
+    } finally {
+      await m.finish();
+    }
+    const client = (b as unknown as { conn: { client: Cluster } }).conn.client;
+    const to = String(await cluster.masterOf(slot));
+    await until(async () => {
+      await new Promise<void>((resolve) => client.refreshSlotsCache(() => resolve()));
+      return client.slots[slot]?.[0]?.endsWith(`:${to}`) === true;
+    }, 'the client to know the new master');
+    const e2 = b.publish(ch!, { data: 'e2' }, 100);
+    const [r1, r2] = await Promise.all([e1, e2]);
+    expect(r1.seq).toBeLessThan(r2.seq); // stored in publish order
+    await rec.has(r2.id);
+    await rec.has(r1.id);
+    expect(rec.events.map((e) => e.data)).toEqual(['e0', 'e1', 'e2']);
+    expect(rec.ids()[0]).toBe(e0.id);
+  });
+
   test('a slot migrated to another master while streams are live: exactly once in order, no reset', async () => {
     const { acked, recs, channels } = await underFault(async (chans) => {
       const b = brokers[brokers.length - 1]!;

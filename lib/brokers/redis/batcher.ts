@@ -13,6 +13,11 @@
  * starts on the first before the second arrives. Several nodes get one round each: they overlap with one
  * another, and calls stay larger. Not reachable: no limit (each call waits
  * for the connection within its own deadline, in publish order).
+ *
+ * On a cluster a partition has at most one call in flight, and its batches are never cut in
+ * parts: the cluster client may send a call on (MOVED, ASK, a TRYAGAIN retried after a delay)
+ * while the slot moves, and the partition's next call, sent to the new master at once, would
+ * then be stored before it. One connection to one Redis keeps calls in the order they were sent.
  */
 import type { BrokerEvent, PublishInput } from '../broker';
 import type { CommandConnection } from './client';
@@ -60,6 +65,8 @@ export class Batcher {
   private readonly queues: Pending[][];
   /** Per partition: the later parts of a batch cut in parts, each its own call in its own write. */
   private readonly parts: Pending[][][];
+  /** Per partition: its calls in flight. */
+  private readonly calls: number[];
   private readonly nodes = new Map<string, Node>();
   private scheduled: NodeJS.Immediate | undefined = undefined;
   private closed = false;
@@ -72,6 +79,7 @@ export class Batcher {
   ) {
     this.queues = slots.map(() => []);
     this.parts = slots.map(() => []);
+    this.calls = slots.map(() => 0);
   }
 
   add(p: number, pending: Pending): void {
@@ -79,9 +87,14 @@ export class Batcher {
     this.scheduled ??= setImmediate(this.flush);
   }
 
-  /** One call of `round` settled. */
-  done(round: Round): void {
-    if (--round.calls > 0) return;
+  /** One call of `round`, for partition `p`, settled. */
+  done(round: Round, p: number): void {
+    this.calls[p]!--;
+    if (--round.calls > 0) {
+      // on a cluster the partition may go on now (to a new master, maybe) without waiting for the round
+      if (this.conn.cluster && this.queues[p]!.length > 0 && !this.closed) this.scheduled ??= setImmediate(this.flush);
+      return;
+    }
     round.node.running--;
     if (!this.closed) this.scheduled ??= setImmediate(this.flush);
   }
@@ -106,6 +119,7 @@ export class Batcher {
     const capped = this.conn.ready && this.conn.loaded;
     const names = this.slots.map((slot) => this.conn.nodeOf(slot));
     const rounds = names.length > 1 && new Set(names).size > 1 ? ROUNDS_PER_NODE : ROUNDS_ONE_NODE;
+    const ordered = this.conn.cluster; // one call in flight per partition (see the file's comment)
     const sent = new Map<Node, Round>();
     let again = false;
     let split = false;
@@ -113,6 +127,7 @@ export class Batcher {
       const q = this.queues[p]!;
       const parts = this.parts[p]!;
       if (q.length === 0 && parts.length === 0) continue;
+      if (ordered && this.calls[p]! > 0) continue; // done() flushes again
       let node = this.nodes.get(names[p]!);
       if (node === undefined) this.nodes.set(names[p]!, (node = { running: 0 }));
       let round = sent.get(node);
@@ -123,7 +138,7 @@ export class Batcher {
       }
       let items = parts.shift();
       if (items === undefined) {
-        if (capped && rounds > 1 && node.running === 1 && q.length >= rounds * MIN_EVENTS_PER_CALL) {
+        if (capped && !ordered && rounds > 1 && node.running === 1 && q.length >= rounds * MIN_EVENTS_PER_CALL) {
           const part = Math.ceil(q.length / rounds);
           items = q.splice(0, Math.min(callSize(q), part));
           for (let k = 1; k < rounds && q.length > 0; k++) parts.push(q.splice(0, Math.min(callSize(q), part)));
@@ -131,6 +146,7 @@ export class Batcher {
         } else items = q.splice(0, callSize(q));
       }
       round.calls++;
+      this.calls[p]!++;
       this.send(p, round, items);
       if (q.length > 0 || parts.length > 0) again = true;
     }

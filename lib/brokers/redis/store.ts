@@ -153,7 +153,7 @@ export class Store {
       failure = err;
     } finally {
       this.inflight.delete(items);
-      this.batcher.done(round);
+      this.batcher.done(round, p);
     }
     for (const it of items) it.reject(failure);
   }
