@@ -1,12 +1,13 @@
 /**
- * One subscriber connection (sharded pub/sub): SSUBSCRIBE/SUNSUBSCRIBE in
+ * One subscriber connection (sharded pub/sub): its client opened, SSUBSCRIBE/SUNSUBSCRIBE in
  * batches, a health check (PING on the subscribed connection; no reply within
  * the interval: the connection is destroyed and ioredis reconnects), and the
  * events the broker needs: a message, the connection lost (every subscription
  * of it is gone), ready again, a slot moved away.
  */
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { unavailable } from './failures';
+import type { AnyClient } from './ioredis';
 
 export interface SubscriberEvents {
   message(topic: string, raw: string): void;
@@ -16,6 +17,39 @@ export interface SubscriberEvents {
 }
 
 function noop(): void {}
+
+const SUB_OPTIONS: RedisOptions = {
+  autoResubscribe: false,
+  autoResendUnfulfilledCommands: false,
+  enableOfflineQueue: false,
+  maxRetriesPerRequest: 1,
+  lazyConnect: false,
+  connectionName: 'sse-relay:sub',
+};
+
+/**
+ * A new subscriber connection's client: a copy of the command connection's on one Redis, one
+ * to `node` (`host:port`, as the Cluster client reaches it) on a cluster.
+ */
+export function subscriberClient(command: AnyClient, cluster: boolean, node: string): Redis {
+  let client: Redis;
+  if (!cluster) {
+    client = (command as Redis).duplicate(SUB_OPTIONS);
+  } else {
+    const [host, port] = [node.slice(0, node.lastIndexOf(':')), Number(node.slice(node.lastIndexOf(':') + 1))];
+    const any = (command as Cluster).nodes()[0];
+    if (any === undefined) throw unavailable('no cluster node is known yet');
+    // (ioredis opens cluster node connections without a retryStrategy: the Cluster reconnects them; ours must reconnect by itself)
+    client = any.duplicate({
+      ...SUB_OPTIONS,
+      host,
+      port,
+      retryStrategy: (times: number) => Math.min(times * 100, 2000),
+    });
+  }
+  client.on('error', noop);
+  return client;
+}
 
 /** Drops the socket at once (ioredis' disconnect() would otherwise wait up to 2 s for a FIN that may never come). */
 export function destroyStream(client: unknown): boolean {

@@ -10,25 +10,16 @@
  * migration: checked on every lost connection and every health-check interval)
  * and runs the catch-up the partition asked for.
  */
-import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import type { BrokerListener } from '../broker';
 import type { CommandConnection } from './client';
 import { closedError, unavailable } from './failures';
 import { decodeMessage } from './codec';
 import { Chan, type Counters, type Partition } from './partition';
 import type { Store } from './store';
-import { Subscriber } from './subscriber';
+import { Subscriber, subscriberClient } from './subscriber';
 import { Topology } from './topology';
 
 const RECOVERY_RETRY_MS = 1000;
-const SUB_OPTIONS: RedisOptions = {
-  autoResubscribe: false,
-  autoResendUnfulfilledCommands: false,
-  enableOfflineQueue: false,
-  maxRetriesPerRequest: 1,
-  lazyConnect: false,
-  connectionName: 'sse-relay:sub',
-};
 
 function noop(): void {}
 
@@ -207,22 +198,7 @@ export class Subscriptions {
       for (const p of this.parts) if (p.sub === sub) p.sub = undefined;
       void sub.close();
     }
-    let client: Redis;
-    if (this.topology === undefined) {
-      client = (this.conn.client as Redis).duplicate(SUB_OPTIONS);
-    } else {
-      const [host, port] = [node.slice(0, node.lastIndexOf(':')), Number(node.slice(node.lastIndexOf(':') + 1))];
-      const any = (this.conn.client as Cluster).nodes()[0];
-      if (any === undefined) throw unavailable('no cluster node is known yet');
-      // (ioredis opens cluster node connections without a retryStrategy: the Cluster reconnects them; ours must reconnect by itself)
-      client = any.duplicate({
-        ...SUB_OPTIONS,
-        host,
-        port,
-        retryStrategy: (times: number) => Math.min(times * 100, 2000),
-      });
-    }
-    client.on('error', noop);
+    const client = subscriberClient(this.conn.client, this.conn.cluster, node);
     sub = new Subscriber(
       client,
       node,
