@@ -2,7 +2,7 @@
  * A small TCP proxy on 127.0.0.1 in front of a real server, for fault tests:
  * it can stall one connection (stop forwarding in both directions and never
  * pass on a FIN or RST, as a half-open connection behind an expired NAT entry
- * does), cut one, or cut one right after it forwarded a request matching a
+ * does), hold what one sends until told to pass it on (a fence), cut one, or cut one right after it forwarded a request matching a
  * pattern, before the reply (a reply lost with its connection). Test
  * infrastructure, not a mock: both ends talk to real sockets.
  */
@@ -16,6 +16,7 @@ export class ProxyConnection {
   private dropReplyAfter: string | undefined = undefined;
   private armed = false;
   private onDropped: (() => void) | undefined = undefined;
+  private held: Buffer[] | undefined = undefined;
 
   constructor(
     readonly client: Socket,
@@ -23,10 +24,11 @@ export class ProxyConnection {
   ) {
     client.on('data', (chunk: Buffer) => {
       if (this.sent.length < 65536) this.sent += chunk.toString('latin1');
-      if (this.stalled) return; // lost on the way
-      if (this.dropReplyAfter !== undefined && chunk.toString('latin1').includes(this.dropReplyAfter))
-        this.armed = true;
-      upstream.write(chunk);
+      if (this.held !== undefined) {
+        this.held.push(chunk);
+        return;
+      }
+      this.forward(chunk);
     });
     upstream.on('data', (chunk: Buffer) => {
       if (this.stalled) return;
@@ -65,6 +67,24 @@ export class ProxyConnection {
   /** Stops forwarding in both directions; no FIN, no RST reaches either side. */
   stall(): void {
     this.stalled = true;
+  }
+
+  private forward(chunk: Buffer): void {
+    if (this.stalled) return; // lost on the way
+    if (this.dropReplyAfter !== undefined && chunk.toString('latin1').includes(this.dropReplyAfter)) this.armed = true;
+    this.upstream.write(chunk);
+  }
+
+  /** Holds what the client sends from now on (the server gets nothing, the connection stays up) until release(). */
+  hold(): void {
+    this.held ??= [];
+  }
+
+  /** Passes on what was held, in order, and forwards again. */
+  release(): void {
+    const held = this.held ?? [];
+    this.held = undefined;
+    if (!this.closed) for (const chunk of held) this.forward(chunk);
   }
 
   /** Closes both sides at once. */
