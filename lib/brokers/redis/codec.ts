@@ -152,16 +152,38 @@ export interface ReadReply {
   readonly streams: readonly { complete: boolean; entries: unknown }[];
 }
 
+/** A catch-up page: entries up to `to` (the head when nothing is left after the page). */
+export interface PageReply extends ReadReply {
+  readonly to: number;
+}
+
+function seqOf(v: unknown): unknown {
+  return typeof v === 'number' ? String(v) : v;
+}
+
 /** The reply of the read function; garbage stored in Redis is an error, never a position. */
 export function parseRead(reply: unknown, streams: number): ReadReply | string {
-  if (!Array.isArray(reply) || reply.length !== 3 + 2 * streams) return 'unexpected reply from Redis';
+  return parseReply(reply, streams, 3);
+}
+
+/** The reply of the page function: the read's, with `to` after the base. */
+export function parsePage(reply: unknown, streams: number): PageReply | string {
+  const r = parseReply(reply, streams, 4);
+  if (typeof r === 'string') return r;
+  const to = seqOf((reply as unknown[])[3]);
+  if (!isSeq(to) || Number(to) > r.head) return 'invalid page end from Redis';
+  return { ...r, to: Number(to) };
+}
+
+function parseReply(reply: unknown, streams: number, fields: number): ReadReply | string {
+  if (!Array.isArray(reply) || reply.length !== fields + 2 * streams) return 'unexpected reply from Redis';
   const [epoch, head, base] = reply as unknown[];
-  const h = typeof head === 'number' ? String(head) : head;
-  const b = typeof base === 'number' ? String(base) : base;
+  const h = seqOf(head);
+  const b = seqOf(base);
   if (typeof epoch !== 'string' || !EPOCH.test(epoch) || !isSeq(h) || !isSeq(b))
     return 'invalid epoch or seq stored in Redis';
   const out: { complete: boolean; entries: unknown }[] = [];
-  for (let i = 3; i < reply.length; i += 2) out.push({ complete: reply[i] === 1, entries: reply[i + 1] });
+  for (let i = fields; i < reply.length; i += 2) out.push({ complete: reply[i] === 1, entries: reply[i + 1] });
   return { epoch, head: Number(h), base: Number(b), streams: out };
 }
 

@@ -8,6 +8,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { BrokerEvent } from '../broker';
+import { decodeEntry } from './codec';
+import type { PartitionKeys } from './partitions';
 
 /** Events delivered that are checked (the newest this many). */
 export const RECENT = 4;
@@ -52,4 +54,42 @@ export class Delivered {
   clear(): void {
     this.recent = [];
   }
+}
+
+/**
+ * Whether Redis still holds the events delivered at `marks` (of partition `k`), asked through
+ * `ask`: false when a position holds another event, or holds none while an older entry of the
+ * channel is still kept (trimming takes the oldest first, so the position went to another
+ * channel), or when nothing of the channel is left at or before it, not even B!d's note that it
+ * had a stream or its trim mark (so the channel's history in this epoch is gone with a rewind).
+ * A trimmed or history-0 channel leaves that trace, and is no proof either way. True when Redis
+ * numbers the partition in another epoch than the marks' already (nothing to renumber).
+ */
+export async function holds(
+  ask: (args: (string | number)[]) => Promise<unknown>,
+  k: PartitionKeys,
+  partitions: number,
+  marks: readonly DeliveredMark[],
+): Promise<boolean> {
+  const [epoch, replies] = await Promise.all([
+    ask(['HGET', k.base, 'e']),
+    Promise.all(
+      marks.map((m) =>
+        Promise.all([
+          ask(['XREVRANGE', k.channel(m.channel), `${m.seq}-0`, '-', 'COUNT', 1]),
+          ask(['HMGET', k.dropped, m.channel, '+' + m.channel]),
+        ]),
+      ),
+    ),
+  ]);
+  // Another epoch already (a promotion, a rewind seen by a floor): its streams reset anyway.
+  if (marks.length === 0 || epoch !== marks[0]!.epoch) return true;
+  return marks.every((m, i) => {
+    const [entries, trace] = replies[i]!;
+    if (!Array.isArray(entries) || entries.length === 0)
+      return Array.isArray(trace) && trace.some((t) => t !== null && t !== undefined);
+    const held = decodeEntry(m.channel, k.index, partitions, m.epoch, entries[0]);
+    if (held === undefined) return true; // not ours to judge: counted where it is read
+    return held.seq === m.seq && fingerprint(held) === m.print;
+  });
 }

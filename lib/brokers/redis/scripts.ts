@@ -13,6 +13,7 @@
  * the function starts a new epoch whose history begins at the stored seq.
  */
 import { batchFunctions } from './scripts-batch';
+import { pageFunction } from './scripts-page';
 import { publishFunction } from './scripts-publish';
 import { MAX_PARTITIONS, TAGS } from './partitions';
 
@@ -23,6 +24,8 @@ export const FN_BATCH = 'sse_relay_batch_v2';
 /** The previous release's batch call (three arguments per event), still served during a rolling upgrade. */
 export const FN_BATCH_V1 = 'sse_relay_batch_v1';
 export const FN_READ = 'sse_relay_read_v1';
+/** One page of a catch-up (see page() in the Lua). */
+export const FN_PAGE = 'sse_relay_page_v1';
 
 /** What the public function accepts by default (bytes of data); callers may lower it, never raise it. */
 export const DEFAULT_MAX_DATA = 1024 * 1024;
@@ -183,6 +186,30 @@ local function trim_touched(B, n, touched)
 end
 
 ${publishFunction(DEFAULT_MAX_DATA, DEFAULT_HISTORY)}${batchFunctions(EXPIRED)}
+-- Whether stream 'key' (channel 'ch') holds everything after seq 'after' of this epoch (b..s):
+-- nothing after it trimmed, deleted from outside, or outside the window of its newest publish.
+local function whole(D, key, ch, after, b, s)
+  if after < b or after > s then return false end
+  local dropped = tonumber(redis.call('HGET', D, ch) or '0')
+  local len = redis.call('XLEN', key)
+  if len == 0 then
+    -- no stream, but the channel had one in this epoch: its history is gone (deleted or
+    -- evicted from outside); complete only for a reader that has everything up to the head
+    if dropped < s and redis.call('HEXISTS', D, '+' .. ch) == 1 then dropped = s end
+  else
+    -- the window of the newest publish: entries older than its history are gone
+    local newest = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1][2]
+    local h
+    for j = 1, #newest, 2 do if newest[j] == 'h' then h = tonumber(newest[j + 1]) end end
+    if h and len > h then
+      local gone = redis.call('XRANGE', key, '-', '+', 'COUNT', len - h)
+      local mark = tonumber(string.match(gone[#gone][1], '^%d+'))
+      if mark and mark > dropped then dropped = mark end
+    end
+  end
+  return dropped <= after
+end
+
 -- KEYS[1] B, KEYS[2] B!d, KEYS[3..] streams
 -- ARGV[1] floor epoch, [2] floor seq, [3] new epoch, [4] expected epoch ('' = none;
 -- when set and different, every stream is read from the epoch's start), [5] most entries per
@@ -200,31 +227,12 @@ local function read(keys, args)
     if rebase then after = b end
     local ok = 0
     local entries = {}
-    if after >= b and after <= s then
-      local dropped = tonumber(redis.call('HGET', keys[2], string.sub(key, n)) or '0')
-      local len = redis.call('XLEN', key)
-      if len == 0 then
-        -- no stream, but the channel had one in this epoch: its history is gone (deleted or
-        -- evicted from outside); complete only for a reader that has everything up to the head
-        if dropped < s and redis.call('HEXISTS', keys[2], '+' .. string.sub(key, n)) == 1 then dropped = s end
+    if whole(keys[2], key, string.sub(key, n), after, b, s) then
+      ok = 1
+      if args[5] == '0' then
+        entries = redis.call('XRANGE', key, '(' .. fmt(after) .. '-0', '+')
       else
-        -- the window of the newest publish: entries older than its history are gone
-        local newest = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1][2]
-        local h
-        for j = 1, #newest, 2 do if newest[j] == 'h' then h = tonumber(newest[j + 1]) end end
-        if h and len > h then
-          local gone = redis.call('XRANGE', key, '-', '+', 'COUNT', len - h)
-          local mark = tonumber(string.match(gone[#gone][1], '^%d+'))
-          if mark and mark > dropped then dropped = mark end
-        end
-      end
-      if dropped <= after then
-        ok = 1
-        if args[5] == '0' then
-          entries = redis.call('XRANGE', key, '(' .. fmt(after) .. '-0', '+')
-        else
-          entries = redis.call('XRANGE', key, '(' .. fmt(after) .. '-0', '+', 'COUNT', args[5])
-        end
+        entries = redis.call('XRANGE', key, '(' .. fmt(after) .. '-0', '+', 'COUNT', args[5])
       end
     end
     out[#out + 1] = ok
@@ -233,13 +241,15 @@ local function read(keys, args)
   return out
 end
 
-redis.register_function(FN_PUBLISH_NAME, publish)
+${pageFunction()}redis.register_function(FN_PUBLISH_NAME, publish)
 redis.register_function(FN_BATCH_NAME, batch_v2)
 redis.register_function(FN_BATCH_V1_NAME, batch_v1)
 redis.register_function(FN_READ_NAME, read)
+redis.register_function(FN_PAGE_NAME, page)
 `
   .replace('FN_PUBLISH_NAME', `'${FN_PUBLISH}'`)
   .replace('FN_BATCH_NAME', `'${FN_BATCH}'`)
   .replace('FN_BATCH_V1_NAME', `'${FN_BATCH_V1}'`)
   .replace('FN_READ_NAME', `'${FN_READ}'`)
+  .replace('FN_PAGE_NAME', `'${FN_PAGE}'`)
   .replace('local USER_TTL', `local TAGS_BY = ${tagsBy()}\nlocal USER_TTL`);

@@ -15,10 +15,10 @@ import { SseRelayError } from '../../errors';
 import type { CommandConnection } from './client';
 import { BadReply, closedError, isReplyError, unavailable } from './failures';
 import { Batcher, type Pending, type Round } from './batcher';
-import { decodeEntry, packEvents, parseBatch, parseRead, type ReadReply } from './codec';
-import { fingerprint, type DeliveredMark } from './delivered';
+import { packEvents, parseBatch, parsePage, parseRead, type PageReply, type ReadReply } from './codec';
+import { holds, type DeliveredMark } from './delivered';
 import type { PartitionKeys } from './partitions';
-import { EXPIRED, FN_BATCH, FN_READ } from './scripts';
+import { EXPIRED, FN_BATCH, FN_PAGE, FN_READ } from './scripts';
 
 const RETRY_DELAY_MS = 50;
 
@@ -222,20 +222,46 @@ export class Store {
    * from Redis' epoch: every channel is read from the epoch's start. `count` > 0: at most
    * that many entries per channel.
    */
-  async read(
+  read(
     p: number,
     channels: readonly { name: string; after: number }[],
     expected: string,
     floor?: Position,
     count = 0,
   ): Promise<ReadReply> {
+    return this.call(p, FN_READ, channels, [expected, count], floor, (r) => parseRead(r, channels.length));
+  }
+
+  /**
+   * One page of a catch-up of partition `p` (see scripts-page.ts): as read(), but only up to
+   * a cut `to`, the same for every channel, at most `span` seqs past the lowest channel's
+   * position and about `bytes` of entries (one entry more at most).
+   */
+  page(
+    p: number,
+    channels: readonly { name: string; after: number }[],
+    expected: string,
+    span: number,
+    bytes: number,
+  ): Promise<PageReply> {
+    return this.call(p, FN_PAGE, channels, [expected, span, bytes], undefined, (r) => parsePage(r, channels.length));
+  }
+
+  private async call<R extends ReadReply>(
+    p: number,
+    fn: string,
+    channels: readonly { name: string; after: number }[],
+    extra: readonly (string | number)[],
+    floor: Position | undefined,
+    parse: (reply: unknown) => R | string,
+  ): Promise<R> {
     if (this.closed) throw closedError();
     const k = this.keys[p]!;
     const deadline = Date.now() + this.timeout;
     const f = floor ?? this.hooks.floor(p);
-    const args: (string | number)[] = ['FCALL', FN_READ, 2 + channels.length, k.base, k.dropped];
+    const args: (string | number)[] = ['FCALL', fn, 2 + channels.length, k.base, k.dropped];
     for (const c of channels) args.push(k.channel(c.name));
-    args.push(f?.epoch ?? '', f?.seq ?? 0, this.spare, expected, count);
+    args.push(f?.epoch ?? '', f?.seq ?? 0, this.spare, ...extra);
     for (const c of channels) args.push(c.after);
     for (let attempt = 0; ; attempt++) {
       await this.ready(deadline);
@@ -250,7 +276,7 @@ export class Store {
         }
         throw this.closed ? closedError() : unavailable(err);
       }
-      const parsed = parseRead(reply, channels.length);
+      const parsed = parse(reply);
       if (typeof parsed === 'string') throw unavailable(parsed);
       this.used(parsed.epoch);
       this.hooks.seen(p, parsed.epoch, parsed.head);
@@ -258,15 +284,7 @@ export class Store {
     }
   }
 
-  /**
-   * Whether Redis still holds the events delivered at `marks` (of partition `p`): false when
-   * a position holds another event, or holds none while an older entry of the channel is still
-   * kept (trimming takes the oldest first, so the position went to another channel), or when
-   * nothing of the channel is left at or before it, not even B!d's note that it had a stream
-   * or its trim mark (so the channel's history in this epoch is gone with a rewind). A trimmed
-   * or history-0 channel leaves that trace, and is no proof either way. True when Redis numbers
-   * the partition in another epoch than the marks' already (nothing to renumber).
-   */
+  /** Whether Redis still holds the events delivered at `marks` of partition `p` (see delivered.ts). */
   async holds(p: number, marks: readonly DeliveredMark[]): Promise<boolean> {
     if (this.closed) throw closedError();
     const k = this.keys[p]!;
@@ -276,27 +294,7 @@ export class Store {
       this.conn.call(deadline, args, k.slot).catch((err: unknown) => {
         throw this.closed ? closedError() : unavailable(err);
       });
-    const [epoch, replies] = await Promise.all([
-      ask(['HGET', k.base, 'e']),
-      Promise.all(
-        marks.map((m) =>
-          Promise.all([
-            ask(['XREVRANGE', k.channel(m.channel), `${m.seq}-0`, '-', 'COUNT', 1]),
-            ask(['HMGET', k.dropped, m.channel, '+' + m.channel]),
-          ]),
-        ),
-      ),
-    ]);
-    // Another epoch already (a promotion, a rewind seen by a floor): its streams reset anyway.
-    if (marks.length === 0 || epoch !== marks[0]!.epoch) return true;
-    return marks.every((m, i) => {
-      const [entries, trace] = replies[i]!;
-      if (!Array.isArray(entries) || entries.length === 0)
-        return Array.isArray(trace) && trace.some((t) => t !== null && t !== undefined);
-      const held = decodeEntry(m.channel, p, this.keys.length, m.epoch, entries[0]);
-      if (held === undefined) return true; // not ours to judge: counted where it is read
-      return held.seq === m.seq && fingerprint(held) === m.print;
-    });
+    return holds(ask, k, this.keys.length, marks);
   }
 
   close(): void {
