@@ -1,18 +1,109 @@
 /**
- * RedisBroker's catch-up in pages, on real redis-servers: the page function
- * (lib/brokers/redis/scripts-page.ts) called directly, page after page, with
- * budgets from 1 seq and 100 bytes up.
+ * RedisBroker's catch-up in pages (lib/brokers/redis/catch-up.ts), on real
+ * redis-servers, with a page budget lowered so that a small backlog spans many
+ * pages: every event once, in order per channel and in increasing seq per
+ * partition across channels; a page never over its budget; a subscriber
+ * connection dropped between two pages resumes after the last page delivered
+ * (MONITOR shows what each page call asked for); history trimmed between two
+ * pages gives that channel one reset at that page's head; Redis restarted
+ * between two pages gives one reset per channel. "Between two pages" is a
+ * fence: the listener's callback for an event of page k holds the broker's
+ * command connection in the proxy (or cuts its subscriber connection), so the
+ * next page's call reaches Redis only when the test lets it.
  */
-import type { BrokerEvent } from '../lib/brokers/broker';
+import type Redis from 'ioredis';
+import type { BrokerEvent, PartitionPosition } from '../lib/brokers/broker';
+import { catchUpPage } from '../lib/brokers/redis/catch-up';
 import { PartitionKeys } from '../lib/brokers/redis/partitions';
 import { FN_PAGE } from '../lib/brokers/redis/scripts';
+import { Recorder } from '../lib/testing';
 import { redisFixtures } from './helpers/redis-fixtures';
+import { freePort } from './helpers/redis-server';
+import { until } from './helpers/wait';
+import { commandClient } from './helpers/warnings';
 
 jest.setTimeout(60_000);
 
-const { prefix, broker, client, server } = redisFixtures('cu');
+const { prefix, broker, client, server, proxy, untrack } = redisFixtures('cu');
+
+const budget = { ...catchUpPage };
+afterEach(() => Object.assign(catchUpPage, budget));
+
+/** A Recorder that also calls `hook` after each event (the fence). */
+class Fenced extends Recorder {
+  hook: ((e: BrokerEvent) => void) | undefined = undefined;
+  override onEvent(event: BrokerEvent): void {
+    super.onEvent(event);
+    this.hook?.(event);
+  }
+}
+
+/** Every page call Redis ran, as MONITOR reports it: the positions it read after (and a marker line). */
+async function monitorPages(url: string): Promise<{ calls: (number[] | 'mark')[]; stop: () => void }> {
+  const mon = await client(url).monitor();
+  const calls: (number[] | 'mark')[] = [];
+  mon.on('monitor', (_time: string, args: string[]) => {
+    if (args[0]?.toLowerCase() === 'echo' && args[1] === 'cu-mark') calls.push('mark');
+    if (args[0]?.toLowerCase() !== 'fcall' || args[1] !== FN_PAGE) return;
+    const keys = Number(args[2]);
+    calls.push(args.slice(3 + keys + 6).map(Number));
+  });
+  return { calls, stop: () => mon.disconnect() };
+}
+
+/** Its subscriber connection is cut and kept away until `back()`. */
+async function away(px: Awaited<ReturnType<typeof proxy>>, port: number): Promise<() => void> {
+  px.retarget(await freePort());
+  px.find('sse-relay:sub')[0]!.cut();
+  return () => px.retarget(port);
+}
+
+function expectOncePerPartitionInOrder(rec: Recorder, acked: readonly BrokerEvent[]): void {
+  const ids = rec.ids();
+  expect(new Set(ids).size).toBe(ids.length);
+  const last = new Map<number, number>();
+  for (const e of rec.events) {
+    expect(e.seq).toBeGreaterThan(last.get(e.partition ?? 0) ?? 0); // across channels of a partition
+    last.set(e.partition ?? 0, e.seq);
+  }
+  const byId = new Map(rec.events.map((e) => [e.id, e]));
+  expect(acked.filter((e) => !byId.has(e.id)).map((e) => e.data)).toEqual([]);
+  for (const e of acked) expect(byId.get(e.id)).toEqual(e);
+  expect(rec.events.length).toBe(acked.length);
+}
 
 describe('a catch-up in pages', () => {
+  test('over many pages and channels (two partitions): every event once, in seq order per partition across channels, within the budget; no reset', async () => {
+    catchUpPage.seqs = 9;
+    catchUpPage.bytes = 700;
+    const s = await server();
+    const px = await proxy(s.port);
+    const p = prefix();
+    const pub = broker({ url: s.url, prefix: p, partitions: 2 });
+    const sub = broker({ url: px.url, prefix: p, partitions: 2 });
+    const chans = [...Array(16).keys()].map((i) => 'ch' + i);
+    const rec = new Recorder();
+    for (const c of chans) await sub.subscribe(c, rec);
+    const mon = await monitorPages(s.url);
+    const back = await away(px, s.port);
+    const acked: BrokerEvent[] = [];
+    // skewed: channel 0 gets a third of them; sizes from 1 to ~300 bytes, so the byte budget cuts too
+    for (let i = 0; i < 360; i++) {
+      const c = i % 3 === 0 ? chans[0]! : chans[(i * 7) % 16]!;
+      acked.push(await pub.publish(c, { data: `e${i}:` + 'x'.repeat((i * 37) % 300) }, 1000));
+    }
+    const recoveries = sub.stats().recoveries;
+    back();
+    await rec.until(() => rec.events.length >= acked.length, 'every event', 20_000);
+    await until(() => sub.stats().recoveries > recoveries, 'the catch-up done');
+    mon.stop();
+    expectOncePerPartitionInOrder(rec, acked);
+    expect(rec.resets).toEqual([]);
+    expect(mon.calls.length).toBeGreaterThan(360 / 9); // each page spans at most 9 seqs
+    const live = await pub.publish(chans[5]!, { data: 'live' }, 1000);
+    await rec.has(live.id);
+  });
+
   test('one page call: at most <span> seqs past the lowest position, entries in (after, to], bytes within the budget plus one entry', async () => {
     const s = await server();
     const p = prefix();
@@ -68,5 +159,145 @@ describe('a catch-up in pages', () => {
     const want = acked.filter((e) => e.seq > [0, 20, 5, 0][chans.indexOf(e.channel)]!).map((e) => e.channel + e.seq);
     expect([...got.keys()].sort()).toEqual(want.sort());
     expect([...got.values()].every((v) => v === 1)).toBe(true);
+  });
+
+  test('its subscriber connection dropped between two pages: it resumes after the last page delivered, nothing read again, nothing lost or twice', async () => {
+    catchUpPage.seqs = 10;
+    const s = await server();
+    const px = await proxy(s.port);
+    const p = prefix();
+    const pub = broker({ url: s.url, prefix: p });
+    const sub = broker({ url: px.url, prefix: p });
+    const rec = new Fenced();
+    await sub.subscribe('a', rec);
+    await sub.subscribe('b', rec);
+    const acked: BrokerEvent[] = [];
+    for (let i = 0; i < 10; i++) acked.push(await pub.publish(i % 2 ? 'a' : 'b', { data: 'd' + i }, 1000));
+    await rec.until(() => rec.events.length === 10, 'the first 10');
+    const mon = await monitorPages(s.url);
+    const admin = client(s.url);
+    const back = await away(px, s.port);
+    for (let i = 10; i < 110; i++) acked.push(await pub.publish(i % 2 ? 'a' : 'b', { data: 'd' + i }, 1000));
+    let cutAt = 0;
+    rec.hook = (e) => {
+      if (e.data !== 'd55') return;
+      // page k is being delivered: from here on, no page may read at or before d55 again
+      rec.hook = undefined;
+      cutAt = e.seq;
+      void admin.echo('cu-mark');
+      px.find('sse-relay:sub')[0]!.cut();
+    };
+    const recoveries = sub.stats().recoveries;
+    back();
+    await rec.until(() => rec.events.length >= acked.length, 'every event', 20_000);
+    await until(() => sub.stats().recoveries > recoveries, 'the catch-up done');
+    const last = await pub.publish('a', { data: 'last' }, 1000);
+    await rec.has(last.id);
+    mon.stop();
+    expectOncePerPartitionInOrder(rec, [...acked, last]);
+    expect(rec.resets).toEqual([]);
+    const mark = mon.calls.indexOf('mark');
+    expect(mark).toBeGreaterThan(0);
+    const after = mon.calls.slice(mark + 1) as number[][];
+    expect(after.length).toBeGreaterThan(0); // the catch-up went on after the cut
+    expect(after.filter((afters) => Math.min(...afters) < cutAt)).toEqual([]);
+  });
+
+  test('history trimmed between two pages: that channel gets one reset at the next page head, the other every event once', async () => {
+    catchUpPage.seqs = 6;
+    const s = await server();
+    const px = await proxy(s.port);
+    const p = prefix();
+    const pub = broker({ url: s.url, prefix: p });
+    const sub = broker({ url: px.url, prefix: p });
+    const rec = new Fenced();
+    await sub.subscribe('a', rec);
+    await sub.subscribe('b', rec);
+    const back = await away(px, s.port);
+    const acked: BrokerEvent[] = [];
+    for (let i = 0; i < 30; i++) acked.push(await pub.publish(i % 2 ? 'a' : 'b', { data: 'd' + i }, i % 2 ? 20 : 1000));
+    let fenced!: () => void;
+    const atFence = new Promise<void>((resolve) => (fenced = resolve));
+    rec.hook = (e) => {
+      if (e.data !== 'd10') return;
+      rec.hook = undefined;
+      px.find('sse-relay')[0]!.hold(); // the next page's call waits in the proxy
+      fenced();
+    };
+    back();
+    await atFence;
+    const delivered = rec.events.length;
+    // meanwhile 'a' gets 40 more (history 20): everything of it after its position is gone
+    const more: BrokerEvent[] = [];
+    for (let i = 30; i < 70; i++) more.push(await pub.publish(i % 4 ? 'a' : 'b', { data: 'd' + i }, i % 4 ? 20 : 1000));
+    const head = more.at(-1)!.seq;
+    px.find('sse-relay')[0]!.release();
+    const bs = [...acked, ...more].filter((e) => e.channel === 'b');
+    await rec.until(() => bs.every((e) => rec.ids().includes(e.id)), "every event of 'b'", 20_000);
+    const after = await pub.publish('a', { data: 'after' }, 20);
+    await rec.has(after.id);
+    const position: PartitionPosition = { partition: 0, epoch: acked[0]!.epoch, seq: head };
+    expect(rec.resets).toEqual([{ channel: 'a', head: position }]);
+    // 'a': what pages before the fence delivered, then nothing up to the head, then live
+    const as = rec.events.filter((e) => e.channel === 'a');
+    const before = as.filter((e) => e.seq <= head);
+    expect(before.length).toBeGreaterThan(0);
+    expect(before).toEqual(acked.filter((e) => e.channel === 'a').slice(0, before.length));
+    expect(before.every((e) => rec.events.indexOf(e) < delivered)).toBe(true);
+    expect(as.filter((e) => e.seq > head)).toEqual([after]);
+    expectOncePerPartitionInOrder(
+      rec,
+      [...acked, ...more, after].filter((e) => e.channel === 'b' || rec.ids().includes(e.id)),
+    );
+  });
+
+  test('Redis restarted (no persistence) between two pages: one reset per channel, then every event of the new epoch once', async () => {
+    catchUpPage.seqs = 6;
+    let s = await server();
+    const { port } = s;
+    const px = await proxy(port);
+    const p = prefix();
+    const pub = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
+    const sub = broker({ url: px.url, prefix: p, commandTimeout: 1000 });
+    const rec = new Fenced();
+    await sub.subscribe('a', rec);
+    await sub.subscribe('b', rec);
+    const back = await away(px, port);
+    const old: BrokerEvent[] = [];
+    for (let i = 0; i < 30; i++) old.push(await pub.publish(i % 2 ? 'a' : 'b', { data: 'd' + i }, 1000));
+    let fenced!: () => void;
+    const atFence = new Promise<void>((resolve) => (fenced = resolve));
+    rec.hook = (e) => {
+      if (e.data !== 'd10') return;
+      rec.hook = undefined;
+      px.find('sse-relay')[0]!.hold();
+      fenced();
+    };
+    back();
+    await atFence;
+    const delivered = rec.events.length;
+    expect(delivered).toBeLessThan(old.length); // the restart comes between two pages
+    px.retarget(await freePort());
+    await s.kill();
+    untrack(s);
+    s = await server({ port });
+    px.retarget(port);
+    await until(() => (commandClient(pub) as unknown as Redis).status === 'ready', 'the publisher reconnected');
+    const fresh: BrokerEvent[] = [];
+    for (let i = 0; i < 12; i++) {
+      const e = await pub.publish(i % 2 ? 'a' : 'b', { data: 'n' + i }, 1000).catch(() => undefined);
+      if (e !== undefined) fresh.push(e);
+    }
+    expect(fresh.length).toBeGreaterThan(6);
+    for (const c of px.connections) c.release();
+    await rec.until(() => fresh.every((e) => rec.ids().includes(e.id)), 'the new epoch', 20_000);
+    const epoch = fresh[0]!.epoch;
+    expect(epoch).not.toBe(old[0]!.epoch);
+    expect(rec.resets.map((r) => r.channel).sort()).toEqual(['a', 'b']);
+    for (const r of rec.resets) expect(r.head).toEqual({ partition: 0, epoch, seq: 0 });
+    const olds = rec.events.filter((e) => e.epoch === old[0]!.epoch);
+    expect(olds.length).toBe(delivered); // nothing of the old epoch after the fence
+    expect(olds).toEqual(old.slice(0, olds.length));
+    expect(rec.events.slice(olds.length)).toEqual(fresh);
   });
 });

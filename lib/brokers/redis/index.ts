@@ -125,6 +125,7 @@ export class RedisBroker implements Broker {
     );
     const io = {
       read: this.store.read.bind(this.store),
+      page: this.store.page.bind(this.store),
       holds: this.store.holds.bind(this.store),
       // A floor above any head: Redis starts a new epoch unless it numbers the partition otherwise already.
       renumber: async (p: number, epoch: string) => {

@@ -10,6 +10,9 @@
  * message that arrived before that read was sent and is still above the head
  * was never stored: it is counted invalid and moves nothing.
  *
+ * The catch-up itself pages through history (catch-up.ts); this file holds
+ * what it reads and moves.
+ *
  * A catch-up, and a partition that had no channel subscribed getting one
  * again, first check that Redis still holds the last few events delivered
  * here at their positions (delivered.ts); when they name other events the
@@ -17,15 +20,12 @@
  * no id of the old numbering resumes anywhere.
  */
 import type { BrokerEvent, BrokerListener, PartitionPosition, Position } from '../broker';
+import { catchUp, LIVE, SNAPSHOT, WAITING, type CatchUpHost, type PageIO } from './catch-up';
 import type { ReadReply } from './codec';
 import { decodeEntry } from './codec';
 import { Delivered, type DeliveredMark } from './delivered';
 import type { PartitionKeys } from './partitions';
 import type { Subscriber } from './subscriber';
-
-export const LIVE = 0;
-export const WAITING = 1;
-export const SNAPSHOT = 2;
 
 export interface Counters {
   invalid: number;
@@ -35,7 +35,7 @@ export interface Counters {
   reused: number;
 }
 
-export interface PartitionIO {
+export interface PartitionIO extends PageIO {
   read(p: number, channels: readonly { name: string; after: number }[], expected: string): Promise<ReadReply>;
   /** False when Redis holds another event (or, with older entries of its channel kept, none) at one of these positions. */
   holds(p: number, marks: readonly DeliveredMark[]): Promise<boolean>;
@@ -65,7 +65,7 @@ function call(fn: () => void): void {
   }
 }
 
-export class Partition {
+export class Partition implements CatchUpHost {
   readonly chans = new Map<string, Chan>();
   /** Newest position Redis vouched for (floor for rewind detection). */
   known: Position | undefined = undefined;
@@ -86,7 +86,7 @@ export class Partition {
     readonly keys: PartitionKeys,
     private readonly partitions: number,
     private readonly io: PartitionIO,
-    private readonly counters: Counters,
+    readonly counters: Counters,
   ) {}
 
   get index(): number {
@@ -198,7 +198,7 @@ export class Partition {
     else if (this.phase === SNAPSHOT) this.phase = WAITING;
   }
 
-  private reset(chan: Chan, head: PartitionPosition): void {
+  reset(chan: Chan, head: PartitionPosition): void {
     for (const listener of chan.listeners) {
       this.counters.resets++;
       call(() => listener.onReset(chan.name, head));
@@ -244,65 +244,33 @@ export class Partition {
     this.delivered.clear();
   }
 
-  /** One snapshot of every subscribed channel after what it has seen, then the buffered live messages. */
-  async recover(isCurrent: () => boolean): Promise<void> {
-    await this.checkDelivered();
-    const chans = [...this.chans.values()].filter((c) => c.subscribed && c.armed && c.listeners.size > 0);
-    const afters = chans.map((c) => Math.max(c.floor, this.last));
+  /** The catch-up (catch-up.ts): pages of history after what each channel has seen, then the buffered live messages. */
+  recover(isCurrent: () => boolean): Promise<void> {
+    return catchUp(this, this.io, isCurrent);
+  }
+
+  knownSeq(): number {
+    return this.known!.seq;
+  }
+
+  catchingUp(): Chan[] {
+    return [...this.chans.values()].filter((c) => c.subscribed && c.armed && c.listeners.size > 0);
+  }
+
+  takeLive(): { chan: Chan; event: BrokerEvent }[] {
+    const buffered = this.buffer;
     this.buffer = [];
     this.pending = [];
-    this.phase = SNAPSHOT;
-    let snap: ReadReply;
-    try {
-      snap = await this.io.read(
-        this.index,
-        chans.map((c, i) => ({ name: c.name, after: afters[i]! })),
-        this.liveEpoch ?? '',
-      );
-    } catch (err) {
-      if (this.phase === SNAPSHOT) this.phase = WAITING;
-      this.buffer = [];
-      throw err;
-    }
-    // From here on everything is synchronous: no message slips between the snapshot and live.
-    if (!isCurrent() || this.phase !== SNAPSHOT) throw new Error('the subscriber connection was lost during catch-up');
-    const rebased = this.liveEpoch !== undefined && this.liveEpoch !== snap.epoch;
-    const events: BrokerEvent[] = [];
-    const covered = new Map<Chan, number>();
-    const p = this.index;
-    chans.forEach((chan, i) => {
-      const { complete, entries } = snap.streams[i]!;
-      const after = rebased ? snap.base : afters[i]!;
-      if (!complete) {
-        this.reset(chan, { partition: p, epoch: snap.epoch, seq: snap.head });
-        covered.set(chan, snap.head);
-        return;
-      }
-      if (rebased) this.reset(chan, { partition: p, epoch: snap.epoch, seq: snap.base });
-      this.entries(chan.name, snap.epoch, after, snap.head, entries, events);
-      covered.set(chan, after);
-    });
-    let again = false;
-    for (const { chan, event } of this.buffer) {
-      const floor = covered.get(chan);
-      if (floor === undefined) continue;
-      if (event.epoch !== snap.epoch) {
-        again = true;
-        continue;
-      }
-      if (event.seq > floor) events.push(event);
-    }
-    events.sort((a, b) => a.seq - b.seq);
-    this.liveEpoch = snap.epoch;
-    if (rebased) {
-      this.last = 0;
-      this.delivered.clear();
-      for (const chan of this.chans.values()) chan.floor = 0;
-    }
-    this.buffer = [];
-    this.phase = LIVE;
-    this.needRecovery = false;
-    this.counters.recoveries++;
+    return buffered;
+  }
+
+  rebase(): void {
+    this.last = 0;
+    this.delivered.clear();
+    for (const chan of this.chans.values()) chan.floor = 0;
+  }
+
+  deliver(events: readonly BrokerEvent[]): void {
     let prev = 0;
     const k = this.known!;
     for (const event of events) {
@@ -317,9 +285,6 @@ export class Partition {
       if (chan !== undefined) this.deliverNew(chan, event);
     }
     if (this.pending.length > 0) this.verify();
-    this.last = Math.max(this.last, Math.min(snap.head, k.seq));
-    for (const chan of chans) chan.floor = Math.max(chan.floor, this.last);
-    if (again) this.startRecovery();
   }
 
   /** Stream entries to events, validated: anything malformed is counted and skipped. */
