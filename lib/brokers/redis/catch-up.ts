@@ -84,15 +84,17 @@ export interface PageIO {
  */
 export async function catchUp(part: CatchUpHost, io: PageIO, isCurrent: () => boolean): Promise<void> {
   await part.checkDelivered();
+  let span = catchUpPage.seqs;
   for (;;) {
     const chans = part.catchingUp();
     const afters = chans.map((c) => Math.max(c.floor, part.last));
+    const from = Math.min(...afters);
     part.takeLive();
     part.phase = SNAPSHOT;
     let page: PageReply;
     try {
       const list = chans.map((c, i) => ({ name: c.name, after: afters[i]! }));
-      page = await io.page(part.index, list, part.liveEpoch ?? '', catchUpPage.seqs, catchUpPage.bytes);
+      page = await io.page(part.index, list, part.liveEpoch ?? '', span, catchUpPage.bytes);
     } catch (err) {
       if (part.phase === SNAPSHOT) part.phase = WAITING;
       part.takeLive();
@@ -101,7 +103,28 @@ export async function catchUp(part: CatchUpHost, io: PageIO, isCurrent: () => bo
     if (!isCurrent() || part.phase !== SNAPSHOT) throw new Error('the subscriber connection was lost during catch-up');
     // From here on everything is synchronous: no message slips between the page and what follows.
     if (apply(part, chans, afters, page)) return;
+    // A page cut by its bytes read (and dropped) what was past the cut: the next one spans
+    // what about 90% of the byte budget holds at this page's bytes per seq, so pages are full
+    // and rarely cut by bytes; a page with nothing in it doubles the span.
+    const bytes = pageBytes(page);
+    const spanned = page.to - from;
+    span = bytes > 0 && spanned > 0 ? Math.floor((spanned * 0.9 * catchUpPage.bytes) / bytes) : span * 2;
+    span = Math.max(1, Math.min(catchUpPage.seqs, span));
   }
+}
+
+/** About what a page's entries weigh (ids, names and values, as the page function counts them). */
+function pageBytes(page: PageReply): number {
+  let n = 0;
+  for (const { entries } of page.streams) {
+    if (!Array.isArray(entries)) continue;
+    for (const e of entries as unknown[]) {
+      if (!Array.isArray(e)) continue;
+      n += String(e[0]).length;
+      if (Array.isArray(e[1])) for (const f of e[1] as unknown[]) n += typeof f === 'string' ? f.length : 0;
+    }
+  }
+  return n;
 }
 
 /** Delivers one page; true when it reached the head (the partition is live again). */
