@@ -24,7 +24,7 @@ import { commandClient } from './helpers/warnings';
 
 jest.setTimeout(60_000);
 
-const { prefix, broker, client, server, proxy, untrack } = redisFixtures('cu');
+const { prefix, broker, client, client6, server, proxy, untrack } = redisFixtures('cu');
 
 const budget = { ...catchUpPage };
 afterEach(() => Object.assign(catchUpPage, budget));
@@ -73,36 +73,43 @@ function expectOncePerPartitionInOrder(rec: Recorder, acked: readonly BrokerEven
 }
 
 describe('a catch-up in pages', () => {
-  test('over many pages and channels (two partitions): every event once, in seq order per partition across channels, within the budget; no reset', async () => {
-    catchUpPage.seqs = 9;
-    catchUpPage.bytes = 700;
-    const s = await server();
-    const px = await proxy(s.port);
-    const p = prefix();
-    const pub = broker({ url: s.url, prefix: p, partitions: 2 });
-    const sub = broker({ url: px.url, prefix: p, partitions: 2 });
-    const chans = [...Array(16).keys()].map((i) => 'ch' + i);
-    const rec = new Recorder();
-    for (const c of chans) await sub.subscribe(c, rec);
-    const mon = await monitorPages(s.url);
-    const back = await away(px, s.port);
-    const acked: BrokerEvent[] = [];
-    // skewed: channel 0 gets a third of them; sizes from 1 to ~300 bytes, so the byte budget cuts too
-    for (let i = 0; i < 360; i++) {
-      const c = i % 3 === 0 ? chans[0]! : chans[(i * 7) % 16]!;
-      acked.push(await pub.publish(c, { data: `e${i}:` + 'x'.repeat((i * 37) % 300) }, 1000));
-    }
-    const recoveries = sub.stats().recoveries;
-    back();
-    await rec.until(() => rec.events.length >= acked.length, 'every event', 20_000);
-    await until(() => sub.stats().recoveries > recoveries, 'the catch-up done');
-    mon.stop();
-    expectOncePerPartitionInOrder(rec, acked);
-    expect(rec.resets).toEqual([]);
-    expect(mon.calls.length).toBeGreaterThan(360 / 9); // each page spans at most 9 seqs
-    const live = await pub.publish(chans[5]!, { data: 'live' }, 1000);
-    await rec.has(live.id);
-  });
+  test.each(['url', 'ioredis6'] as const)(
+    'over many pages and channels (two partitions, %s): every event once, in seq order per partition across channels, within the budget; no reset',
+    async (how) => {
+      catchUpPage.seqs = 9;
+      catchUpPage.bytes = 700;
+      const s = await server();
+      const px = await proxy(s.port);
+      const p = prefix();
+      const pub = broker({ url: s.url, prefix: p, partitions: 2 });
+      const sub = broker(
+        how === 'url'
+          ? { url: px.url, prefix: p, partitions: 2 }
+          : { redis: client6(px.url), prefix: p, partitions: 2 },
+      );
+      const chans = [...Array(16).keys()].map((i) => 'ch' + i);
+      const rec = new Recorder();
+      for (const c of chans) await sub.subscribe(c, rec);
+      const mon = await monitorPages(s.url);
+      const back = await away(px, s.port);
+      const acked: BrokerEvent[] = [];
+      // skewed: channel 0 gets a third of them; sizes from 1 to ~300 bytes, so the byte budget cuts too
+      for (let i = 0; i < 360; i++) {
+        const c = i % 3 === 0 ? chans[0]! : chans[(i * 7) % 16]!;
+        acked.push(await pub.publish(c, { data: `e${i}:` + 'x'.repeat((i * 37) % 300) }, 1000));
+      }
+      const recoveries = sub.stats().recoveries;
+      back();
+      await rec.until(() => rec.events.length >= acked.length, 'every event', 20_000);
+      await until(() => sub.stats().recoveries > recoveries, 'the catch-up done');
+      mon.stop();
+      expectOncePerPartitionInOrder(rec, acked);
+      expect(rec.resets).toEqual([]);
+      expect(mon.calls.length).toBeGreaterThan(360 / 9); // each page spans at most 9 seqs
+      const live = await pub.publish(chans[5]!, { data: 'live' }, 1000);
+      await rec.has(live.id);
+    },
+  );
 
   test('one page call: at most <span> seqs past the lowest position, entries in (after, to], bytes within the budget plus one entry', async () => {
     const s = await server();
