@@ -29,6 +29,7 @@
 import type { BrokerEvent, PartitionPosition } from '../broker';
 import type { PageReply } from './codec';
 import type { Chan } from './partition';
+import type { Store } from './store';
 
 /**
  * The page budget (chosen by measurement, see README "Limits"): at most `seqs` seqs per page
@@ -66,15 +67,8 @@ export interface CatchUpHost {
   startRecovery(): void;
 }
 
-export interface PageIO {
-  page(
-    p: number,
-    channels: readonly { name: string; after: number }[],
-    expected: string,
-    span: number,
-    bytes: number,
-  ): Promise<PageReply>;
-}
+/** What a catch-up calls to read a page: Store.page. */
+export type PageIO = Pick<Store, 'page'>;
 
 /**
  * Pages until a page reaches the head (then the partition is live). Rejects when a read
