@@ -90,11 +90,7 @@ export class Batcher {
   /** One call of `round`, for partition `p`, settled. */
   done(round: Round, p: number): void {
     this.calls[p]!--;
-    if (--round.calls > 0) {
-      // on a cluster the partition may go on now (to a new master, maybe) without waiting for the round
-      if (this.conn.cluster && this.queues[p]!.length > 0 && !this.closed) this.scheduled ??= setImmediate(this.flush);
-      return;
-    }
+    if (--round.calls > 0) return;
     round.node.running--;
     if (!this.closed) this.scheduled ??= setImmediate(this.flush);
   }
