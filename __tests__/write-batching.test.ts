@@ -165,9 +165,9 @@ describe('adaptive write batching', () => {
     await nextTurn();
     spin(5);
     await fx!.hub.publish('feed', 'b');
-    await nextTurn();
-    expect(writes.with('b')).toEqual([]);
-    // The keep-alive is due within ~100 ms, long before the 1000 ms window closes.
+    // The keep-alive is due within ~100 ms, long before the 1000 ms window closes. (No check
+    // that 'b' waits before it: on a loaded machine the keep-alive may already be due here; the
+    // write that carries 'b' carrying the keep-alive after it is what shows 'b' waited.)
     await client!.waitFor(3);
     const [withB] = writes.with('b');
     expect(withB).toContain(': keep-alive\n');
