@@ -58,6 +58,19 @@ async function away(px: Awaited<ReturnType<typeof proxy>>, port: number): Promis
   return () => px.retarget(port);
 }
 
+/** A fresh Redis, a publisher straight to it, and a listener on 'a' and 'b' through a proxy. */
+async function listenerThroughProxy(options: { commandTimeout?: number } = {}) {
+  const s = await server();
+  const px = await proxy(s.port);
+  const p = prefix();
+  const pub = broker({ url: s.url, prefix: p, ...options });
+  const sub = broker({ url: px.url, prefix: p, ...options });
+  const rec = new Fenced();
+  await sub.subscribe('a', rec);
+  await sub.subscribe('b', rec);
+  return { s, px, pub, sub, rec };
+}
+
 function expectOncePerPartitionInOrder(rec: Recorder, acked: readonly BrokerEvent[]): void {
   const ids = rec.ids();
   expect(new Set(ids).size).toBe(ids.length);
@@ -170,14 +183,7 @@ describe('a catch-up in pages', () => {
 
   test('its subscriber connection dropped between two pages: it resumes after the last page delivered, nothing read again, nothing lost or twice', async () => {
     catchUpPage.seqs = 10;
-    const s = await server();
-    const px = await proxy(s.port);
-    const p = prefix();
-    const pub = broker({ url: s.url, prefix: p });
-    const sub = broker({ url: px.url, prefix: p });
-    const rec = new Fenced();
-    await sub.subscribe('a', rec);
-    await sub.subscribe('b', rec);
+    const { s, px, pub, sub, rec } = await listenerThroughProxy();
     const acked: BrokerEvent[] = [];
     for (let i = 0; i < 10; i++) acked.push(await pub.publish(i % 2 ? 'a' : 'b', { data: 'd' + i }, 1000));
     await rec.until(() => rec.events.length === 10, 'the first 10');
@@ -212,14 +218,7 @@ describe('a catch-up in pages', () => {
 
   test('history trimmed between two pages: that channel gets one reset at the next page head, the other every event once', async () => {
     catchUpPage.seqs = 6;
-    const s = await server();
-    const px = await proxy(s.port);
-    const p = prefix();
-    const pub = broker({ url: s.url, prefix: p });
-    const sub = broker({ url: px.url, prefix: p });
-    const rec = new Fenced();
-    await sub.subscribe('a', rec);
-    await sub.subscribe('b', rec);
+    const { s, px, pub, rec } = await listenerThroughProxy();
     const back = await away(px, s.port);
     const acked: BrokerEvent[] = [];
     for (let i = 0; i < 30; i++) acked.push(await pub.publish(i % 2 ? 'a' : 'b', { data: 'd' + i }, i % 2 ? 20 : 1000));
@@ -260,15 +259,10 @@ describe('a catch-up in pages', () => {
 
   test('Redis restarted (no persistence) between two pages: one reset per channel, then every event of the new epoch once', async () => {
     catchUpPage.seqs = 6;
-    let s = await server();
+    const fx = await listenerThroughProxy({ commandTimeout: 1000 });
+    let { s } = fx;
+    const { px, pub, rec } = fx;
     const { port } = s;
-    const px = await proxy(port);
-    const p = prefix();
-    const pub = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
-    const sub = broker({ url: px.url, prefix: p, commandTimeout: 1000 });
-    const rec = new Fenced();
-    await sub.subscribe('a', rec);
-    await sub.subscribe('b', rec);
     const back = await away(px, port);
     const old: BrokerEvent[] = [];
     for (let i = 0; i < 30; i++) old.push(await pub.publish(i % 2 ? 'a' : 'b', { data: 'd' + i }, 1000));
