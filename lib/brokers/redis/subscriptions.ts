@@ -23,6 +23,10 @@ const RECOVERY_RETRY_MS = 1000;
 
 function noop(): void {}
 
+function topics(chans: readonly Chan[]): string[] {
+  return chans.map((c) => c.topic);
+}
+
 export class Subscriptions {
   readonly subs = new Map<string, Subscriber>();
   private readonly byTopic = new Map<string, { part: Partition; chan: Chan }>();
@@ -128,20 +132,28 @@ export class Subscriptions {
     }
   }
 
-  /** SSUBSCRIBE channels that gained listeners, SUNSUBSCRIBE those that lost them, on the partition's node. */
-  private async reconcile(part: Partition): Promise<void> {
-    const node = this.topology?.nodeOf(part.keys.slot) ?? 'single';
+  /**
+   * SSUBSCRIBE channels that gained listeners, SUNSUBSCRIBE those that lost them, on the
+   * partition's node: on a cluster, the one that says it serves the slot (see topology.ts).
+   */
+  private async reconcile(part: Partition, hops = 0): Promise<void> {
+    const slot = part.keys.slot;
+    let node = this.topology?.nodeOf(slot) ?? 'single';
+    // a map that names another node than the live subscription's may be behind: ask before moving
+    if (part.sub !== undefined && part.sub.node !== node) node = await this.topology!.owner(slot);
     if (part.sub !== undefined && part.sub.node !== node) {
       // the slot moved (failover, migration): its channels start again on the new owner
       const old = part.sub;
       part.sub = undefined;
-      const topics = [...part.chans.values()].filter((c) => c.subscribed).map((c) => c.topic);
-      if (topics.length > 0 && old.ready) old.unsubscribe(topics, Date.now() + this.timeout).catch(noop);
+      const was = topics([...part.chans.values()].filter((c) => c.subscribed));
+      if (was.length > 0 && old.ready) old.unsubscribe(was, Date.now() + this.timeout).catch(noop);
       part.connectionLost();
     }
     const want: Chan[] = [];
     const drop: Chan[] = [];
+    let fresh = true; // nothing of the partition subscribed on this node yet
     for (const chan of part.chans.values()) {
+      if (chan.subscribed) fresh = false;
       if (chan.listeners.size > 0) {
         if (!chan.subscribed) want.push(chan);
       } else if (chan.subscribed) drop.push(chan);
@@ -154,10 +166,7 @@ export class Subscriptions {
     await sub.waitReady(this.timeout);
     const generation = sub.generation;
     if (drop.length > 0) {
-      await sub.unsubscribe(
-        drop.map((c) => c.topic),
-        deadline,
-      );
+      await sub.unsubscribe(topics(drop), deadline);
       for (const chan of drop) {
         chan.subscribed = false;
         chan.armed = false;
@@ -170,11 +179,18 @@ export class Subscriptions {
       if (idle) part.idle(head.epoch);
       else if (part.liveEpoch === undefined) part.liveEpoch = head.epoch;
       else if (head.epoch !== part.liveEpoch) part.startRecovery();
-      await sub.subscribe(
-        want.map((c) => c.topic),
-        deadline,
-      );
+      await sub.subscribe(topics(want), deadline);
       if (generation !== sub.generation) throw unavailable('the subscriber connection was lost');
+      // asked after SSUBSCRIBE: a node that serves the slot now gets every later publish, or
+      // loses the slot and drops these channels (a lost connection, a catch-up)
+      if (fresh && this.topology !== undefined && hops < 2) {
+        const owner = await this.topology.owner(slot).catch((err: unknown) => unavailable(err));
+        if (owner !== node) {
+          sub.unsubscribe(topics(want), Date.now() + this.timeout).catch(noop);
+          if (typeof owner !== 'string') throw owner;
+          return this.reconcile(part, hops + 1);
+        }
+      }
       for (const chan of want) {
         chan.subscribed = true;
         if (!chan.armed) {
