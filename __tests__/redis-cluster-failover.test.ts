@@ -61,6 +61,88 @@ function subscribers(list: string): number {
   return list.split('\n').filter((l) => l.includes('name=sse-relay:sub')).length;
 }
 
+/** The ids of this process' subscriber connections on `port`, subscribed to anything yet or not. */
+async function subscriberIds(port: number): Promise<string[]> {
+  const list = (await cluster.client(port).call('CLIENT', 'LIST')) as string;
+  return list
+    .split('\n')
+    .filter((l) => l.includes('name=sse-relay:sub'))
+    .map((l) => /\bid=(\d+)/.exec(l)![1]!);
+}
+
+/** The one subscriber connection on `port` that is not `old`, once there is one. */
+async function nextSubscriber(port: number, old: string): Promise<string> {
+  let id = '';
+  await until(
+    async () => {
+      const ids = await subscriberIds(port);
+      id = ids.length === 1 && ids[0] !== old ? ids[0]! : '';
+      return id !== '';
+    },
+    'the subscriber connection opened again',
+    10_000,
+  );
+  return id;
+}
+
+test('the subscriber connection lost while its node is asked which node serves the slot: the channel is subscribed again, nothing missed', async () => {
+  const prefix = `ask${process.pid}:`;
+  const client = new Cluster(cluster.startup);
+  clients.push(client);
+  const sub = new RedisBroker({ redis: client, prefix, commandTimeout: 2000, healthCheckInterval: 500 });
+  const pub = new RedisBroker({ cluster: cluster.startup, prefix, commandTimeout: 2000, healthCheckInterval: 500 });
+  brokers.push(sub, pub);
+  const ch = 'asked:0';
+  const master = await cluster.masterOf(keySlot(sub.keyOf(ch)));
+  const rec = new Recorder();
+  await sub.subscribe(ch, rec);
+  const acked: BrokerEvent[] = [await pub.publish(ch, { data: 'before' }, 10)];
+  await rec.has(acked[0]!.id);
+
+  // the fence: once the connection is cut, the first CLUSTER SLOTS the listener's client sends
+  // while the channel is subscribed again on the master (the broker asking the node itself,
+  // after SSUBSCRIBE) waits until released
+  let entered!: () => void;
+  const asked = new Promise<void>((resolve) => (entered = resolve));
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let armed = false;
+  const subscribedAgain = async (): Promise<boolean> => {
+    const reply = (await cluster.client(master).call('PUBSUB', 'SHARDNUMSUB', sub.keyOf(ch))) as unknown[];
+    return Number(reply[1]) > 0;
+  };
+  for (const node of client.nodes('all')) {
+    const n = node as unknown as { call: Call };
+    const real = n.call.bind(node) as Call;
+    n.call = async (command, ...args) => {
+      const slots = command.toUpperCase() === 'CLUSTER' && String(args.flat()[0]).toUpperCase() === 'SLOTS';
+      if (slots && armed && (await subscribedAgain())) {
+        armed = false;
+        entered();
+        await gate;
+      }
+      return real(command, ...args);
+    };
+  }
+
+  // the connection cut: the broker subscribes again and asks; cut again while it waits for the answer
+  const recoveries = sub.stats().recoveries;
+  const first = await nextSubscriber(master, '');
+  armed = true;
+  await cluster.client(master).call('CLIENT', 'KILL', 'ID', first);
+  await asked;
+  const second = await nextSubscriber(master, first);
+  await cluster.client(master).call('CLIENT', 'KILL', 'ID', second);
+  await nextSubscriber(master, second);
+  release();
+
+  await until(() => sub.stats().recoveries > recoveries, 'the catch-up', 20_000);
+  for (let i = 0; i < 3; i++) acked.push(await pub.publish(ch, { data: `after-${i}` }, 10));
+  await rec.has(acked[acked.length - 1]!.id, 10_000);
+  expect(rec.events.filter((e) => e.channel === ch).map((e) => e.id)).toEqual(acked.map((e) => e.id));
+  expect(rec.resets).toEqual([]);
+});
+
 test('a slot map behind a CLUSTER FAILOVER and a new master that does not know the demoted one yet: every acknowledged event once in order, or one reset', async () => {
   const prefix = `fo${process.pid}:`;
   let held: unknown = undefined;

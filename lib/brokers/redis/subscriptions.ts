@@ -190,6 +190,9 @@ export class Subscriptions {
           if (typeof owner !== 'string') throw owner;
           return this.reconcile(part, hops + 1);
         }
+        // the connection may have been lost while the node was asked: then these channels are
+        // not subscribed on it, and marking them so would leave them unsubscribed for good
+        if (generation !== sub.generation) throw unavailable('the subscriber connection was lost');
       }
       for (const chan of want) {
         chan.subscribed = true;
