@@ -181,6 +181,38 @@ describe('a catch-up in pages', () => {
     expect([...got.values()].every((v) => v === 1)).toBe(true);
   });
 
+  test('a subscribe made during a long catch-up resolves after the page being read, not after the backlog; every event once', async () => {
+    catchUpPage.seqs = 5;
+    const { s, px, pub, sub, rec } = await listenerThroughProxy();
+    const back = await away(px, s.port);
+    const acked: BrokerEvent[] = [];
+    for (let i = 0; i < 200; i++) acked.push(await pub.publish(i % 2 ? 'a' : 'b', { data: 'd' + i }, 1000));
+    const late = new Recorder();
+    let subscribed: Promise<void> | undefined;
+    rec.hook = (e) => {
+      if (e.data !== 'd20') return;
+      rec.hook = undefined; // page 5 of 40 is being delivered
+      subscribed = sub.subscribe('c', late);
+    };
+    const recoveries = sub.stats().recoveries;
+    back();
+    await until(() => subscribed !== undefined, 'page 5 of the catch-up');
+    await subscribed;
+    // live while most of the backlog is still to be read
+    expect(sub.stats().recoveries).toBe(recoveries);
+    expect(rec.events.length).toBeLessThan(50);
+    const c = await pub.publish('c', { data: 'c0' }, 1000);
+    await rec.until(() => rec.events.length >= acked.length, 'every event', 20_000);
+    await until(() => sub.stats().recoveries > recoveries, 'the catch-up done');
+    await late.has(c.id);
+    expect(late.events).toEqual([c]);
+    expectOncePerPartitionInOrder(rec, acked);
+    expect([...rec.resets, ...late.resets]).toEqual([]);
+    const live = await pub.publish('c', { data: 'c1' }, 1000);
+    await late.has(live.id);
+    expect(late.events).toEqual([c, live]);
+  });
+
   test('its subscriber connection dropped between two pages: it resumes after the last page delivered, nothing read again, nothing lost or twice', async () => {
     catchUpPage.seqs = 10;
     const { s, px, pub, sub, rec } = await listenerThroughProxy();

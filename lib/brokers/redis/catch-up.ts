@@ -50,6 +50,10 @@ export interface CatchUpHost {
   last: number;
   phase: number;
   needRecovery: boolean;
+  /** A catch-up stopped between two pages to let a pass run (see catchUp): the next one goes on from there. */
+  paging: boolean;
+  /** The span its next page asks for (see catchUp). */
+  span: number;
   readonly counters: { recoveries: number };
   /** The newest seq Redis vouched for, in the epoch it is in. */
   knownSeq(): number;
@@ -71,14 +75,23 @@ export interface CatchUpHost {
 export type PageIO = Pick<Store, 'page'>;
 
 /**
- * Pages until a page reaches the head (then the partition is live). Rejects when a read
- * fails or the subscriber connection was lost meanwhile (`isCurrent()` false): what was
- * delivered stays. Each page moves on (see scripts-page.ts), so the loop ends unless
- * publishing outruns it (see README "Limits").
+ * Pages until a page reaches the head (then the partition is live: true), or until
+ * `yieldNow()` says, after a page, that something else waits for the partition (a subscribe):
+ * false then, and the next call goes on after the last page delivered, with live messages
+ * dropped meanwhile (later pages read them). Rejects when a read fails or the subscriber
+ * connection was lost meanwhile (`isCurrent()` false): what was delivered stays. Each page
+ * moves on (see scripts-page.ts), so the loop ends unless publishing outruns it (see README
+ * "Limits").
  */
-export async function catchUp(part: CatchUpHost, io: PageIO, isCurrent: () => boolean): Promise<void> {
-  await part.checkDelivered();
-  let span = catchUpPage.seqs;
+export async function catchUp(
+  part: CatchUpHost,
+  io: PageIO,
+  isCurrent: () => boolean,
+  yieldNow: () => boolean = () => false,
+): Promise<boolean> {
+  if (!part.paging) await part.checkDelivered(); // once per catch-up, not again after a pause
+  let span = part.paging ? part.span : catchUpPage.seqs;
+  part.paging = false;
   for (;;) {
     const chans = part.catchingUp();
     const afters = chans.map((c) => Math.max(c.floor, part.last));
@@ -96,7 +109,7 @@ export async function catchUp(part: CatchUpHost, io: PageIO, isCurrent: () => bo
     }
     if (!isCurrent() || part.phase !== SNAPSHOT) throw new Error('the subscriber connection was lost during catch-up');
     // From here on everything is synchronous: no message slips between the page and what follows.
-    if (apply(part, chans, afters, page)) return;
+    if (apply(part, chans, afters, page)) return true;
     // A page cut by its bytes read (and dropped) what was past the cut: the next one spans
     // what about 90% of the byte budget holds at this page's bytes per seq, so pages are full
     // and rarely cut by bytes; a page with nothing in it doubles the span.
@@ -104,6 +117,13 @@ export async function catchUp(part: CatchUpHost, io: PageIO, isCurrent: () => bo
     const spanned = page.to - from;
     span = bytes > 0 && spanned > 0 ? Math.floor((spanned * 0.9 * catchUpPage.bytes) / bytes) : span * 2;
     span = Math.max(1, Math.min(catchUpPage.seqs, span));
+    if (yieldNow()) {
+      part.paging = true;
+      part.span = span;
+      part.phase = WAITING;
+      part.takeLive();
+      return false;
+    }
   }
 }
 

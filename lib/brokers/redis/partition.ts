@@ -76,6 +76,8 @@ export class Partition implements CatchUpHost {
   private readonly delivered = new Delivered();
   phase = LIVE;
   needRecovery = false;
+  paging = false;
+  span = 0;
   private buffer: { chan: Chan; event: BrokerEvent }[] = [];
   private pending: { chan: Chan; event: BrokerEvent }[] = [];
   private verifying = false;
@@ -180,6 +182,7 @@ export class Partition implements CatchUpHost {
 
   startRecovery(): void {
     this.needRecovery = true;
+    this.paging = false;
     this.phase = WAITING;
     this.buffer = [];
     this.pending = [];
@@ -244,9 +247,9 @@ export class Partition implements CatchUpHost {
     this.delivered.clear();
   }
 
-  /** The catch-up (catch-up.ts): pages of history after what each channel has seen, then the buffered live messages. */
-  recover(isCurrent: () => boolean): Promise<void> {
-    return catchUp(this, this.io, isCurrent);
+  /** The catch-up (catch-up.ts): pages of history after what each channel has seen, then the buffered live messages; false when it paused for `yieldNow`. */
+  recover(isCurrent: () => boolean, yieldNow?: () => boolean): Promise<boolean> {
+    return catchUp(this, this.io, isCurrent, yieldNow);
   }
 
   knownSeq(): number {

@@ -7,8 +7,10 @@
  * fails nor holds up the others' subscriptions and catch-ups.
  * SSUBSCRIBE/SUNSUBSCRIBE go in one command per partition (one slot each) per
  * pass. A pass also re-routes its partition when its slot moved (failover,
- * migration: checked on every lost connection and every health-check interval)
- * and runs the catch-up the partition asked for.
+ * migration: checked on every lost connection and every health-check interval);
+ * the catch-up the partition asked for follows it in the queue and pauses
+ * between two pages for any pass queued meanwhile (pass-queue.ts), so a
+ * subscribe waits for one page, not for the whole backlog.
  */
 import type { BrokerListener } from '../broker';
 import type { CommandConnection } from './client';
@@ -16,6 +18,7 @@ import { closedError, unavailable } from './failures';
 import { decodeMessage } from './codec';
 import { Chan, type Counters, type Partition } from './partition';
 import type { Store } from './store';
+import { PassQueue } from './pass-queue';
 import { Subscriber, subscriberClient } from './subscriber';
 import { Topology } from './topology';
 
@@ -34,11 +37,18 @@ export class Subscriptions {
   private readonly adding = new Map<Chan, Map<BrokerListener, { owns: boolean }>>();
   private readonly topology: Topology | undefined;
   private closed = false;
-  /** Per partition: the pass running or last run, and the one queued behind it (joined by later calls). */
-  private readonly queues = new Map<Partition, { chain: Promise<void>; queued?: Promise<void> }>();
+  /** Per partition: its passes, each followed by the catch-up it asked for (or, failed, a retry). */
+  private readonly passes = new PassQueue<Partition>(
+    (part) => this.pass(part),
+    (part, ok) => {
+      if (ok) return this.catchUp(part);
+      if (part.needRecovery) this.passes.retryLater();
+    },
+    () => this.parts.filter((p) => p.needRecovery),
+    RECOVERY_RETRY_MS,
+  );
   /** Partitions whose pass is running: their subscriber connection is not collected meanwhile. */
   private readonly busy = new Set<Partition>();
-  private retryTimer: NodeJS.Timeout | undefined = undefined;
   private topologyTimer: NodeJS.Timeout | undefined = undefined;
 
   constructor(
@@ -100,17 +110,7 @@ export class Subscriptions {
 
   /** Queues a pass of `part` (or joins the one queued); resolves once its channels are as its listeners ask. */
   sync(part: Partition): Promise<void> {
-    let q = this.queues.get(part);
-    if (q === undefined) this.queues.set(part, (q = { chain: Promise.resolve() }));
-    if (q.queued !== undefined) return q.queued;
-    const queue = q;
-    const pass = queue.chain.then(() => {
-      queue.queued = undefined;
-      return this.pass(part);
-    });
-    queue.queued = pass;
-    queue.chain = pass.then(noop, noop);
-    return pass;
+    return this.passes.run(part);
   }
 
   private async pass(part: Partition): Promise<void> {
@@ -119,15 +119,27 @@ export class Subscriptions {
     try {
       if (this.topology !== undefined && this.parts.some((p) => p.hasListeners())) await this.topology.ensure();
       await this.reconcile(part);
-      if (part.needRecovery && part.sub?.ready) {
-        const sub = part.sub;
-        const generation = sub.generation;
-        // a failed catch-up leaves needRecovery set: it is retried below
-        await part.recover(() => !this.closed && part.sub === sub && sub.generation === generation).catch(noop);
-      }
     } finally {
       this.busy.delete(part);
-      if (part.needRecovery) this.scheduleRecovery();
+      this.collectSubscribers();
+    }
+  }
+
+  /** The partition's catch-up, if it asked for one; a failed one leaves needRecovery set and is retried. */
+  private async catchUp(part: Partition): Promise<void> {
+    const sub = part.sub;
+    if (this.closed || !part.needRecovery || this.passes.waiting(part)) return; // (the queued pass goes on with it)
+    if (sub === undefined || !sub.ready) return this.passes.retryLater(); // (and its ready event asks again)
+    this.busy.add(part);
+    try {
+      const generation = sub.generation;
+      const current = (): boolean => !this.closed && part.sub === sub && sub.generation === generation;
+      await part.recover(current, () => this.passes.waiting(part));
+    } catch {
+      // retried below
+    } finally {
+      this.busy.delete(part);
+      if (part.needRecovery && !this.passes.waiting(part)) this.passes.retryLater();
       this.collectSubscribers();
     }
   }
@@ -231,7 +243,7 @@ export class Subscriptions {
           for (const p of this.parts) {
             if (p.sub !== s) continue;
             if (p.needRecovery || [...p.chans.values()].some((c) => c.listeners.size > 0 && !c.subscribed))
-              this.sync(p).catch(() => this.scheduleRecovery());
+              this.passes.runEach([p]);
           }
         },
         moved: (s) => {
@@ -269,17 +281,7 @@ export class Subscriptions {
 
   /** A pass of each of `parts`, on its own: one that fails does not hold up the others. */
   requestRecovery(...parts: Partition[]): void {
-    if (this.closed) return;
-    for (const p of parts) this.sync(p).catch(() => this.scheduleRecovery());
-  }
-
-  private scheduleRecovery(): void {
-    if (this.retryTimer !== undefined || this.closed) return;
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      this.requestRecovery(...this.parts.filter((p) => p.needRecovery));
-    }, RECOVERY_RETRY_MS);
-    this.retryTimer.unref();
+    if (!this.closed) this.passes.runEach(parts);
   }
 
   private checkTopology(): void {
@@ -293,7 +295,6 @@ export class Subscriptions {
 
   async close(): Promise<void> {
     this.closed = true;
-    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
     if (this.topologyTimer !== undefined) clearInterval(this.topologyTimer);
     for (const part of this.parts) {
       for (const chan of part.chans.values()) chan.listeners.clear();
@@ -302,6 +303,6 @@ export class Subscriptions {
     this.byTopic.clear();
     await Promise.all([...this.subs.values()].map((s) => s.close()));
     this.subs.clear();
-    await Promise.all([...this.queues.values()].map((q) => q.chain));
+    await this.passes.close();
   }
 }
