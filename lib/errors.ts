@@ -3,7 +3,8 @@
  * `TypeError`/`RangeError` that bad arguments get. `code` is machine-readable
  * and stable; `message` is for people and may change.
  */
-export type SseRelayErrorCode = 'ERR_BROKER_CLOSED' | 'ERR_BROKER_UNAVAILABLE' | 'ERR_HUB_CLOSED' | 'ERR_REDIS_MISSING';
+export type SseRelayErrorCode =
+  'ERR_BROKER_CLOSED' | 'ERR_BROKER_LAYOUT' | 'ERR_BROKER_UNAVAILABLE' | 'ERR_HUB_CLOSED' | 'ERR_REDIS_MISSING';
 
 /**
  * For a failed publish (`ERR_BROKER_UNAVAILABLE`): `'not-published'` = the event

@@ -13,6 +13,7 @@ import { loadIORedis, type AnyClient } from './ioredis';
 import { checkChannel, checkPublish } from './codec';
 import { resolveOptions, type RedisBrokerOptions } from './options';
 import { Partition, type Counters } from './partition';
+import { Layout } from './layout';
 import { PartitionKeys, partitionOf } from './partitions';
 import { replay } from './replay';
 import { Store } from './store';
@@ -49,6 +50,7 @@ export class RedisBroker implements Broker {
   readonly partitions: number;
   private readonly conn: CommandConnection;
   private readonly store: Store;
+  private readonly layout: Layout;
   private readonly parts: Partition[] = [];
   private readonly live: Subscriptions;
   private readonly counters: Counters = { invalid: 0, duplicates: 0, recoveries: 0, resets: 0, reused: 0 };
@@ -67,6 +69,8 @@ export class RedisBroker implements Broker {
     this.fenced.clear();
     // (Re)connected: maybe to a Redis without our functions (a restart, a failover), so load them now.
     this.conn.ensureLibrary().catch(noop);
+    // ... and maybe to one that lost the layout record, or whose record another layout wrote since.
+    this.layout.recheck();
     // A reconnect may be to a Redis that went back: check every partition we serve (fence) first.
     for (const part of this.parts) {
       if (part.hasListeners()) this.store.read(part.index, [], '').catch(() => part.startRecovery());
@@ -111,6 +115,7 @@ export class RedisBroker implements Broker {
       for (const sub of this.live.subs.values()) sub.reset();
     });
     this.partitions = o.partitions ?? (this.conn.cluster ? 8 : 1);
+    this.layout = new Layout(this.conn, this.prefix, this.partitions, this.timeout);
     const keys: PartitionKeys[] = [];
     for (let p = 0; p < this.partitions; p++) keys.push(new PartitionKeys(this.prefix, p, this.partitions));
     this.store = new Store(
@@ -119,8 +124,15 @@ export class RedisBroker implements Broker {
       this.timeout,
       {
         floor: (p) => this.parts[p]!.known,
-        seen: (p, epoch, seq) => this.parts[p]!.seen(epoch, seq),
+        seen: (p, epoch, seq) => {
+          const part = this.parts[p]!;
+          // A new epoch: Redis lost or renumbered the partition (a FLUSHALL, a restart, a promotion), and
+          // maybe the layout record with it, which another layout may have written since: check again.
+          if (part.known !== undefined && part.known.epoch !== epoch) this.layout.recheck();
+          part.seen(epoch, seq);
+        },
       },
+      this.layout,
       o.waitReplicas,
     );
     const io = {
@@ -143,7 +155,10 @@ export class RedisBroker implements Broker {
       o.healthCheckInterval,
     );
     client.on('ready', this.onCmdReady);
-    if (client.status === 'ready') this.conn.ensureLibrary().catch(noop);
+    if (client.status === 'ready') {
+      this.conn.ensureLibrary().catch(noop);
+      this.layout.recheck();
+    }
   }
 
   partitionOf(channel: string): number {
@@ -219,6 +234,8 @@ export class RedisBroker implements Broker {
     ) {
       throw new TypeError('sse-relay: RedisBroker.subscribe listener must have onEvent() and onReset()');
     }
+    // refused before a subscriber connection is opened for it
+    if (!this.layout.ok) await this.store.ready(Date.now() + this.timeout);
     await this.live.add(this.parts[this.partitionOf(channel)]!, channel, listener);
   }
 

@@ -17,6 +17,7 @@ import { BadReply, closedError, isReplyError, unavailable } from './failures';
 import { Batcher, type Pending, type Round } from './batcher';
 import { packEvents, parseBatch, parsePage, parseRead, type PageReply, type ReadReply } from './codec';
 import { holds, type DeliveredMark } from './delivered';
+import type { LayoutGate } from './layout';
 import type { PartitionKeys } from './partitions';
 import { EXPIRED, FN_BATCH, FN_PAGE, FN_READ } from './scripts';
 
@@ -61,6 +62,7 @@ export class Store {
     private readonly keys: readonly PartitionKeys[],
     private readonly timeout: number,
     private readonly hooks: StoreHooks,
+    private readonly layout: LayoutGate,
     /** Replicas that must confirm a call (WAIT) before its publishes resolve; 0: none. */
     private readonly waitReplicas = 0,
   ) {
@@ -94,8 +96,8 @@ export class Store {
     try {
       for (;;) {
         try {
-          // Connected and loaded: the call is sent within this turn (see CommandConnection.corked).
-          if (!this.conn.ready || !this.conn.loaded) await this.ready(deadline);
+          // Connected, loaded and the layout checked: the call is sent within this turn (see CommandConnection.corked).
+          if (!this.conn.ready || !this.conn.loaded || !this.layout.ok) await this.ready(deadline);
           const floor = this.hooks.floor(p);
           const args = [
             'FCALL',
@@ -158,11 +160,14 @@ export class Store {
     for (const it of items) it.reject(failure);
   }
 
-  /** Connected and the library loaded (at once when both hold), within the deadline. */
-  private ready(deadline: number): Promise<void> {
-    if (this.conn.ready && this.conn.loaded) return Promise.resolve();
+  /** Connected, the library loaded and the layout checked (at once when all hold), within the deadline. */
+  ready(deadline: number): Promise<void> {
+    if (this.conn.ready && this.conn.loaded && this.layout.ok) return Promise.resolve();
     return bounded(
-      this.conn.waitReady(deadline - Date.now()).then(() => this.conn.ensureLibrary()),
+      this.conn
+        .waitReady(deadline - Date.now())
+        .then(() => this.conn.ensureLibrary())
+        .then(() => this.layout.ensure()),
       deadline,
       'not-published',
     );
