@@ -82,7 +82,11 @@ describe.each(kinds)('one Redis, %s', (_label, maker) => {
     const err = await refusal(four.publish('a', { data: 'four' }, 10));
     expectNamesBoth(err, p, 4, 1);
     expect(err.outcome).toBe('not-published');
+    const opened = async (): Promise<string> =>
+      /total_connections_received:(\d+)/.exec((await admin.info('stats')) as string)![1]!;
+    const before = await opened();
     expectNamesBoth(await refusal(four.subscribe('a', new Recorder())), p, 4, 1);
+    expect(await opened()).toBe(before); // refused before a subscriber connection was opened for it
     expect(four.stats()).toMatchObject({ subscribed: 0, listeners: 0, connections: 0 });
     await refusal(four.replay(['a'], undefined));
     expect((await admin.keys(`${p}*`)).sort()).toEqual(keysBefore); // nothing of layout 4 written
