@@ -18,7 +18,9 @@
  * one never; later publishes on every channel arrive exactly once. Twice: the
  * listener straight to the nodes (the dead master's port refuses connections),
  * and through a proxy per node (the dead host's connections are accepted and
- * closed at once).
+ * closed at once). And the layout record (`<prefix>layout`) on the dead master: a process
+ * started meanwhile is held up by it for at most half of commandTimeout, not refused, and checks
+ * it once the master is back.
  */
 import type { EventEmitter } from 'node:events';
 import type { BrokerEvent, PartitionPosition } from '../lib/brokers/broker';
@@ -248,4 +250,47 @@ describe('one master down for a while, no failover (cluster-require-full-coverag
       }
     },
   );
+});
+
+describe('the layout record (<prefix>layout) on the master that is down', () => {
+  test('a process started meanwhile publishes and subscribes on the healthy masters; once the master is back its layout is checked, and another layout refused', async () => {
+    // a prefix whose layout record lives on the master crashed below
+    const p = `cll${process.pid}:`;
+    const victim = await cluster.masterOf(keySlot(`${p}layout`));
+    const first = broker(p, false);
+    const masterOf = (c: string): Promise<number> => cluster.masterOf(keySlot(first.keyOf(c)));
+    let healthy = '';
+    for (const c of onePerPartition(first, 'h')) if ((await masterOf(c)) !== victim) healthy ||= c;
+    expect(healthy).not.toBe('');
+    await first.publish(healthy, { data: 'before' }, 10); // the record written
+    expect(await cluster.client(victim).get(`${p}layout`)).toBe('v1 partitions=8');
+    expect(await cluster.client(victim).call('SAVE')).toBe('OK');
+
+    const down = await cluster.crash(victim);
+    crashed.push(down);
+    const late = broker(p, false);
+    const rec = new Timeline();
+    const t0 = Date.now();
+    await late.subscribe(healthy, rec);
+    const e = await late.publish(healthy, { data: 'while down' }, 10);
+    // held up by the unreadable record for at most half of commandTimeout, not refused
+    expect(Date.now() - t0).toBeLessThan(3 * TIMEOUT);
+    await rec.has(e.id);
+    const more = await late.publish(healthy, { data: 'again' }, 10);
+    await rec.has(more.id);
+
+    await down.restart();
+    const four = new RedisBroker({ cluster: cluster.startup, prefix: p, partitions: 4, commandTimeout: TIMEOUT });
+    brokers.push(four);
+    const err = await four.publish(healthy, { data: 'x' }, 10).then(
+      () => undefined,
+      (x: unknown) => x as SseRelayError,
+    );
+    expect(err?.code).toBe('ERR_BROKER_LAYOUT');
+    expect(err?.message).toContain('partitions 4 does not match');
+    expect(err?.message).toContain('(partitions 8, recorded in key');
+    const last = await late.publish(healthy, { data: 'after' }, 10);
+    await rec.has(last.id);
+    expect(rec.events.map((x) => x.data)).toEqual(['while down', 'again', 'after']);
+  });
 });
