@@ -125,6 +125,28 @@ describe.each(kinds)('one Redis, %s', (_label, maker) => {
   });
 });
 
+test('checked once per connection, not per publish: 200 publishes and 20 subscriptions, one SET of the record', async () => {
+  const p = prefix();
+  const monitor = await client(s.url).monitor();
+  try {
+    const checks: string[] = [];
+    let sawLast = false;
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (args[1] === `${p}layout`) checks.push(args.join(' '));
+      if (args[0]?.toUpperCase() === 'ECHO' && args[1] === `${p}done`) sawLast = true;
+    });
+    const b = broker({ url: s.url, prefix: p });
+    for (let i = 0; i < 20; i++) await b.subscribe(`c${i}`, new Recorder());
+    const all = Array.from({ length: 200 }, (_, i) => b.publish(`c${i % 20}`, { data: 'x' }, 10));
+    expect(await Promise.all(all)).toHaveLength(200);
+    await admin.echo(`${p}done`); // after every publish was answered: MONITOR shows it after them
+    await until(() => sawLast, 'the marker seen by MONITOR');
+    expect(checks).toEqual([`SET ${p}layout v1 partitions=1 NX GET`]);
+  } finally {
+    monitor.disconnect();
+  }
+});
+
 test('Redis restarted without persistence: the record is written again, the same layout goes on, another still refuses', async () => {
   const p = prefix();
   const one = broker({ url: s.url, prefix: p, commandTimeout: 1000 });
