@@ -4,6 +4,7 @@
  * and a real publish endpoint. Exit status, stdout and stderr are checked
  * exactly; every child is bounded by a timeout and killed if it overruns.
  */
+import Redis from 'ioredis';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { Server } from 'node:http';
@@ -234,6 +235,35 @@ describe('sse-relay publish / tail --redis', () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/^sse-relay: Redis is unavailable \(.*\)\n$/);
+  });
+
+  test('publish and tail under a prefix whose layout record names 4 partitions: exit 1 with the layout error, nothing stored', async () => {
+    const other = `cli-${randomBytes(4).toString('hex')}:`;
+    const four = new RedisBroker({ url: REDIS_URL, prefix: other, partitions: 4 });
+    try {
+      await four.publish('a', { data: 'the app, on 4 partitions' }, 10);
+      for (const args of [
+        ['publish', 'a', 'x', '--redis', REDIS_URL!, '--prefix', other],
+        ['tail', 'a', '--redis', REDIS_URL!, '--prefix', other],
+      ]) {
+        const r = await run(args);
+        expect([args[0], r.code, r.stdout]).toEqual([args[0], 1, '']);
+        expect(r.stderr).toMatch(
+          new RegExp(
+            `^sse-relay: RedisBroker partitions 1 does not match the layout in use under prefix '${other}' ` +
+              `\\(partitions 4, recorded in key '${other}layout'\\).*\\n$`,
+          ),
+        );
+      }
+      const admin = new Redis(REDIS_URL!);
+      try {
+        expect(await admin.keys(`${other}{0}*`)).toEqual([]); // nothing of the one-partition layout written
+      } finally {
+        admin.disconnect();
+      }
+    } finally {
+      await four.close();
+    }
   });
 });
 
