@@ -1,7 +1,9 @@
 /**
  * The one error class sse-relay throws or rejects with, apart from the
  * `TypeError`/`RangeError` that bad arguments get. `code` is machine-readable
- * and stable; `message` is for people and may change.
+ * and stable; `message` is for people and may change. `ERR_BROKER_LAYOUT`: a
+ * RedisBroker whose `partitions` differs from the layout recorded under its
+ * prefix (a configuration error: not worth retrying; see the README).
  */
 export type SseRelayErrorCode =
   'ERR_BROKER_CLOSED' | 'ERR_BROKER_LAYOUT' | 'ERR_BROKER_UNAVAILABLE' | 'ERR_HUB_CLOSED' | 'ERR_REDIS_MISSING';
