@@ -175,8 +175,9 @@ describe('sse-relay publish / tail --redis', () => {
   /** Starts `tail` and resolves once it says it is subscribed. */
   function startTail(
     channel: string,
+    under = prefix,
   ): Promise<{ child: ChildProcess; lines: string[]; stderr: () => string; exited: Promise<number | null> }> {
-    const child = start(['tail', channel, '--redis', REDIS_URL!, '--prefix', prefix]);
+    const child = start(['tail', channel, '--redis', REDIS_URL!, '--prefix', under]);
     const lines: string[] = [];
     let out = '';
     let err = '';
@@ -237,27 +238,27 @@ describe('sse-relay publish / tail --redis', () => {
     expect(r.stderr).toMatch(/^sse-relay: Redis is unavailable \(.*\)\n$/);
   });
 
-  test('publish and tail under a prefix whose layout record names 4 partitions: exit 1 with the layout error, nothing stored', async () => {
+  test('publish and tail under a prefix whose layout record names 4 partitions: they follow it, where the app listens and publishes', async () => {
     const other = `cli-${randomBytes(4).toString('hex')}:`;
     const four = new RedisBroker({ url: REDIS_URL, prefix: other, partitions: 4 });
+    const got: string[] = [];
+    const listener = { onEvent: (e: { id: string }) => void got.push(e.id), onReset: () => void got.push('reset') };
     try {
-      await four.publish('a', { data: 'the app, on 4 partitions' }, 10);
-      for (const args of [
-        ['publish', 'a', 'x', '--redis', REDIS_URL!, '--prefix', other],
-        ['tail', 'a', '--redis', REDIS_URL!, '--prefix', other],
-      ]) {
-        const r = await run(args);
-        expect([args[0], r.code, r.stdout]).toEqual([args[0], 1, '']);
-        expect(r.stderr).toMatch(
-          new RegExp(
-            `^sse-relay: RedisBroker partitions 1 does not match the layout in use under prefix '${other}' ` +
-              `\\(partitions 4, recorded in key '${other}layout'\\).*\\n$`,
-          ),
-        );
-      }
+      await four.subscribe('a', listener); // (writes the record: 4)
+      const r = await run(['publish', 'a', 'x', '--redis', REDIS_URL!, '--prefix', other]);
+      expect([r.code, r.stderr]).toEqual([0, '']);
+      await until(() => got.length > 0, "the app's process getting the event");
+      expect(got).toEqual([r.stdout.trim()]);
+      const tail = await startTail('b', other);
+      const ev = await four.publish('b', { data: 'from the app' }, 10);
+      await until(() => tail.lines.length > 0, 'tail printing the event');
+      expect(tail.lines).toEqual([JSON.stringify({ id: ev.id, event: 'message', data: 'from the app' })]);
+      tail.child.kill('SIGTERM');
+      expect(await tail.exited).toBe(0);
       const admin = new Redis(REDIS_URL!);
       try {
         expect(await admin.keys(`${other}{0}*`)).toEqual([]); // nothing of the one-partition layout written
+        expect(await admin.get(`${other}layout`)).toBe('v1 partitions=4');
       } finally {
         admin.disconnect();
       }

@@ -35,7 +35,7 @@ async function viaRedis(
   data: string,
   target: { redis: RedisTarget; prefix: string | undefined; history: number },
 ): Promise<string> {
-  const broker = openBroker(target.redis, target.prefix, cmd.timeout);
+  const broker = await openBroker(target.redis, target.prefix, cmd.timeout);
   try {
     const input: { data: string; event?: string; coalesce?: string; idempotencyKey?: string } = { data };
     if (cmd.event !== undefined) input.event = cmd.event;

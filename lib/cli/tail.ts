@@ -15,7 +15,7 @@ export interface TailIo {
 }
 
 export async function tail(cmd: TailCommand, io: TailIo): Promise<void> {
-  const broker = openBroker(cmd.redis, cmd.prefix, cmd.timeout);
+  const broker = await openBroker(cmd.redis, cmd.prefix, cmd.timeout);
   const listener = {
     onEvent(ev: { id: string; event: string | undefined; data: string }): void {
       io.stdout.write(JSON.stringify({ id: ev.id, event: ev.event ?? 'message', data: ev.data }) + '\n');

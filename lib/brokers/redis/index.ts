@@ -169,6 +169,15 @@ export class RedisBroker implements Broker {
    * The one key of `FCALL sse_relay_publish_v1 1 <key> ...` for `channel` (see the README):
    * `<prefix>{<partition tag>}:<channel>`, e.g. `sse-relay:{0}:order:123` on one Redis.
    */
+  /**
+   * The partition count recorded under this broker's prefix (`<prefix>layout`, see the README),
+   * or undefined when there is none: for a tool that follows the layout the app's processes
+   * use (the CLI opens its broker with it).
+   */
+  recordedPartitions(): Promise<number | undefined> {
+    return this.layout.recorded();
+  }
+
   keyOf(channel: string): string {
     checkChannel('keyOf', channel);
     return this.parts[this.partitionOf(channel)]!.keys.channel(channel);

@@ -31,6 +31,13 @@ export function layoutValue(partitions: number): string {
   return `v1 partitions=${partitions}`;
 }
 
+/** The partition count a record names (`v1 partitions=<n>`, n in 1..8), or undefined. */
+export function layoutPartitions(value: unknown): number | undefined {
+  const text = Buffer.isBuffer(value) ? value.toString('utf8') : value;
+  const m = typeof text === 'string' ? /^v1 partitions=([1-8])$/.exec(text) : null;
+  return m === null ? undefined : Number(m[1]);
+}
+
 function noop(): void {}
 
 /** What the store waits on (see Store.ready): `ok` once the check passed; `ensure()` waits for it, or refuses. */
@@ -131,6 +138,11 @@ export class Layout implements LayoutGate {
       });
     this.checking = run;
     run.catch(noop);
+  }
+
+  /** The partition count recorded now (one GET), or undefined when none is, or not one this version reads. */
+  async recorded(): Promise<number | undefined> {
+    return layoutPartitions(await this.conn.call(Date.now() + this.timeout, ['GET', this.key], this.slot));
   }
 
   /** A fresh error for each refused operation (publishes carry their outcome). */
