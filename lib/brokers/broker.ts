@@ -111,6 +111,15 @@ export interface ReplayResult {
    * resets of the same fault say nothing new (one `reset`, not one per partition).
    */
   readonly bases?: ReadonlyMap<number, number>;
+  /**
+   * Optional: every partition of `channels` that `after` gives a position for -> the seq after
+   * which those channels still hold every event of the partition's current epoch (where their
+   * kept history begins: at least the epoch's base; later where one was trimmed). A replay
+   * after it is complete. A broker that resets a trimmed channel resets it there (followed by
+   * what is kept), so a stream moved there by one partition's reset gets nothing new from the
+   * other partitions' resets of the same outage (one `reset`, not one per partition).
+   */
+  readonly floors?: ReadonlyMap<number, number>;
 }
 
 export interface Broker {

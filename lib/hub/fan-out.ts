@@ -40,7 +40,7 @@ export class Delivery implements BrokerListener {
     for (let i = 0; i < sent.length; i++) this.counters.observeLatency((now - sent[i]!) / 1000);
   };
 
-  /** This turn's heads reads, one per set of partitions (see regroup). */
+  /** This turn's heads reads, one per set of channels (see regroup). */
   private readonly reading = new Map<string, Promise<ReplayResult | undefined>>();
 
   constructor(
@@ -49,8 +49,11 @@ export class Delivery implements BrokerListener {
     private readonly partitionCount: number,
     /** The hub's counters (shared with its streams' admission). */
     private readonly counters: Counters,
-    /** The broker's heads (and epochs' bases) of the partitions of `channels` now: replay with no position. */
-    private readonly heads?: (channels: readonly string[]) => Promise<ReplayResult>,
+    /**
+     * The broker's heads of the partitions of `channels` now, with its epochs' bases and where
+     * their kept history begins (`floors`): a replay after `after`, of at most one event.
+     */
+    private readonly heads?: (channels: readonly string[], after: ReadonlyMap<number, number>) => Promise<ReplayResult>,
   ) {
     this.goodEpochs = new Array<string | undefined>(partitionCount).fill(undefined);
   }
@@ -148,29 +151,38 @@ export class Delivery implements BrokerListener {
     if (typeof head.epoch !== 'string' || !EPOCH.test(head.epoch) || !Number.isSafeInteger(head.seq) || head.seq < 0)
       return;
     for (const s of set) {
-      if (s.buffer !== null) s.pendingResets.push({ partition: p, head });
-      else if (s.partitions.length > 1 && this.heads !== undefined) this.regroup(s, { partition: p, head });
-      else this.reset(s, p, head);
+      const at = { partition: p, head };
+      if (s.buffer !== null) s.pendingResets.push(at);
+      // another epoch on a stream of one partition: its new epoch from where it began, at once
+      else if (this.heads === undefined || (s.partitions.length === 1 && s.epochs[p] !== head.epoch))
+        this.reset(s, p, head);
+      else this.regroup(s, at);
     }
   }
 
   /**
-   * A broker reset of one partition of a stream over several: a fault (a restart, a failover)
-   * usually starts a new epoch on several of them, each reset in its own catch-up, and the
-   * stream would get a `reset` per partition. Instead its live events are held and its
-   * partitions' epochs read (once per set of partitions per turn, however many streams);
-   * every partition the broker numbers in another epoch now is moved to where that epoch
-   * began, and ONE reset is sent, then what was held. The other partitions' resets of that
-   * fault then move nothing and send nothing (see resetAll()), and their events since the
-   * fault still arrive. A failed read: the reset as it came.
+   * A broker reset of a stream over several partitions, or of history trimmed past a stream's
+   * position: a fault (a restart, a failover, a subscriber connection away while history was
+   * trimmed) usually resets several partitions, each in its own catch-up, and several channels,
+   * and the stream would get a `reset` for each. Instead its live events are held and its
+   * partitions read (once per set of channels per turn, however many streams): every partition
+   * the broker numbers in another epoch now is moved to where that epoch began, and every one
+   * whose channels' kept history (`floors`) now begins past the stream's position is moved to
+   * its head (a reset's id must resume later: one at the edge of history would not, after the
+   * next publish); ONE reset is sent, then what was held. The broker resets a trimmed channel
+   * where its kept history begins, a mark that moves only when it is trimmed again, so the
+   * other resets of that fault move nothing and send nothing (see resetAll()), and the events
+   * since the fault (after the head, on a trimmed partition) still arrive. A failed read: the
+   * reset as it came.
    */
   private regroup(s: HubStream, first: { partition: number; head: Position }): void {
     s.buffer = [];
     s.pendingResets.push(first);
-    const key = s.partitions.join(',');
+    const key = [...s.channels].sort().join(',');
     let read = this.reading.get(key);
     if (read === undefined) {
-      read = this.heads!(s.channels).then(
+      // from 0: where the channels' kept history begins, whatever the stream's position
+      read = this.heads!(s.channels, new Map(s.partitions.map((q) => [q, 0]))).then(
         (heads) => heads,
         () => undefined,
       );
@@ -182,9 +194,15 @@ export class Delivery implements BrokerListener {
       const moves: { partition: number; head: Position }[] = [];
       for (const q of s.partitions) {
         const head = now?.heads?.get(q);
-        if (head === undefined || head === null || head.epoch === s.epochs[q]) continue;
-        const base = now?.bases?.get(q);
-        const seq = Number.isSafeInteger(base) && base! >= 0 && base! <= head.seq ? base! : 0;
+        if (head === undefined || head === null) continue;
+        const within = (n: number | undefined): number | undefined =>
+          Number.isSafeInteger(n) && n! >= 0 && n! <= head.seq ? n : undefined;
+        const floor = within(now?.floors?.get(q));
+        if (head.epoch === s.epochs[q]) {
+          if (floor !== undefined && floor > s.seqs[q]!) moves.push({ partition: q, head: { ...head } });
+          continue;
+        }
+        const seq = Math.max(within(now?.bases?.get(q)) ?? 0, floor ?? 0);
         moves.push({ partition: q, head: { epoch: head.epoch, seq } });
       }
       // these first: a broker reset that came after the read was sent may be newer

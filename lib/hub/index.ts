@@ -131,7 +131,7 @@ class HubImpl implements Hub, OpenContext {
       (channel) => this.channels.of(channel),
       partitions,
       this.admission.counters,
-      (channels) => this.broker.replay(channels, undefined),
+      (channels, after) => this.broker.replay(channels, after, 1),
     );
     this.channels = new Channels(broker, this.delivery, (group) => this.delivery.fanOut.forget(group));
     this.reauth = new Reauthorizer(this.authorize, every === false ? 0 : every, timeout, () => this.streams);
