@@ -399,7 +399,7 @@ describe('catch-up', () => {
     expect(rec.ids()).toEqual([first.id, fresh.id]);
   });
 
-  test('history trimmed while disconnected: that channel gets onReset, the others catch up', async () => {
+  test('history trimmed while disconnected: that channel gets onReset where its kept history begins, then what is kept; the others catch up', async () => {
     const s = await server();
     const admin = client(s.url);
     const p = prefix();
@@ -418,17 +418,20 @@ describe('catch-up', () => {
       ...Array.from({ length: 6 }, (_, i) => pub.publish('a', { data: 'a' + (i + 1) }, 3)),
       ...Array.from({ length: 2 }, (_, i) => pub.publish('b', { data: 'b' + i }, 3)),
     ]);
-    const head = burst.reduce((m, e) => Math.max(m, e.seq), 0);
-    await recA.until(() => recA.resets.length > 0, 'onReset on a');
+    const as = burst.filter((e) => e.channel === 'a').sort((x, y) => x.seq - y.seq);
+    const kept = as.slice(-3); // history 3: what is kept of 'a' begins after its 4th newest event
+    await recA.until(allOf(recA, kept), 'onReset on a, then what is kept');
     const bEvents = burst.filter((e) => e.channel === 'b');
     await recB.until(allOf(recB, bEvents), 'b caught up');
-    expect(recA.resets).toEqual([{ channel: 'a', head: { partition: 0, epoch: a0.epoch, seq: head } }]);
-    expect(recA.ids()).toEqual([a0.id]); // nothing from before the head after the reset
+    expect(recA.resets).toEqual([
+      { channel: 'a', head: { partition: 0, epoch: a0.epoch, seq: as[as.length - 4]!.seq } },
+    ]);
+    expect(recA.ids()).toEqual([a0.id, ...kept.map((e) => e.id)]); // nothing older than what is kept
     expect(recB.resets).toEqual([]);
     expect(recB.ids()).toEqual(bEvents.map((e) => e.id));
     const next = await pub.publish('a', { data: 'next' }, 3);
     await recA.has(next.id);
-    expect(recA.ids()).toEqual([a0.id, next.id]);
+    expect(recA.ids()).toEqual([a0.id, ...kept.map((e) => e.id), next.id]);
   });
 });
 
@@ -554,6 +557,7 @@ describe('validation', () => {
       events: [e1],
       heads: new Map([[0, { epoch: e1.epoch, seq: e1.seq }]]),
       bases: new Map([[0, 0]]),
+      floors: new Map([[0, 0]]), // nothing trimmed: its kept history begins with the epoch
     });
     expect(b.stats().invalid).toBe(2);
     // the next publish cannot append behind the forged id: the stream starts again and says so
@@ -564,6 +568,7 @@ describe('validation', () => {
       events: [e2],
       heads: new Map([[0, { epoch: e2.epoch, seq: e2.seq }]]),
       bases: new Map([[0, 0]]),
+      floors: new Map([[0, e2.seq - 1]]), // the stream started again at e2: nothing before it is kept
     });
     // a key of another type under our name is replaced the same way
     await admin.set(topic(p, 't'), 'a string');

@@ -5,7 +5,8 @@
  * partition across channels; a page never over its budget; a subscriber
  * connection dropped between two pages resumes after the last page delivered
  * (MONITOR shows what each page call asked for); history trimmed between two
- * pages gives that channel one reset at that page's head; Redis restarted
+ * pages gives that channel one reset where its kept history begins, then what
+ * is kept; Redis restarted
  * between two pages gives one reset per channel. "Between two pages" is a
  * fence: the listener's callback for an event of page k holds the broker's
  * command connection in the proxy (or cuts its subscriber connection), so the
@@ -159,8 +160,9 @@ describe('a catch-up in pages', () => {
       expect(to).toBeLessThanOrEqual(Math.min(head, Math.min(...afters) + span));
       const entries: { seq: number; size: number }[] = [];
       chans.forEach((c, i) => {
-        expect(reply[4 + 2 * i]).toBe(1);
-        for (const [id, fields] of reply[5 + 2 * i] as [string, string[]][]) {
+        expect(reply[4 + 3 * i]).toBe(1);
+        expect(Number(reply[5 + 3 * i])).toBeLessThanOrEqual(afters[i]!); // nothing trimmed: kept from before its position
+        for (const [id, fields] of reply[6 + 3 * i] as [string, string[]][]) {
           const seq = Number(id.split('-')[0]);
           expect(seq).toBeGreaterThan(afters[i]!);
           expect(seq).toBeLessThanOrEqual(to);
@@ -248,7 +250,33 @@ describe('a catch-up in pages', () => {
     expect(after.filter((afters) => Math.min(...afters) < cutAt)).toEqual([]);
   });
 
-  test('history trimmed between two pages: that channel gets one reset at the next page head, the other every event once', async () => {
+  test('history trimmed while the subscriber connection was away (one page): that channel gets one reset where its kept history begins, then what is kept, once, in order; the other every event once', async () => {
+    const { s, px, pub, rec } = await listenerThroughProxy();
+    const first = await pub.publish('a', { data: 'a0' }, 5);
+    await rec.has(first.id);
+    const back = await away(px, s.port);
+    const acked: BrokerEvent[] = [];
+    for (let i = 1; i <= 12; i++) {
+      acked.push(await pub.publish('a', { data: 'a' + i }, 5));
+      if (i % 4 === 0) acked.push(await pub.publish('b', { data: 'b' + i }, 1000));
+    }
+    back();
+    await rec.until(() => rec.events.some((e) => e.data === 'b12'), 'the catch-up delivered', 20_000);
+    const after = await pub.publish('a', { data: 'after' }, 5);
+    await rec.has(after.id);
+    const as = acked.filter((e) => e.channel === 'a');
+    // history 5: what is kept of 'a' begins after its 6th newest event
+    const mark: PartitionPosition = { partition: 0, epoch: first.epoch, seq: as[as.length - 6]!.seq };
+    expect(rec.resets).toEqual([{ channel: 'a', head: mark }]);
+    expect(rec.events.filter((e) => e.channel === 'a').map((e) => e.data)).toEqual([
+      'a0',
+      ...as.slice(-5).map((e) => e.data),
+      'after',
+    ]);
+    expectOncePerPartitionInOrder(rec, [first, ...acked.filter((e) => e.channel === 'b' || e.seq > mark.seq), after]);
+  });
+
+  test('history trimmed between two pages: that channel gets one reset where its kept history begins, then what is kept; the other every event once', async () => {
     catchUpPage.seqs = 6;
     const { s, px, pub, rec } = await listenerThroughProxy();
     const back = await away(px, s.port);
@@ -274,15 +302,19 @@ describe('a catch-up in pages', () => {
     await rec.until(() => bs.every((e) => rec.ids().includes(e.id)), "every event of 'b'", 20_000);
     const after = await pub.publish('a', { data: 'after' }, 20);
     await rec.has(after.id);
-    const position: PartitionPosition = { partition: 0, epoch: acked[0]!.epoch, seq: head };
+    // history 20: what is kept of 'a' begins after its 21st newest event
+    const allA = [...acked, ...more].filter((e) => e.channel === 'a');
+    const mark = allA[allA.length - 21]!.seq;
+    expect(mark).toBeLessThan(head);
+    const position: PartitionPosition = { partition: 0, epoch: acked[0]!.epoch, seq: mark };
     expect(rec.resets).toEqual([{ channel: 'a', head: position }]);
-    // 'a': what pages before the fence delivered, then nothing up to the head, then live
+    // 'a': what pages before the fence delivered, then what history kept of it (its last 20), then live
     const as = rec.events.filter((e) => e.channel === 'a');
-    const before = as.filter((e) => e.seq <= head);
+    const before = as.filter((e) => e.seq <= mark);
     expect(before.length).toBeGreaterThan(0);
     expect(before).toEqual(acked.filter((e) => e.channel === 'a').slice(0, before.length));
     expect(before.every((e) => rec.events.indexOf(e) < delivered)).toBe(true);
-    expect(as.filter((e) => e.seq > head)).toEqual([after]);
+    expect(as.filter((e) => e.seq > mark)).toEqual([...allA.slice(-20), after]);
     expectOncePerPartitionInOrder(
       rec,
       [...acked, ...more, after].filter((e) => e.channel === 'b' || rec.ids().includes(e.id)),

@@ -21,10 +21,15 @@
  * the buffer holds at most what arrives during one call.
  *
  * A channel whose history after its position is gone (trimmed while the
- * catch-up was behind, deleted) gets its reset at that page's head and is
- * read after the head from then on; a page in another epoch than what was
+ * subscriber connection was away or the catch-up was behind, deleted) gets its
+ * reset where its kept history begins, and the same page reads what is kept:
+ * a mark that moves only when the channel is trimmed again, so the hub can
+ * place every partition of a stream there at its first reset and the other
+ * partitions' resets of the same outage move nothing (one reset, not one per
+ * partition: lib/hub/fan-out.ts). A page in another epoch than what was
  * delivered (Redis restarted, a replica promoted, in any page) resets every
- * channel to where the epoch began, as a single read did.
+ * channel to where the epoch began (or where its kept history begins, if it
+ * was trimmed since), as a single read did.
  */
 import type { BrokerEvent, PartitionPosition } from '../broker';
 import type { PageReply } from './codec';
@@ -150,15 +155,15 @@ function apply(part: CatchUpHost, chans: readonly Chan[], afters: readonly numbe
   const events: BrokerEvent[] = [];
   const covered = new Map<Chan, number>();
   chans.forEach((chan, i) => {
-    const { complete, entries } = page.streams[i]!;
+    const { complete, kept, entries } = page.streams[i]!;
+    let after = rebased ? page.base : afters[i]!;
     if (!complete) {
-      part.reset(chan, { partition: p, epoch: page.epoch, seq: page.head });
-      chan.floor = page.head; // given up up to the head: later pages read it after
-      covered.set(chan, page.head);
-      return;
+      // trimmed (or deleted) past its position: reset where its kept history begins, and the
+      // page read it from there; a position past the head (nothing to read): at the head
+      after = kept > after ? kept : page.head;
+      chan.floor = after; // later pages read it after
     }
-    const after = rebased ? page.base : afters[i]!;
-    if (rebased) part.reset(chan, { partition: p, epoch: page.epoch, seq: page.base });
+    if (rebased || !complete) part.reset(chan, { partition: p, epoch: page.epoch, seq: after });
     part.entries(chan.name, page.epoch, after, page.to, entries, events);
     covered.set(chan, after);
   });

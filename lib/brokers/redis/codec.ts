@@ -149,7 +149,12 @@ export interface ReadReply {
   readonly epoch: string;
   readonly head: number;
   readonly base: number;
-  readonly streams: readonly { complete: boolean; entries: unknown }[];
+  /**
+   * Per channel: whether its history holds everything after the position asked; `kept`, the
+   * seq after which it holds every event of the epoch (where its kept history begins, from
+   * `base` to `head`); the entries read.
+   */
+  readonly streams: readonly { complete: boolean; kept: number; entries: unknown }[];
 }
 
 /** A catch-up page: entries up to `to` (the head when nothing is left after the page). */
@@ -176,15 +181,21 @@ export function parsePage(reply: unknown, streams: number): PageReply | string {
 }
 
 function parseReply(reply: unknown, streams: number, fields: number): ReadReply | string {
-  if (!Array.isArray(reply) || reply.length !== fields + 2 * streams) return 'unexpected reply from Redis';
+  if (!Array.isArray(reply) || reply.length !== fields + 3 * streams) return 'unexpected reply from Redis';
   const [epoch, head, base] = reply as unknown[];
   const h = seqOf(head);
   const b = seqOf(base);
   if (typeof epoch !== 'string' || !EPOCH.test(epoch) || !isSeq(h) || !isSeq(b))
     return 'invalid epoch or seq stored in Redis';
-  const out: { complete: boolean; entries: unknown }[] = [];
-  for (let i = fields; i < reply.length; i += 2) out.push({ complete: reply[i] === 1, entries: reply[i + 1] });
-  return { epoch, head: Number(h), base: Number(b), streams: out };
+  const hd = Number(h);
+  const bs = Number(b);
+  const out: { complete: boolean; kept: number; entries: unknown }[] = [];
+  for (let i = fields; i < reply.length; i += 3) {
+    const k = seqOf(reply[i + 1]);
+    if (!isSeq(k) || Number(k) < bs || Number(k) > hd) return 'invalid kept history mark from Redis';
+    out.push({ complete: reply[i] === 1, kept: Number(k), entries: reply[i + 2] });
+  }
+  return { epoch, head: hd, base: bs, streams: out };
 }
 
 /**

@@ -6,7 +6,8 @@
  * `limit`, each channel is read for at most that many entries, each
  * partition's events are cut where a channel may have more (so a page never
  * skips one), the pages of all partitions share the limit, and `more` says
- * whether anything is left.
+ * whether anything is left. `floors`: per partition read, where the kept
+ * history of all its channels given begins (a replay after it is complete).
  */
 import type { BrokerEvent, Position, ReplayResult } from '../broker';
 import type { Partition } from './partition';
@@ -37,6 +38,7 @@ export async function replay(
   );
   const heads = new Map<number, Position>();
   const bases = new Map<number, number>();
+  const floors = new Map<number, number>();
   const events: BrokerEvent[] = [];
   let complete = true;
   let more = false;
@@ -45,6 +47,7 @@ export async function replay(
     const r = replies[i]!;
     heads.set(p, { epoch: r.epoch, seq: r.head });
     bases.set(p, r.base);
+    if (r.streams.length > 0) floors.set(p, Math.max(r.base, ...r.streams.map((s) => s.kept)));
     if (after === undefined) return;
     const seq = after.get(p);
     if (seq === undefined || seq > r.head || seq < r.base) {
@@ -79,6 +82,8 @@ export async function replay(
     room -= part.length;
     events.push(...part);
   });
-  if (!complete) return { complete, events: [], heads, bases };
-  return limit === undefined ? { complete, events, heads, bases } : { complete, events, heads, bases, more };
+  if (!complete) return { complete, events: [], heads, bases, floors };
+  return limit === undefined
+    ? { complete, events, heads, bases, floors }
+    : { complete, events, heads, bases, floors, more };
 }

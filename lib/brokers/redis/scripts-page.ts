@@ -1,6 +1,6 @@
 /**
  * The catch-up page function of the Function library (see scripts.ts, which puts
- * it in the library after the helpers it calls: begin, whole, fmt): one page of
+ * it in the library after the helpers it calls: begin, kept, whole, fmt): one page of
  * a catch-up after a lost subscriber connection, bounded in entries and bytes
  * so that one call never holds Redis for long, whatever the backlog and the
  * number of channels (catch-up.ts pages through it).
@@ -9,7 +9,7 @@
 /** Entries read per XRANGE while a page is filled (what Lua holds beyond the budget at most). */
 const CHUNK = 32;
 
-/** The Lua of `sse_relay_page_v1`. */
+/** The Lua of `sse_relay_page_v1` and `sse_relay_page_v2`. */
 export function pageFunction(): string {
   return `
 -- One page of a catch-up: the same streams and checks as read, but only the entries up to a
@@ -20,21 +20,33 @@ export function pageFunction(): string {
 -- moves on). to = head: nothing of these streams is left after the page.
 -- KEYS as read; ARGV[1..4] as read, [5] most seqs a page spans (>= 1), [6] byte budget,
 -- [7..] seq to read after, per stream
--- reply: {epoch, head, base, to, per stream: complete (1/0), entries in (after, to]}
-local function page(keys, args)
+-- reply v1: {epoch, head, base, to, per stream: complete (1/0), entries in (after, to]}
+-- reply v2: {epoch, head, base, to, per stream: complete (1/0), k, entries in (max(after, k), to]}
+-- where k is the seq its kept history begins after: v2 reads a stream that is not complete
+-- (trimmed past its position) from there, v1 not at all.
+local function page(keys, args, marks)
   local B = keys[1]
   local e, s, b = begin(B, args[1], tonumber(args[2]), args[3])
   local rebase = args[4] ~= '' and args[4] ~= e
   local span, budget = tonumber(args[5]), tonumber(args[6])
   local n = #B + 2
-  local afters, ok = {}, {}
+  local afters, ok, ks, reads = {}, {}, {}, {}
   local from = s
   for i = 3, #keys do
     local after = tonumber(args[i + 4])
     if rebase then after = b end
+    if marks then
+      local k = kept(keys[2], keys[i], string.sub(keys[i], n), b, s)
+      ks[i] = k
+      ok[i] = after >= b and after <= s and k <= after
+      if not ok[i] and after < k then after = k end -- trimmed: what is kept
+      reads[i] = after >= b and after <= s
+    else
+      ok[i] = whole(keys[2], keys[i], string.sub(keys[i], n), after, b, s)
+      reads[i] = ok[i]
+    end
     afters[i] = after
-    ok[i] = whole(keys[2], keys[i], string.sub(keys[i], n), after, b, s)
-    if ok[i] and after < from then from = after end
+    if reads[i] and after < from then from = after end
   end
   local to = math.min(s, from + span)
   local lists, sizes, seqs = {}, {}, {}
@@ -43,7 +55,7 @@ local function page(keys, args)
     local list, size, seq = {}, {}, {}
     lists[i], sizes[i], seqs[i] = list, size, seq
     local lo = afters[i]
-    while ok[i] and lo < to do
+    while reads[i] and lo < to do
       local chunk = redis.call('XRANGE', keys[i], '(' .. fmt(lo) .. '-0', fmt(to) .. '-0', 'COUNT', ${CHUNK})
       for _, entry in ipairs(chunk) do
         local q = tonumber(string.match(entry[1], '^%d+'))
@@ -71,10 +83,13 @@ local function page(keys, args)
   local out = {e, fmt(s), fmt(b), fmt(to)}
   for i = 3, #keys do
     out[#out + 1] = ok[i] and 1 or 0
+    if marks then out[#out + 1] = fmt(ks[i]) end
     out[#out + 1] = lists[i]
   end
   return out
 end
+local function page_v1(keys, args) return page(keys, args, false) end
+local function page_v2(keys, args) return page(keys, args, true) end
 
 `;
 }

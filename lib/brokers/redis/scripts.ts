@@ -14,6 +14,7 @@
  */
 import { batchFunctions } from './scripts-batch';
 import { pageFunction } from './scripts-page';
+import { readFunctions } from './scripts-read';
 import { publishFunction } from './scripts-publish';
 import { MAX_PARTITIONS, TAGS } from './partitions';
 
@@ -23,9 +24,14 @@ export const FN_PUBLISH = 'sse_relay_publish_v1';
 export const FN_BATCH = 'sse_relay_batch_v2';
 /** The previous release's batch call (three arguments per event), still served during a rolling upgrade. */
 export const FN_BATCH_V1 = 'sse_relay_batch_v1';
-export const FN_READ = 'sse_relay_read_v1';
-/** One page of a catch-up (see page() in the Lua). */
-export const FN_PAGE = 'sse_relay_page_v1';
+/** An atomic read of a partition's channels; its reply says where each one's kept history begins. */
+export const FN_READ = 'sse_relay_read_v2';
+/** The previous release's read (no kept marks), still served during a rolling upgrade. */
+export const FN_READ_V1 = 'sse_relay_read_v1';
+/** One page of a catch-up (see page() in the Lua): a trimmed channel is read from where its kept history begins. */
+export const FN_PAGE = 'sse_relay_page_v2';
+/** The previous release's page (a trimmed channel not read, no kept marks), still served during a rolling upgrade. */
+export const FN_PAGE_V1 = 'sse_relay_page_v1';
 
 /** What the public function accepts by default (bytes of data); callers may lower it, never raise it. */
 export const DEFAULT_MAX_DATA = 1024 * 1024;
@@ -186,70 +192,19 @@ local function trim_touched(B, n, touched)
 end
 
 ${publishFunction(DEFAULT_MAX_DATA, DEFAULT_HISTORY)}${batchFunctions(EXPIRED)}
--- Whether stream 'key' (channel 'ch') holds everything after seq 'after' of this epoch (b..s):
--- nothing after it trimmed, deleted from outside, or outside the window of its newest publish.
-local function whole(D, key, ch, after, b, s)
-  if after < b or after > s then return false end
-  local dropped = tonumber(redis.call('HGET', D, ch) or '0')
-  local len = redis.call('XLEN', key)
-  if len == 0 then
-    -- no stream, but the channel had one in this epoch: its history is gone (deleted or
-    -- evicted from outside); complete only for a reader that has everything up to the head
-    if dropped < s and redis.call('HEXISTS', D, '+' .. ch) == 1 then dropped = s end
-  else
-    -- the window of the newest publish: entries older than its history are gone
-    local newest = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)[1][2]
-    local h
-    for j = 1, #newest, 2 do if newest[j] == 'h' then h = tonumber(newest[j + 1]) end end
-    if h and len > h then
-      local gone = redis.call('XRANGE', key, '-', '+', 'COUNT', len - h)
-      local mark = tonumber(string.match(gone[#gone][1], '^%d+'))
-      if mark and mark > dropped then dropped = mark end
-    end
-  end
-  return dropped <= after
-end
-
--- KEYS[1] B, KEYS[2] B!d, KEYS[3..] streams
--- ARGV[1] floor epoch, [2] floor seq, [3] new epoch, [4] expected epoch ('' = none;
--- when set and different, every stream is read from the epoch's start), [5] most entries per
--- stream (0 = all), [6..] seq to read after, per stream
--- reply: {epoch, head, base, per stream: complete (1/0), entries}
-local function read(keys, args)
-  local B = keys[1]
-  local e, s, b = begin(B, args[1], tonumber(args[2]), args[3])
-  local out = {e, fmt(s), fmt(b)}
-  local rebase = args[4] ~= '' and args[4] ~= e
-  local n = #B + 2
-  for i = 3, #keys do
-    local key = keys[i]
-    local after = tonumber(args[i + 3])
-    if rebase then after = b end
-    local ok = 0
-    local entries = {}
-    if whole(keys[2], key, string.sub(key, n), after, b, s) then
-      ok = 1
-      if args[5] == '0' then
-        entries = redis.call('XRANGE', key, '(' .. fmt(after) .. '-0', '+')
-      else
-        entries = redis.call('XRANGE', key, '(' .. fmt(after) .. '-0', '+', 'COUNT', args[5])
-      end
-    end
-    out[#out + 1] = ok
-    out[#out + 1] = entries
-  end
-  return out
-end
-
-${pageFunction()}redis.register_function(FN_PUBLISH_NAME, publish)
+${readFunctions()}${pageFunction()}redis.register_function(FN_PUBLISH_NAME, publish)
 redis.register_function(FN_BATCH_NAME, batch_v2)
 redis.register_function(FN_BATCH_V1_NAME, batch_v1)
-redis.register_function(FN_READ_NAME, read)
-redis.register_function(FN_PAGE_NAME, page)
+redis.register_function(FN_READ_NAME, read_v2)
+redis.register_function(FN_READ_V1_NAME, read_v1)
+redis.register_function(FN_PAGE_NAME, page_v2)
+redis.register_function(FN_PAGE_V1_NAME, page_v1)
 `
   .replace('FN_PUBLISH_NAME', `'${FN_PUBLISH}'`)
   .replace('FN_BATCH_NAME', `'${FN_BATCH}'`)
   .replace('FN_BATCH_V1_NAME', `'${FN_BATCH_V1}'`)
   .replace('FN_READ_NAME', `'${FN_READ}'`)
+  .replace('FN_READ_V1_NAME', `'${FN_READ_V1}'`)
   .replace('FN_PAGE_NAME', `'${FN_PAGE}'`)
+  .replace('FN_PAGE_V1_NAME', `'${FN_PAGE_V1}'`)
   .replace('local USER_TTL', `local TAGS_BY = ${tagsBy()}\nlocal USER_TTL`);
