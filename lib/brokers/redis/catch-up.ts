@@ -24,9 +24,10 @@
  * subscriber connection was away or the catch-up was behind, deleted) gets its
  * reset where its kept history begins, and the same page reads what is kept:
  * a mark that moves only when the channel is trimmed again, so the hub can
- * place every partition of a stream there at its first reset and the other
- * partitions' resets of the same outage move nothing (one reset, not one per
- * partition: lib/hub/fan-out.ts). A page in another epoch than what was
+ * read it at a stream's first reset, move every partition of the stream that
+ * will reset at once, and the other partitions' resets of the same outage
+ * then move nothing (one reset, not one per partition: lib/hub/fan-out.ts).
+ * A page in another epoch than what was
  * delivered (Redis restarted, a replica promoted, in any page) resets every
  * channel to where the epoch began (or where its kept history begins, if it
  * was trimmed since), as a single read did.
