@@ -20,6 +20,7 @@ import { clusterNodes } from './helpers/cluster-env';
 import { redisFixtures } from './helpers/redis-fixtures';
 import type { RedisServer } from './helpers/redis-server';
 import { until } from './helpers/wait';
+import { watchWarnings } from './helpers/warnings';
 
 jest.setTimeout(60_000);
 
@@ -77,7 +78,10 @@ describe.each(kinds)('one Redis, %s', (_label, maker) => {
     const first = await one.publish('a', { data: 'one' }, 10);
     expect(await admin.get(`${p}layout`)).toBe('v1 partitions=1');
 
+    const warnings = watchWarnings();
     const four = make(p, 4);
+    // said once, even before anything is refused (a process that only serves streams shows it too)
+    await until(() => warnings.withCode('SSE_RELAY_LAYOUT').length > 0, 'the layout warning');
     const keysBefore = (await admin.keys(`${p}*`)).sort();
     const err = await refusal(four.publish('a', { data: 'four' }, 10));
     expectNamesBoth(err, p, 4, 1);
@@ -91,6 +95,10 @@ describe.each(kinds)('one Redis, %s', (_label, maker) => {
     await refusal(four.replay(['a'], undefined));
     expect((await admin.keys(`${p}*`)).sort()).toEqual(keysBefore); // nothing of layout 4 written
     expect(await admin.get(`${p}layout`)).toBe('v1 partitions=1');
+    const said = warnings.withCode('SSE_RELAY_LAYOUT');
+    warnings.restore();
+    expect(said).toHaveLength(1);
+    expectNamesBoth(said[0]! as SseRelayError, p, 4, 1);
 
     const second = await one.publish('a', { data: 'two' }, 10);
     await rec.has(second.id);

@@ -20,6 +20,9 @@ import type { CommandConnection } from './client';
 import { isReplyError } from './failures';
 import { keySlot } from './partitions';
 
+/** The code of the process warning a refused layout gives, once per broker. */
+export const LAYOUT_WARNING = 'SSE_RELAY_LAYOUT';
+
 /** How often a refused or unverifiable layout is asked again (at most). */
 const RECHECK_MS = 1000;
 
@@ -62,6 +65,8 @@ export class Layout implements LayoutGate {
   private at = 0;
   /** What the record held when the check refused (undefined: not a string). */
   private found: string | undefined = undefined;
+  /** Said once as a process warning: a process that only serves streams (whose subscribes are retried by their clients) shows it too. */
+  private warned = false;
 
   constructor(
     private readonly conn: CommandConnection,
@@ -120,12 +125,14 @@ export class Layout implements LayoutGate {
           } else {
             this.state = REFUSED;
             this.found = typeof found === 'string' ? found : undefined;
+            this.warn();
           }
         },
         (err: unknown) => {
           if (isReplyError(err) && /^WRONGTYPE/.test(err.message)) {
             this.state = REFUSED;
             this.found = undefined;
+            this.warn();
           } else {
             // not reachable now (its node down, Redis gone): not a refusal; asked again later
             this.state = UNVERIFIED;
@@ -143,6 +150,12 @@ export class Layout implements LayoutGate {
   /** The partition count recorded now (one GET), or undefined when none is, or not one this version reads. */
   async recorded(): Promise<number | undefined> {
     return layoutPartitions(await this.conn.call(Date.now() + this.timeout, ['GET', this.key], this.slot));
+  }
+
+  private warn(): void {
+    if (this.warned) return;
+    this.warned = true;
+    process.emitWarning(this.error().message, { code: LAYOUT_WARNING });
   }
 
   /** A fresh error for each refused operation (publishes carry their outcome). */
