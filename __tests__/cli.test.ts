@@ -238,6 +238,23 @@ describe('sse-relay publish / tail --redis', () => {
     expect(r.stderr).toMatch(/^sse-relay: Redis is unavailable \(.*\)\n$/);
   });
 
+  test('publish under a prefix with no layout record (before the app starts, or after a data loss) writes none: the app then starts with its own', async () => {
+    const other = `cli-${randomBytes(4).toString('hex')}:`;
+    const r = await run(['publish', 'a', 'x', '--redis', REDIS_URL!, '--prefix', other]);
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    const admin = new Redis(REDIS_URL!);
+    const four = new RedisBroker({ url: REDIS_URL, prefix: other, partitions: 4 });
+    try {
+      expect(await admin.get(`${other}layout`)).toBeNull();
+      const ev = await four.publish('a', { data: 'the app, on 4 partitions' }, 10); // not refused
+      expect(ev.partition).toBe(four.partitionOf('a'));
+      expect(await admin.get(`${other}layout`)).toBe('v1 partitions=4');
+    } finally {
+      admin.disconnect();
+      await four.close();
+    }
+  });
+
   test('publish and tail under a prefix whose layout record names 4 partitions: they follow it, where the app listens and publishes', async () => {
     const other = `cli-${randomBytes(4).toString('hex')}:`;
     const four = new RedisBroker({ url: REDIS_URL, prefix: other, partitions: 4 });

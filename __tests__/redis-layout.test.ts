@@ -50,6 +50,11 @@ function expectNamesBoth(err: SseRelayError, p: string, mine: number, theirs: nu
   expect(err.message).toContain(`stop every process of the old layout and delete the key (DEL ${p}layout)`);
 }
 
+// every refusal is also a process warning: recorded here (and checked where it is the point), not printed
+let warnings: ReturnType<typeof watchWarnings>;
+beforeEach(() => (warnings = watchWarnings()));
+afterEach(() => warnings.restore());
+
 let s: RedisServer;
 let admin: Redis;
 
@@ -78,7 +83,6 @@ describe.each(kinds)('one Redis, %s', (_label, maker) => {
     const first = await one.publish('a', { data: 'one' }, 10);
     expect(await admin.get(`${p}layout`)).toBe('v1 partitions=1');
 
-    const warnings = watchWarnings();
     const four = make(p, 4);
     // said once, even before anything is refused (a process that only serves streams shows it too)
     await until(() => warnings.withCode('SSE_RELAY_LAYOUT').length > 0, 'the layout warning');
@@ -96,7 +100,6 @@ describe.each(kinds)('one Redis, %s', (_label, maker) => {
     expect((await admin.keys(`${p}*`)).sort()).toEqual(keysBefore); // nothing of layout 4 written
     expect(await admin.get(`${p}layout`)).toBe('v1 partitions=1');
     const said = warnings.withCode('SSE_RELAY_LAYOUT');
-    warnings.restore();
     expect(said).toHaveLength(1);
     expectNamesBoth(said[0]! as SseRelayError, p, 4, 1);
 

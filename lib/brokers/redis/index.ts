@@ -115,7 +115,7 @@ export class RedisBroker implements Broker {
       for (const sub of this.live.subs.values()) sub.reset();
     });
     this.partitions = o.partitions ?? (this.conn.cluster ? 8 : 1);
-    this.layout = new Layout(this.conn, this.prefix, this.partitions, this.timeout);
+    this.layout = new Layout(this.conn, this.prefix, this.partitions, this.timeout, o.recordLayout);
     const keys: PartitionKeys[] = [];
     for (let p = 0; p < this.partitions; p++) keys.push(new PartitionKeys(this.prefix, p, this.partitions));
     this.store = new Store(

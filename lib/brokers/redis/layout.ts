@@ -6,7 +6,8 @@
  * recorded one refuses its publishes and subscriptions instead
  * (ERR_BROKER_LAYOUT).
  *
- * One `SET <key> <value> NX GET` (written when absent, compared otherwise) on
+ * One `SET <key> <value> NX GET` (written when absent, compared otherwise; a
+ * `GET` for a broker with `recordLayout: false`, which never claims a layout) on
  * connect and on every reconnect, and again when a partition shows a new epoch
  * (Redis lost or renumbered its state: a restart, a FLUSHALL, a promotion);
  * never per publish. A Redis that lost the record gets it back from the first
@@ -73,6 +74,8 @@ export class Layout implements LayoutGate {
     private readonly prefix: string,
     private readonly partitions: number,
     private readonly timeout: number,
+    /** false: the record is only read (none: nothing to compare, the app's processes write it). */
+    private readonly write = true,
   ) {
     this.key = layoutKey(prefix);
     this.value = layoutValue(partitions);
@@ -116,7 +119,11 @@ export class Layout implements LayoutGate {
 
   private start(): void {
     const run = this.conn
-      .call(Date.now() + this.timeout, ['SET', this.key, this.value, 'NX', 'GET'], this.slot)
+      .call(
+        Date.now() + this.timeout,
+        this.write ? ['SET', this.key, this.value, 'NX', 'GET'] : ['GET', this.key],
+        this.slot,
+      )
       .then(
         (reply) => {
           const found = Buffer.isBuffer(reply) ? reply.toString('utf8') : reply;
@@ -153,7 +160,7 @@ export class Layout implements LayoutGate {
   }
 
   private warn(): void {
-    if (this.warned) return;
+    if (this.warned || !this.write) return; // (a tool's broker, recordLayout false, reports it through its operations)
     this.warned = true;
     process.emitWarning(this.error().message, { code: LAYOUT_WARNING });
   }

@@ -44,6 +44,12 @@ export interface RedisBrokerOptions {
   commandTimeout?: number;
   /** Partitions positions are kept in (1..8). Default 8 on a cluster, 1 on one Redis. */
   partitions?: number;
+  /**
+   * Whether this broker writes the layout record (`<prefix>layout`) when there is none. Default
+   * true. false: it only reads it (and refuses another layout), for a tool that must not claim
+   * a layout for the app's processes (the CLI).
+   */
+  recordLayout?: boolean;
   /** ms between PINGs on each subscriber connection; no reply within it: reconnect. Default 3000. */
   healthCheckInterval?: number;
   /** Largest `data` (UTF-8 bytes) a publish accepts. Default 1 MiB. */
@@ -66,6 +72,7 @@ export interface ResolvedOptions {
   readonly prefix: string;
   readonly commandTimeout: number;
   readonly partitions: number | undefined;
+  readonly recordLayout: boolean;
   readonly healthCheckInterval: number;
   readonly maxDataBytes: number;
   readonly waitReplicas: number;
@@ -80,6 +87,7 @@ const NAMES = [
   'prefix',
   'commandTimeout',
   'partitions',
+  'recordLayout',
   'healthCheckInterval',
   'maxDataBytes',
   'waitReplicas',
@@ -132,6 +140,9 @@ export function resolveOptions(options: RedisBrokerOptions | undefined): Resolve
     throw new TypeError('sse-relay: RedisBroker option clusterOptions goes with the option cluster (startup nodes)');
   }
   const partitions = o.partitions === undefined ? undefined : intInRange('partitions', o.partitions, 1, MAX_PARTITIONS);
+  const recordLayout = o.recordLayout ?? true;
+  if (typeof recordLayout !== 'boolean')
+    throw new TypeError(`sse-relay: RedisBroker option recordLayout must be a boolean, got ${typeof recordLayout}`);
   const waitReplicas = o.waitReplicas === undefined ? 0 : intInRange('waitReplicas', o.waitReplicas, 0, 64);
   if (
     waitReplicas > 0 &&
@@ -152,6 +163,7 @@ export function resolveOptions(options: RedisBrokerOptions | undefined): Resolve
     commandTimeout:
       o.commandTimeout === undefined ? 5000 : intInRange('commandTimeout', o.commandTimeout, 1, 3_600_000),
     partitions,
+    recordLayout,
     healthCheckInterval:
       o.healthCheckInterval === undefined
         ? 3000
