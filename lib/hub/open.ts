@@ -115,10 +115,6 @@ function newStream(hub: OpenContext, conn: Connection, channels: readonly string
 async function position(hub: OpenContext, s: HubStream): Promise<void> {
   const { conn } = s;
   const lastEventId = conn.lastEventId;
-  if (lastEventId === undefined && hub.partitionCount === 1) {
-    conn.start(); // positioned by its first event
-    return;
-  }
   const parsed =
     lastEventId !== undefined && hub.history > 0 ? parseCursor(lastEventId, hub.partitionCount) : undefined;
   const covers = parsed !== undefined && s.partitions.every((p) => parsed.seqs.has(p));
