@@ -479,6 +479,35 @@ describe('a half-open subscriber connection', () => {
   });
 });
 
+describe('the subscriber connection dropped while a subscribe is under way', () => {
+  test('the subscribe goes live on the reconnected connection instead of rejecting at once', async () => {
+    const s = await server();
+    const px = await proxy(s.port);
+    const p = prefix();
+    const pub = broker({ url: s.url, prefix: p });
+    const sub = broker({ url: px.url, prefix: p, healthCheckInterval: 60_000 });
+    await sub.subscribe('warm', new Recorder()); // the subscriber connection is up
+    // fence: the pass reads the head (command connection, held) after it saw the subscriber
+    // connection ready; the subscriber connection is cut meanwhile, so SSUBSCRIBE meets it closed
+    const [cmd] = px.find('sse-relay');
+    cmd!.hold();
+    const rec = new Recorder();
+    const subscribed = sub.subscribe('x', rec).then(
+      () => 'live',
+      (err: SseRelayError) => `${err.code}: ${err.message}`,
+    );
+    const [conn] = px.find('sse-relay:sub');
+    await until(() => cmd!.holding > 0, 'the head read waiting in the proxy');
+    conn!.cut();
+    await until(() => conn!.closed, 'the subscriber connection cut');
+    cmd!.release();
+    expect(await subscribed).toBe('live');
+    const ev = await pub.publish('x', { data: 'after' }, 1000);
+    await rec.has(ev.id);
+    expect(rec.ids()).toEqual([ev.id]);
+  });
+});
+
 describe('a half-open command connection', () => {
   test('stalled by a proxy while 16 publishers have calls in flight: those fail within commandTimeout, a new connection carries on; nothing failed is stored, every acknowledged event once', async () => {
     const s = await server();

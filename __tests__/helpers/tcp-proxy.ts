@@ -80,6 +80,11 @@ export class ProxyConnection {
     this.held ??= [];
   }
 
+  /** How many chunks wait in the hold (a fence: the client sent something after hold()). */
+  get holding(): number {
+    return this.held?.length ?? 0;
+  }
+
   /** Passes on what was held, in order, and forwards again. */
   release(): void {
     const held = this.held ?? [];

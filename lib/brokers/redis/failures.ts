@@ -32,3 +32,13 @@ export function refusedError(err: unknown): boolean {
   const e = err as { code?: string; lastNodeError?: { code?: string } } | undefined;
   return e?.code === 'ECONNREFUSED' || e?.lastNodeError?.code === 'ECONNREFUSED';
 }
+
+/** `p`, or ERR_BROKER_UNAVAILABLE (`why`) at `deadline`, whichever comes first. */
+export function within<T>(p: Promise<T>, deadline: number, why: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(unavailable(why)), Math.max(0, deadline - Date.now()));
+    timer.unref();
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}

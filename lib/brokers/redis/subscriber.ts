@@ -108,6 +108,11 @@ export class Subscriber {
     this.healthTimer.unref();
   }
 
+  /** Redis refused the last connection attempt (and none was ready since). */
+  get refusing(): boolean {
+    return this.refused;
+  }
+
   get ready(): boolean {
     return this.client.status === 'ready' && !this.resetting;
   }

@@ -14,7 +14,7 @@
  */
 import type { BrokerListener } from '../broker';
 import type { CommandConnection } from './client';
-import { closedError, unavailable } from './failures';
+import { closedError, unavailable, within } from './failures';
 import { decodeMessage } from './codec';
 import { Chan, type Counters, type Partition } from './partition';
 import type { Store } from './store';
@@ -86,8 +86,14 @@ export class Subscriptions {
     const mine = { owns: !chan.listeners.has(listener) || adds.get(listener)?.owns === true };
     adds.set(listener, mine);
     chan.listeners.add(listener);
+    const deadline = Date.now() + this.timeout;
     try {
-      await this.sync(part);
+      // a connection that dropped during the pass (not one Redis refuses): once more, on the new
+      // one, within what is left of commandTimeout
+      await this.sync(part).catch((err: unknown) => {
+        if (this.closed || part.sub === undefined || part.sub.refusing || Date.now() >= deadline) throw err;
+        return within(this.sync(part), deadline, 'the subscriber connection is not back');
+      });
     } catch (err) {
       if (adds.get(listener) === mine && mine.owns) {
         chan.listeners.delete(listener);
