@@ -97,6 +97,20 @@ async function publishOne(publisher: Hub, b: RedisBroker, channel: string, data:
   return { channel, data, partition, seq: parsed.seqs.get(partition)! };
 }
 
+/** A resume from the reset's id `resetId`: it gets what `publishNext` publishes (its data) and no second reset. */
+async function expectResumeWithoutReset(
+  http: Server,
+  path: string,
+  resetId: string,
+  publishNext: () => Promise<string>,
+): Promise<void> {
+  const resumed = await openStream({ server: http, path }, { headers: { 'Last-Event-ID': resetId } });
+  streams.push(resumed);
+  const data = await publishNext();
+  await resumed.waitFor((e) => e.data === data, 10_000);
+  expect(resumed.events.filter((e) => e.event === 'reset')).toEqual([]);
+}
+
 /**
  * The outcome a client relies on after `from` (the events it had): either every event
  * published after that, once, in order per channel, or ONE reset and then every event after
@@ -156,11 +170,9 @@ describe('history trimmed while the subscriber connection was away', () => {
       const resets = expectOnceOrOneReset(s.events, published, had);
       expect(resets).toHaveLength(1);
       // the resume from the reset's id: nothing missing, no second reset
-      const resumed = await openStream({ server: http, path }, { headers: { 'Last-Event-ID': resets[0]!.id } });
-      streams.push(resumed);
-      const live = await publishOne(publisher, sub, channels[0]!, `${channels[0]}:live`);
-      await resumed.waitFor((e) => e.data === live.data, 10_000);
-      expect(resumed.events.filter((e) => e.event === 'reset')).toEqual([]);
+      await expectResumeWithoutReset(http, path, resets[0]!.id, async () => {
+        return (await publishOne(publisher, sub, channels[0]!, `${channels[0]}:live`)).data;
+      });
     },
   );
 });
@@ -193,11 +205,9 @@ describe('an HTTP resume over trimmed channels', () => {
       for (const c of channels) await s.waitFor((e) => e.data === `${c}:next`, 10_000);
       const resets = expectOnceOrOneReset(s.events, published.slice(3), 0);
       expect(resets).toHaveLength(1);
-      const resumed = await openStream({ server: http, path }, { headers: { 'Last-Event-ID': resets[0]!.id } });
-      streams.push(resumed);
-      const live = await publishOne(publisher, sub, channels[0]!, `${channels[0]}:live`);
-      await resumed.waitFor((e) => e.data === live.data, 10_000);
-      expect(resumed.events.filter((e) => e.event === 'reset')).toEqual([]);
+      await expectResumeWithoutReset(http, path, resets[0]!.id, async () => {
+        return (await publishOne(publisher, sub, channels[0]!, `${channels[0]}:live`)).data;
+      });
     },
   );
 });
@@ -293,10 +303,9 @@ describe('on a Redis Cluster, the partitions on three masters back one after the
 
     const resets = expectOnceOrOneReset(s.events, published, had, count);
     expect(resets).toHaveLength(1);
-    const resumed = await openStream({ server: http, path }, { headers: { 'Last-Event-ID': resets[0]!.id } });
-    streams.push(resumed);
-    await put(channels[0]!, `${channels[0]}:live`);
-    await resumed.waitFor((e) => e.data === `${channels[0]}:live`, 10_000);
-    expect(resumed.events.filter((e) => e.event === 'reset')).toEqual([]);
+    await expectResumeWithoutReset(http, path, resets[0]!.id, async () => {
+      await put(channels[0]!, `${channels[0]}:live`);
+      return `${channels[0]}:live`;
+    });
   });
 });
