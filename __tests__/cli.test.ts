@@ -243,15 +243,16 @@ describe('sse-relay publish / tail --redis', () => {
     const r = await run(['publish', 'a', 'x', '--redis', REDIS_URL!, '--prefix', other]);
     expect([r.code, r.stderr]).toEqual([0, '']);
     const admin = new Redis(REDIS_URL!);
-    const four = new RedisBroker({ url: REDIS_URL, prefix: other, partitions: 4 });
+    let four: RedisBroker | undefined;
     try {
       expect(await admin.get(`${other}layout`)).toBeNull();
+      four = new RedisBroker({ url: REDIS_URL, prefix: other, partitions: 4 }); // (only now: it writes the record)
       const ev = await four.publish('a', { data: 'the app, on 4 partitions' }, 10); // not refused
       expect(ev.partition).toBe(four.partitionOf('a'));
       expect(await admin.get(`${other}layout`)).toBe('v1 partitions=4');
     } finally {
       admin.disconnect();
-      await four.close();
+      await four?.close();
     }
   });
 
