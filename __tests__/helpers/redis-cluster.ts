@@ -9,7 +9,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import Redis from 'ioredis';
-import { freePort, startRedis, type RedisServer } from './redis-server';
+import { freePort, portFree, startRedis, type RedisServer } from './redis-server';
 
 export interface ClusterNodeInfo {
   readonly port: number;
@@ -78,9 +78,11 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 export async function startCluster(): Promise<RedisCluster> {
   const ports: number[] = [];
-  while (ports.length < 6) {
+  for (let i = 0; ports.length < 6; i++) {
+    if (i === 1000) throw new Error('no 6 free port pairs (port and port + 10000) found on 127.0.0.1');
     const p = await freePort();
-    if (!ports.includes(p) && p < 55_000) ports.push(p); // the cluster bus listens on port + 10000
+    // the cluster bus listens on port + 10000: that one must be free too
+    if (!ports.includes(p) && p < 55_000 && (await portFree(p + 10_000))) ports.push(p);
   }
   const nodes: ClusterNodeInfo[] = [];
   const clients: Redis[] = [];

@@ -43,6 +43,16 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** Whether nothing listens on 127.0.0.1:`port` now (a cluster node also needs its bus port, port + 10000). */
+export function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.unref();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
 /** Resolves once the server answers PING (bounded: 200 tries, 25 ms apart). */
 export async function waitForRedis(port: number): Promise<void> {
   for (let i = 0; i < 200; i++) {
@@ -98,9 +108,14 @@ export async function startRedis(options: StartOptions = {}): Promise<RedisServe
     'warning',
     ...(options.args ?? []),
   ];
-  const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  // (its log goes to stdout: kept, the last few KB, for the message when it exits at start)
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
-  child.stderr?.on('data', (d) => (stderr += d));
+  const keep = (d: Buffer): void => {
+    stderr = (stderr + d.toString()).slice(-4096);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   try {
     await Promise.race([
@@ -123,6 +138,7 @@ export async function startRedis(options: StartOptions = {}): Promise<RedisServe
         child.kill('SIGKILL');
         await exited;
       }
+      child.stdout?.destroy();
       child.stderr?.destroy();
     },
     async stop(stopOptions = {}) {
@@ -132,6 +148,7 @@ export async function startRedis(options: StartOptions = {}): Promise<RedisServe
         await exited;
         clearTimeout(timer);
       }
+      child.stdout?.destroy();
       child.stderr?.destroy();
       if (!stopOptions.keepDir && options.dir === undefined) rmSync(dir, { recursive: true, force: true });
     },
