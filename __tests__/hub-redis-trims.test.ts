@@ -97,6 +97,19 @@ async function publishOne(publisher: Hub, b: RedisBroker, channel: string, data:
   return { channel, data, partition, seq: parsed.seqs.get(partition)! };
 }
 
+/** A live stream of the set-up's hub over 3 channels (one per partition, or all in one), one event published on each. */
+async function liveStream(fx: Awaited<ReturnType<typeof setUp>>, spread: boolean) {
+  const channels = channelsOf(fx.sub, 3, spread);
+  const path = '/events?' + channels.map((c) => `channel=${c}`).join('&');
+  const stream = await openStream({ server: fx.http, path });
+  streams.push(stream);
+  await until(() => fx.hub.stats().connections === 1, 'a live stream');
+  const published: Published[] = [];
+  for (const c of channels) published.push(await publishOne(fx.publisher, fx.sub, c, `${c}:0`));
+  await stream.waitFor(3, 10_000);
+  return { channels, path, stream, published };
+}
+
 /** A resume from the reset's id `resetId`: it gets what `publishNext` publishes (its data) and no second reset. */
 async function expectResumeWithoutReset(
   http: Server,
@@ -146,15 +159,9 @@ describe('history trimmed while the subscriber connection was away', () => {
   ] as const)(
     'a live stream over channels on %s, each trimmed past its position: ONE reset, then every event after it once; its id resumes with no second reset',
     async (_name, spread) => {
-      const { hub, publisher, sub, http, away } = await setUp();
-      const channels = channelsOf(sub, 3, spread);
-      const path = '/events?' + channels.map((c) => `channel=${c}`).join('&');
-      const s = await openStream({ server: http, path });
-      streams.push(s);
-      await until(() => hub.stats().connections === 1, 'a live stream');
-      const published: Published[] = [];
-      for (const c of channels) published.push(await publishOne(publisher, sub, c, `${c}:0`));
-      await s.waitFor(3, 10_000);
+      const fx = await setUp();
+      const { publisher, sub, http, away } = fx;
+      const { channels, path, stream: s, published } = await liveStream(fx, spread);
       const had = s.events.length;
 
       const back = await away();
@@ -184,15 +191,9 @@ describe('an HTTP resume over trimmed channels', () => {
   ] as const)(
     'with Last-Event-ID from before every channel on %s was trimmed: ONE reset, then every event after it once; its id resumes with no second reset',
     async (_name, spread) => {
-      const { hub, publisher, sub, http } = await setUp();
-      const channels = channelsOf(sub, 3, spread);
-      const path = '/events?' + channels.map((c) => `channel=${c}`).join('&');
-      const first = await openStream({ server: http, path });
-      streams.push(first);
-      await until(() => hub.stats().connections === 1, 'a live stream');
-      const published: Published[] = [];
-      for (const c of channels) published.push(await publishOne(publisher, sub, c, `${c}:0`));
-      await first.waitFor(3, 10_000);
+      const fx = await setUp();
+      const { hub, publisher, sub, http } = fx;
+      const { channels, path, stream: first, published } = await liveStream(fx, spread);
       const lastId = first.events[2]!.id;
       await first.close();
       for (let i = 1; i <= 2 * HISTORY; i++)
