@@ -33,11 +33,16 @@ export function refusedError(err: unknown): boolean {
   return e?.code === 'ECONNREFUSED' || e?.lastNodeError?.code === 'ECONNREFUSED';
 }
 
-/** `p`, or ERR_BROKER_UNAVAILABLE (`why`) at `deadline`, whichever comes first. */
-export function within<T>(p: Promise<T>, deadline: number, why: string): Promise<T> {
+/** `p`, or ERR_BROKER_UNAVAILABLE (`why`, with `outcome`) at `deadline` (ms since the epoch), whichever comes first. */
+export function within<T>(
+  p: Promise<T>,
+  deadline: number,
+  why: string,
+  outcome: 'not-published' | 'unknown' = 'not-published',
+): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(unavailable(why)), Math.max(0, deadline - Date.now()));
+    timer = setTimeout(() => reject(unavailable(why, outcome)), Math.max(0, deadline - Date.now()));
     timer.unref();
   });
   return Promise.race([p, late]).finally(() => clearTimeout(timer));

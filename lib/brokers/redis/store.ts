@@ -13,7 +13,7 @@ import { formatEventId, newEpoch } from '../../positions';
 import type { BrokerEvent, Position, PublishInput } from '../broker';
 import { SseRelayError } from '../../errors';
 import type { CommandConnection } from './client';
-import { BadReply, closedError, isReplyError, unavailable } from './failures';
+import { BadReply, closedError, isReplyError, unavailable, within } from './failures';
 import { Batcher, type Pending, type Round } from './batcher';
 import { packEvents, parseBatch, parsePage, parseRead, type PageReply, type ReadReply } from './codec';
 import { holds, type DeliveredMark } from './delivered';
@@ -38,15 +38,6 @@ export interface StoreHooks {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms).unref());
-}
-
-function bounded<T>(promise: Promise<T>, deadline: number, outcome: 'not-published' | 'unknown'): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(unavailable('no reply in time', outcome)), Math.max(0, deadline - Date.now()));
-    timer.unref();
-  });
-  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
 export class Store {
@@ -163,12 +154,13 @@ export class Store {
   /** Connected, the library loaded and the layout checked (at once when all hold), within the deadline. */
   ready(deadline: number): Promise<void> {
     if (this.conn.ready && this.conn.loaded && this.layout.ok) return Promise.resolve();
-    return bounded(
+    return within(
       this.conn
         .waitReady(deadline - Date.now())
         .then(() => this.conn.ensureLibrary())
         .then(() => this.layout.ensure()),
       deadline,
+      'no reply in time',
       'not-published',
     );
   }

@@ -16,7 +16,7 @@
  */
 import type { Cluster, Redis } from 'ioredis';
 import type { CommandConnection } from './client';
-import { unavailable } from './failures';
+import { unavailable, within } from './failures';
 
 type Range = { start: number; end: number; node: string };
 
@@ -95,7 +95,13 @@ export class Topology {
         client = this.connectionTo(node);
         if (client === undefined) throw unavailable(`no connection to ask which node serves slot ${slot}`);
       }
-      const view = this.parse(await bounded(client.call('CLUSTER', 'SLOTS'), this.timeout, node));
+      const view = this.parse(
+        await within(
+          client.call('CLUSTER', 'SLOTS'),
+          Date.now() + this.timeout,
+          `no reply from ${node} within ${this.timeout} ms`,
+        ),
+      );
       const named = find(view, slot);
       if (named === 'unknown') return node;
       if (named !== this.nodeOf(slot)) this.ranges = view; // fresher than the map, at least about this slot
@@ -120,14 +126,4 @@ export class Topology {
 function find(ranges: readonly Range[], slot: number): string {
   for (const r of ranges) if (slot >= r.start && slot <= r.end) return r.node;
   return 'unknown';
-}
-
-/** `p`, or ERR_BROKER_UNAVAILABLE after `ms`. */
-function bounded<T>(p: Promise<T>, ms: number, node: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(unavailable(`no reply from ${node} within ${ms} ms`)), ms);
-    timer.unref();
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
